@@ -1,0 +1,3 @@
+"""dfplan: planning and control with RNN Diffusion Forcing."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,160 @@
+"""PointMaze layouts and grid geometry as plain functions of the maze map.
+
+Coordinates follow Gymnasium-Robotics PointMaze-v3: the maze is centred on the origin, x grows with the
+column index and y shrinks with the row index. Cells are `maze_size_scaling` (1.0) wide.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+G = "g"  # a goal cell in Gymnasium-Robotics maze maps
+
+U_MAZE = [
+    [1, 1, 1, 1, 1],
+    [1, 0, 0, 0, 1],
+    [1, 1, 1, 0, 1],
+    [1, 0, 0, 0, 1],
+    [1, 1, 1, 1, 1],
+]
+MEDIUM_MAZE = [
+    [1, 1, 1, 1, 1, 1, 1, 1],
+    [1, 0, 0, 1, 1, 0, 0, 1],
+    [1, 0, 0, 1, 0, 0, 0, 1],
+    [1, 1, 0, 0, 0, 1, 1, 1],
+    [1, 0, 0, 1, 0, 0, 0, 1],
+    [1, 0, 1, 0, 0, 1, 0, 1],
+    [1, 0, 0, 0, 1, 0, 0, 1],
+    [1, 1, 1, 1, 1, 1, 1, 1],
+]
+LARGE_MAZE = [
+    [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+    [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1],
+    [1, 0, 1, 1, 0, 1, 0, 1, 0, 1, 0, 1],
+    [1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1],
+    [1, 0, 1, 1, 1, 1, 0, 1, 1, 1, 0, 1],
+    [1, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 1],
+    [1, 1, 0, 1, 0, 1, 0, 1, 0, 1, 1, 1],
+    [1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1],
+    [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+]
+
+
+@dataclass(frozen=True)
+class MazeSpec:
+    """A named maze: its layout, the D4RL evaluation goal cell and the episode length."""
+
+    name: str
+    maze_map: tuple
+    eval_goal_cell: tuple[int, int]
+    max_episode_steps: int
+
+
+MAZES: dict[str, MazeSpec] = {
+    "pointmaze-umaze": MazeSpec("pointmaze-umaze", tuple(map(tuple, U_MAZE)), (1, 1), 300),
+    "pointmaze-medium": MazeSpec("pointmaze-medium", tuple(map(tuple, MEDIUM_MAZE)), (6, 6), 600),
+    "pointmaze-large": MazeSpec("pointmaze-large", tuple(map(tuple, LARGE_MAZE)), (7, 9), 800),
+}
+
+
+def get_maze(name: str) -> MazeSpec:
+    if name not in MAZES:
+        raise ValueError(f"unknown env {name!r}; choose one of {sorted(MAZES)} (or pass maze_map=[[...], ...])")
+    return MAZES[name]
+
+
+def custom_maze(maze_map, goal_cell=None, max_episode_steps: int | None = None, name: str = "pointmaze-custom") -> MazeSpec:
+    """A MazeSpec for a user's own layout; goal cell defaults to the free cell farthest from the first free cell."""
+    layout = MazeLayout(maze_map)
+    if goal_cell is None:
+        start = layout.free_cells[0]
+        dist = layout.distances_to(start)
+        goal_cell = max(layout.free_cells, key=lambda c: dist[c])
+    if max_episode_steps is None:
+        max_episode_steps = int(100 * np.ceil(len(layout.free_cells) / 3 + 2))
+    return MazeSpec(name, tuple(map(tuple, layout.maze_map)), tuple(goal_cell), int(max_episode_steps))
+
+
+class MazeLayout:
+    """Grid geometry of a maze map: cell <-> xy, walls, shortest grid paths (BFS)."""
+
+    def __init__(self, maze_map, scale: float = 1.0):
+        rows = [list(r) for r in maze_map]
+        if not rows or len({len(r) for r in rows}) != 1:
+            raise ValueError("maze_map must be a non-empty list of equally long rows")
+        self.maze_map = [[c if c in (0, 1) else c for c in r] for r in rows]
+        self.walls = np.array([[c == 1 for c in r] for r in rows], dtype=bool)
+        if self.walls.all():
+            raise ValueError("maze_map has no free cell")
+        self.scale = float(scale)
+        self.n_rows, self.n_cols = self.walls.shape
+        self.x_center = self.n_cols / 2 * self.scale
+        self.y_center = self.n_rows / 2 * self.scale
+        self._dist_cache: dict[tuple[int, int], np.ndarray] = {}
+
+    @cached_property
+    def free_cells(self) -> list[tuple[int, int]]:
+        return [(int(i), int(j)) for i, j in zip(*np.nonzero(~self.walls))]
+
+    def cell_to_xy(self, cell) -> np.ndarray:
+        i, j = cell
+        return np.array([(j + 0.5) * self.scale - self.x_center, self.y_center - (i + 0.5) * self.scale])
+
+    def xy_to_cell(self, xy) -> tuple[int, int]:
+        xy = np.asarray(xy, dtype=float)
+        i = int(np.floor((self.y_center - xy[..., 1]) / self.scale))
+        j = int(np.floor((xy[..., 0] + self.x_center) / self.scale))
+        return min(max(i, 0), self.n_rows - 1), min(max(j, 0), self.n_cols - 1)
+
+    def in_wall(self, xy) -> np.ndarray:
+        """Boolean array: does each point (..., 2) lie inside a wall cell (or outside the maze)?"""
+        xy = np.asarray(xy, dtype=float)
+        i = np.floor((self.y_center - xy[..., 1]) / self.scale).astype(int)
+        j = np.floor((xy[..., 0] + self.x_center) / self.scale).astype(int)
+        outside = (i < 0) | (i >= self.n_rows) | (j < 0) | (j >= self.n_cols)
+        return outside | self.walls[np.clip(i, 0, self.n_rows - 1), np.clip(j, 0, self.n_cols - 1)]
+
+    def distances_to(self, target) -> np.ndarray:
+        """BFS distance (in cells, 4-connected) from every cell to `target`; -1 for walls/unreachable."""
+        target = tuple(target)
+        if target not in self._dist_cache:
+            dist = np.full(self.walls.shape, -1, dtype=int)
+            dist[target] = 0
+            queue = deque([target])
+            while queue:
+                i, j = queue.popleft()
+                for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+                    ni, nj = i + di, j + dj
+                    if 0 <= ni < self.n_rows and 0 <= nj < self.n_cols and not self.walls[ni, nj] and dist[ni, nj] < 0:
+                        dist[ni, nj] = dist[i, j] + 1
+                        queue.append((ni, nj))
+            self._dist_cache[target] = dist
+        return self._dist_cache[target]
+
+    def path(self, start, goal) -> list[tuple[int, int]]:
+        """Shortest grid path of cells from `start` to `goal`, both included."""
+        dist = self.distances_to(goal)
+        cell = tuple(start)
+        if dist[cell] < 0:
+            raise ValueError(f"cell {goal} is not reachable from {start}")
+        out = [cell]
+        while dist[cell] > 0:
+            i, j = cell
+            cell = min(
+                ((i + di, j + dj) for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1))
+                 if 0 <= i + di < self.n_rows and 0 <= j + dj < self.n_cols and dist[i + di, j + dj] >= 0),
+                key=lambda c: dist[c],
+            )
+            out.append(cell)
+        return out
+
+    def line_of_sight(self, a_xy, b_xy, margin: float = 0.15, samples: int = 24) -> bool:
+        """True when the straight segment a->b (widened by `margin`) crosses no wall cell."""
+        t = np.linspace(0.0, 1.0, samples)[:, None]
+        pts = np.asarray(a_xy)[None] * (1 - t) + np.asarray(b_xy)[None] * t
+        offsets = np.array([[0, 0], [margin, margin], [margin, -margin], [-margin, margin], [-margin, -margin]])
+        return not self.in_wall(pts[:, None, :] + offsets[None]).any()

@@ -1,0 +1,170 @@
+"""Dataset recipes: PointMaze datasets in Minari format, following D4RL/pointmaze/*-v2.
+
+The recipe: one continuous run of `steps` env steps in a `continuing_task=True, reset_target=True` maze,
+driven by the waypoint expert with Gaussian action noise (sigma 0.5, clipped to [-1, 1]). Each time the goal
+is reached the run is cut into a new episode (the env has already drawn the next goal), so consecutive
+episodes continue one another. Reference scores come from the eval env (`reset_target=False`, the D4RL goal
+cell): a uniform random policy (min) and the noise-free waypoint expert (max).
+
+Fixed relative to the published generation script: the action noise is seeded (it used the global numpy
+RNG, so datasets were not reproducible), `max_episode_steps` is an int, the run is written with
+`EpisodeBuffer`s (Minari's `DataCollector` needs jax), and the write is atomic.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import gymnasium as gym
+import minari
+import numpy as np
+from minari.data_collector import EpisodeBuffer
+from tqdm.auto import tqdm
+
+from .experts import WaypointExpert
+from .maze import MazeLayout, MazeSpec, get_maze
+from .pointmaze import make_env
+
+NAMESPACE = "dfplan/pointmaze"
+
+
+def default_dataset_id(maze_name: str) -> str:
+    """Our dataset id for a maze, e.g. 'pointmaze-umaze' -> 'dfplan/pointmaze/umaze-v0'."""
+    return f"{NAMESPACE}/{maze_name.removeprefix('pointmaze-')}-v0"
+
+
+def datasets_root() -> Path:
+    return Path(os.environ.get("MINARI_DATASETS_PATH", Path.home() / ".minari" / "datasets"))
+
+
+def dataset_exists(dataset_id: str) -> bool:
+    return (datasets_root() / dataset_id / "data" / "metadata.json").exists()
+
+
+@contextmanager
+def _minari_root(path: Path):
+    """Point Minari at another datasets folder for the duration (it reads the env var on every call)."""
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = old
+
+
+def collect_pointmaze_episodes(spec: MazeSpec, steps: int, seed: int, noise: float = 0.5, progress: bool = True):
+    """Run the noisy waypoint expert for `steps` env steps; return (episode buffers, the data env)."""
+    env = gym.make("PointMaze_UMaze-v3", maze_map=[list(r) for r in spec.maze_map], continuing_task=True,
+                   reset_target=True, max_episode_steps=int(steps))
+    expert = WaypointExpert(MazeLayout(spec.maze_map, env.unwrapped.maze.maze_size_scaling))
+    rng = np.random.default_rng(seed)
+    env.action_space.seed(seed)
+
+    episodes: list[EpisodeBuffer] = []
+    obs, _ = env.reset(seed=seed)
+    buf = _new_buffer(len(episodes), seed, obs)
+    for step in tqdm(range(steps), desc=f"collect {spec.name}", unit="step", disable=not progress, mininterval=1.0):
+        action = np.clip(expert(obs) + noise * rng.standard_normal(2), -1.0, 1.0).astype(np.float32)
+        obs, reward, terminated, truncated, info = env.step(action)
+        last = step == steps - 1
+        cut = bool(info["success"]) or last  # goal reached: the env already drew a new goal for the next step
+        _append(buf, obs, action, reward, terminated, cut)
+        if cut:
+            episodes.append(_finish(buf))
+            buf = _new_buffer(len(episodes), None, obs)
+    return episodes, env
+
+
+def _new_buffer(idx: int, seed, obs) -> dict:
+    return {"id": idx, "seed": seed, "obs": [obs], "act": [], "rew": [], "term": [], "trunc": []}
+
+
+def _append(buf, obs, action, reward, terminated, truncated):
+    buf["obs"].append(obs)
+    buf["act"].append(action)
+    buf["rew"].append(float(reward))
+    buf["term"].append(bool(terminated))
+    buf["trunc"].append(bool(truncated))
+
+
+def _finish(buf) -> EpisodeBuffer:
+    obs = {k: np.stack([o[k] for o in buf["obs"]]).astype(np.float64) for k in buf["obs"][0]}
+    return EpisodeBuffer(
+        id=buf["id"], seed=buf["seed"], observations=obs, actions=np.stack(buf["act"]),
+        rewards=np.asarray(buf["rew"], dtype=np.float64), terminations=np.asarray(buf["term"]),
+        truncations=np.asarray(buf["trunc"]), infos={},
+    )
+
+
+def reference_scores(spec: MazeSpec, episodes: int = 100, seed: int = 0) -> tuple[float, float]:
+    """Mean return of a uniform random policy and of the waypoint expert on the eval env (fixed goal)."""
+    scores = []
+    for policy in ("random", "expert"):
+        env = make_env(spec, goal="fixed")
+        expert = WaypointExpert(MazeLayout(spec.maze_map, env.unwrapped.maze.maze_size_scaling))
+        env.action_space.seed(seed)
+        total = 0.0
+        for ep in range(episodes):
+            obs, _ = env.reset(seed=seed + ep)
+            done = False
+            while not done:
+                action = env.action_space.sample() if policy == "random" else expert(obs)
+                obs, reward, terminated, truncated, _ = env.step(action)
+                total += reward
+                done = terminated or truncated
+        env.close()
+        scores.append(total / episodes)
+    return scores[0], scores[1]
+
+
+def generate_pointmaze_dataset(maze: str | MazeSpec = "pointmaze-umaze", steps: int = 1_000_000, seed: int = 123,
+                               dataset_id: str | None = None, overwrite: bool = False, ref_episodes: int = 100,
+                               progress: bool = True) -> minari.MinariDataset:
+    """Generate and atomically write a PointMaze dataset; returns it loaded through `minari.load_dataset`."""
+    spec = get_maze(maze) if isinstance(maze, str) else maze
+    dataset_id = dataset_id or default_dataset_id(spec.name)
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    root = datasets_root()
+    final_dir = root / dataset_id
+    if final_dir.exists() and not overwrite:
+        raise FileExistsError(f"dataset {dataset_id!r} already exists at {final_dir}; pass overwrite=true to replace it")
+
+    t0 = time.perf_counter()
+    episodes, env = collect_pointmaze_episodes(spec, steps, seed, progress=progress)
+    ref_min, ref_max = reference_scores(spec, episodes=ref_episodes, seed=seed)
+    eval_env = make_env(spec, goal="fixed")
+
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".dfplan-staging-", dir=root))  # same filesystem: rename is atomic
+    try:
+        with _minari_root(staging):
+            minari.create_dataset_from_buffers(
+                dataset_id=dataset_id, buffer=episodes, env=env, eval_env=eval_env.spec,
+                algorithm_name="waypoint-expert+gaussian-noise(0.5)", ref_min_score=float(ref_min),
+                ref_max_score=float(ref_max), num_episodes_average_score=ref_episodes,
+                code_permalink="dfplan.envs.recipes.generate_pointmaze_dataset",
+                author="dfplan", author_email="dfplan@users.noreply.invalid",
+                description=f"{spec.name}: D4RL pointmaze-v2 recipe, {steps} steps, seed {seed}, generated by dfplan-data.",
+            )
+        final_dir.parent.mkdir(parents=True, exist_ok=True)
+        trash = None
+        if final_dir.exists():
+            trash = staging / "replaced"
+            os.replace(final_dir, trash)
+        os.replace(staging / dataset_id, final_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        env.close()
+        eval_env.close()
+    dataset = minari.load_dataset(dataset_id)
+    dataset.generation_seconds = time.perf_counter() - t0
+    return dataset
