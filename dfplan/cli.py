@@ -40,3 +40,27 @@ def data_main(cfg: DictConfig) -> None:
     print(f"wrote {dataset_id}: {ds.total_steps} steps, {ds.total_episodes} episodes in {seconds:.1f} s "
           f"({ds.total_steps / seconds:,.0f} steps/s); ref_min_score={meta['ref_min_score']:.2f} "
           f"ref_max_score={meta['ref_max_score']:.2f}; at {ds.spec.data_path}")
+
+
+def _with_default_dataset(cfg: DictConfig) -> DictConfig:
+    from omegaconf import open_dict
+
+    from dfplan.envs.recipes import default_dataset_id
+
+    if cfg.get("dataset") is None:
+        with open_dict(cfg):
+            cfg.dataset = default_dataset_id(cfg.env)
+    return cfg
+
+
+@hydra.main(config_path=CONFIGS, config_name="train", version_base=None)
+def train_main(cfg: DictConfig) -> None:
+    """dfplan-train env=pointmaze-umaze [train=cpu|gpu model=df_rnn train.steps=N out=DIR resume=true]"""
+    from dfplan.checkpoint import CheckpointError
+    from dfplan.data import DatasetNotFoundError
+    from dfplan.training import train
+
+    try:
+        train(_with_default_dataset(cfg))
+    except (DatasetNotFoundError, CheckpointError, FileExistsError, ValueError) as err:
+        _fail(str(err))

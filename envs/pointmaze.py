@@ -10,8 +10,13 @@ sparse reward counts every step spent within 0.45 of it, as in D4RL's maze2d eva
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import gymnasium as gym
-import gymnasium_robotics
+
+with contextlib.redirect_stdout(io.StringIO()):  # it prints an unrelated Adroit notice on import
+    import gymnasium_robotics
 
 from .maze import G, MazeLayout, MazeSpec, get_maze
 

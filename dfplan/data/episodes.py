@@ -41,6 +41,8 @@ def hint_for(dataset_id: str) -> str:
 def load_minari(dataset_id: str):
     import minari
 
+    import dfplan.envs  # noqa: F401  registers PointMaze quietly before Minari imports it
+
     try:
         return minari.load_dataset(dataset_id)
     except (FileNotFoundError, ValueError, KeyError, OSError) as err:

@@ -1,0 +1,47 @@
+"""Checkpoints: plain dicts of tensors and Python scalars, written atomically, loaded with `weights_only=True`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+import dfplan
+
+FORMAT = "dfplan-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def save_checkpoint(path: str | Path, payload: dict) -> Path:
+    """Write `payload` (plus format tags) to `path` via a temp file + rename, so a kill never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    full = {"format": FORMAT, "format_version": FORMAT_VERSION, "package_version": dfplan.__version__, **payload}
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(full, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """Load safely (no arbitrary unpickling); say clearly what is wrong with a missing, corrupt or foreign file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; train one with: dfplan-train env=pointmaze-umaze out=<dir>")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises several types for truncated, corrupt or unsafe files
+        raise CheckpointError(
+            f"cannot load {path} as a dfplan checkpoint: it is corrupt, truncated, or holds objects that are not "
+            f"safe to unpickle ({type(err).__name__}: {str(err).splitlines()[0][:200]})"
+        ) from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a dfplan checkpoint (no '{FORMAT}' format tag)")
+    if ckpt.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer dfplan (format {ckpt['format_version']}); upgrade dfplan")
+    return ckpt

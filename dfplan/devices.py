@@ -1,0 +1,18 @@
+"""Device choice: 'auto' takes CUDA when present, else CPU. Never a hard-coded cuda:0."""
+
+from __future__ import annotations
+
+import torch
+
+
+def resolve_device(device: str | torch.device = "auto", rank: int = 0) -> torch.device:
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", rank % torch.cuda.device_count())
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r} asked for CUDA, but torch sees no GPU; use device=cpu or device=auto")
+    return dev

@@ -1,0 +1,118 @@
+"""The causal, RNN-based Diffusion Forcing model (Chen et al. 2024, its RNN variant).
+
+Every token carries its own noise level k. The latent z summarizes the (noisy) past:
+    z_0       = init_net(o_0)
+    h_t       = in_net([x_t^{k_t}, emb(k_t)])
+    z_{t+1}   = GRU(h_t, z_t)
+    pred_t    = out_net([z_{t+1}, emb(k_t)])      # x0 (default), eps or v of token t
+`in_net` and `out_net` act on all tokens at once; only the GRU is sequential (one fused nn.GRU call),
+which matters on CPU where small-batch planning is bound by per-op overhead.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from dfplan.models.tokens import to_tokens, token_mask
+from dfplan.diffusion import NoiseSchedule, make_noise_schedule, q_sample, target_for, to_x0
+
+
+@dataclass
+class DFConfig:
+    obs_dim: int
+    act_dim: int
+    frame_stack: int = 4  # env steps per token
+    hidden: int = 256  # GRU latent size
+    mlp_hidden: int = 256  # width of the input/output MLPs
+    emb_dim: int = 64  # noise-level embedding size
+    num_levels: int = 1000  # K, diffusion noise levels
+    noise_schedule: str = "linear"  # linear | cosine | sigmoid
+    objective: str = "x0"  # what the network predicts: x0 | eps | v
+
+    @property
+    def token_dim(self) -> int:
+        return self.frame_stack * (self.obs_dim + self.act_dim)
+
+
+def sinusoidal(levels: torch.Tensor, dim: int) -> torch.Tensor:
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=levels.device) / half)
+    angles = levels.float()[..., None] * freqs
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+def mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, d_hidden), nn.SiLU(), nn.Linear(d_hidden, d_hidden), nn.SiLU(),
+                         nn.Linear(d_hidden, d_out))
+
+
+class DFRNN(nn.Module):
+    def __init__(self, cfg: DFConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.register_buffer("alphas_bar", make_noise_schedule(cfg.noise_schedule, cfg.num_levels).alphas_bar, persistent=False)
+        self.level_mlp = nn.Sequential(nn.Linear(cfg.emb_dim, cfg.emb_dim), nn.SiLU(), nn.Linear(cfg.emb_dim, cfg.emb_dim))
+        self.init_net = mlp(cfg.obs_dim, cfg.mlp_hidden, cfg.hidden)
+        self.in_net = mlp(cfg.token_dim + cfg.emb_dim, cfg.mlp_hidden, cfg.mlp_hidden)
+        self.gru = nn.GRU(cfg.mlp_hidden, cfg.hidden, batch_first=True)
+        self.out_net = mlp(cfg.hidden + cfg.emb_dim, cfg.mlp_hidden, cfg.token_dim)
+
+    @property
+    def schedule(self) -> NoiseSchedule:
+        return NoiseSchedule(self.alphas_bar)
+
+    # --- the causal step ------------------------------------------------------------------------
+    def init_state(self, obs0: torch.Tensor) -> torch.Tensor:
+        """Latent before the first token, from the (normalized) first observation: [B, Ds] -> [B, H]."""
+        return self.init_net(obs0)
+
+    def _level_emb(self, k: torch.Tensor) -> torch.Tensor:
+        return self.level_mlp(sinusoidal(k, self.cfg.emb_dim))
+
+    def forward_raw(self, x: torch.Tensor, k: torch.Tensor, z: torch.Tensor):
+        """Network output (in its own parameterization) for tokens x [B, T, D] at levels k [B, T]; -> (out, z_T)."""
+        emb = self._level_emb(k)
+        h = self.in_net(torch.cat([x, emb], dim=-1))
+        zs, z_last = self.gru(h, z.unsqueeze(0).contiguous())
+        out = self.out_net(torch.cat([zs, emb], dim=-1))
+        return out, z_last.squeeze(0)
+
+    def forward_seq(self, x: torch.Tensor, k: torch.Tensor, z: torch.Tensor):
+        """x0 estimates for noisy tokens x [B, T, D] at levels k [B, T] after latent z; -> (x0_hat, z_T)."""
+        out, z_next = self.forward_raw(x, k, z)
+        return to_x0(self.cfg.objective, out, x, k, self.schedule), z_next
+
+    def step(self, x_k: torch.Tensor, k: torch.Tensor, z: torch.Tensor):
+        """One token: x_k [B, D] at levels k [B] -> (x0_hat [B, D], z_next [B, H])."""
+        x0, z_next = self.forward_seq(x_k[:, None], k[:, None], z)
+        return x0[:, 0], z_next
+
+    # --- training -----------------------------------------------------------------------------
+    def loss(self, obs0: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, generator=None) -> torch.Tensor:
+        """Diffusion Forcing loss: every token gets its own random level; masked past episode ends."""
+        B, T, _ = tokens.shape
+        k = torch.randint(1, self.cfg.num_levels + 1, (B, T), device=tokens.device, generator=generator)
+        noise = torch.randn(tokens.shape, device=tokens.device, generator=generator)
+        x_k = q_sample(tokens, k, noise, self.schedule)
+        out, _ = self.forward_raw(x_k, k, self.init_state(obs0))
+        target = target_for(self.cfg.objective, tokens, noise, k, self.schedule)
+        per_token = F.mse_loss(out, target, reduction="none").mean(-1)
+        m = mask.float()
+        return (per_token * m).sum() / m.sum().clamp(min=1.0)
+
+    def batch_loss(self, batch, generator=None) -> torch.Tensor:
+        """Loss on a `Batch` of normalized windows (tokenized here)."""
+        fs = self.cfg.frame_stack
+        tokens = to_tokens(batch.obs, batch.actions, fs)
+        return self.loss(batch.obs[:, 0], tokens, token_mask(batch.mask, fs), generator)
+
+    def forward(self, batch) -> torch.Tensor:
+        return self.batch_loss(batch)
+
+    def config_dict(self) -> dict:
+        return asdict(self.cfg)

@@ -1,0 +1,178 @@
+"""One readable training loop for every model type: AdamW + warm-up, grad clipping, EMA, autocast on CUDA,
+periodic validation, CSV/TensorBoard logs, atomic checkpoints, kill-and-resume, and DDP under torchrun."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from dfplan.checkpoint import load_checkpoint, save_checkpoint
+from dfplan.data import WindowSampler, load_runs
+from dfplan.devices import resolve_device
+from dfplan.models import build_model
+
+
+def model_kwargs(cfg: DictConfig, obs_dim: int, act_dim: int) -> tuple[str, dict]:
+    """The model type and its constructor keywords (dimensions come from the data)."""
+    kwargs = OmegaConf.to_container(cfg.model, resolve=True)
+    name = kwargs.pop("name")
+    return name, {**kwargs, "obs_dim": obs_dim, "act_dim": act_dim}
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p.detach(), 1.0 - decay)
+
+
+def lr_at(step: int, base_lr: float, warmup: int, total: int, min_ratio: float = 0.1) -> float:
+    """Linear warm-up, then cosine decay to `min_ratio * base_lr`."""
+    if step < warmup:
+        return base_lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+class _Logger:
+    """CSV always; TensorBoard when the package is installed."""
+
+    def __init__(self, out: Path, enabled: bool):
+        self.enabled = enabled
+        self.path = out / "log.csv"
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out / "tb"))
+            except ImportError:
+                pass
+
+    def log(self, step: int, **values) -> None:
+        if not self.enabled:
+            return
+        new = not self.path.exists()
+        with open(self.path, "a", newline="") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(["step", "key", "value"])
+            for key, value in values.items():
+                writer.writerow([step, key, f"{value:.6g}"])
+        if self.tb is not None:
+            for key, value in values.items():
+                self.tb.add_scalar(key, value, step)
+            self.tb.flush()
+
+
+def _distributed() -> tuple[int, int]:
+    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+@torch.no_grad()
+def validation_loss(model, sampler: WindowSampler, batches: int, batch_size: int, device, seed: int = 1234) -> float:
+    """Mean loss over fixed windows and fixed noise, so values are comparable across steps."""
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    losses = [model.batch_loss(sampler.sample(batch_size, rng).to(device), generator=gen).item() for _ in range(batches)]
+    return float(np.mean(losses))
+
+
+def train(cfg: DictConfig) -> Path:
+    """Train `cfg.model` on `cfg.dataset` for `cfg.train.steps`; returns the final checkpoint path."""
+    rank, world = _distributed()
+    device = resolve_device(cfg.device, rank=rank)
+    tc = cfg.train
+    out = Path(cfg.out)
+    last_path = out / "last.pt"
+    torch.manual_seed(cfg.seed + rank)
+
+    splits = load_runs(cfg.dataset, val_fraction=tc.val_fraction, seed=cfg.seed, normalizer_mode=tc.normalizer)
+    name, kwargs = model_kwargs(cfg, splits.obs_dim, splits.act_dim)
+    model = build_model(name, **kwargs).to(device)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
+    step = 0
+    if cfg.resume and last_path.exists():
+        ckpt = load_checkpoint(last_path, map_location=device)
+        model.load_state_dict(ckpt["model"])
+        ema.load_state_dict(ckpt["ema"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step = int(ckpt["step"])
+        if rank == 0:
+            print(f"resumed from {last_path} at step {step}")
+    elif last_path.exists() and not cfg.resume and rank == 0:
+        raise FileExistsError(f"{out} already holds a run; pass resume=true to continue it or choose another out=")
+
+    train_windows = WindowSampler(splits.train, tc.window_steps, splits.normalizer)
+    val_windows = WindowSampler(splits.val, tc.window_steps, splits.normalizer) if splits.val else None
+    ddp_model = model
+    if world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    rng = np.random.default_rng([cfg.seed, rank, step])  # reseeded at resume: new windows, same distribution
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    logger = _Logger(out, enabled=rank == 0)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def checkpoint(path: Path) -> None:
+        save_checkpoint(path, {
+            "model_type": name, "model_config": kwargs, "model": model.state_dict(), "ema": ema.state_dict(),
+            "optimizer": opt.state_dict(), "step": step, "config": resolved, "dataset_id": cfg.dataset,
+            "env": cfg.env, "normalizer": splits.normalizer.state_dict(),
+        })
+
+    per_rank_batch = max(1, tc.batch_size // world)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and tc.amp else torch.autocast("cpu", enabled=False)
+    bar = tqdm(total=tc.steps, initial=step, desc=f"train {name}", unit="step", disable=rank != 0 or not tc.progress,
+               mininterval=2.0)
+    t0, seen_tokens, loss_avg = time.perf_counter(), 0, None
+    while step < tc.steps:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, tc.lr, tc.warmup_steps, tc.steps)
+        batch = train_windows.sample(per_rank_batch, rng).to(device)
+        with autocast:
+            loss = ddp_model(batch)  # forward() is the batch loss; through DDP it all-reduces gradients
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        opt.step()
+        ema_update(ema, model, tc.ema_decay if step >= tc.ema_start else 0.0)
+        step += 1
+        seen_tokens += int(batch.mask.sum())
+        loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
+        bar.update(1)
+        if rank == 0 and (step % tc.log_every == 0 or step == tc.steps):
+            elapsed = time.perf_counter() - t0
+            logger.log(step, loss=loss.item(), loss_ema=loss_avg, grad_norm=float(grad_norm),
+                       lr=opt.param_groups[0]["lr"], steps_per_s=(step - bar.initial) / elapsed,
+                       env_steps_per_s=seen_tokens * world / elapsed)
+            bar.set_postfix(loss=f"{loss_avg:.4f}")
+        if rank == 0 and val_windows is not None and (step % tc.val_every == 0 or step == tc.steps):
+            val = validation_loss(ema, val_windows, tc.val_batches, tc.batch_size, device)
+            logger.log(step, val_loss=val)
+            bar.write(f"step {step}: train loss {loss_avg:.4f}  val loss (EMA) {val:.4f}")
+        if rank == 0 and (step % tc.checkpoint_every == 0 or step == tc.steps):
+            checkpoint(last_path)
+    bar.close()
+    final = out / "final.pt"
+    if rank == 0:
+        checkpoint(final)
+        print(f"saved {final} after {step} steps ({time.perf_counter() - t0:.0f} s)")
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return final
+
