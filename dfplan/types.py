@@ -1,0 +1,62 @@
+"""Shared data types. Shapes: B = batch, H = planned env steps, Ds / Da / Dg = state / action / goal dims."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Plan:
+    """A plan in env steps and raw (unnormalized) units."""
+
+    actions: torch.Tensor  # [B, H, Da]
+    states: torch.Tensor  # [B, H + 1, Ds]; states[:, 0] is the observation the plan started from
+    info: dict = field(default_factory=dict)  # e.g. "objective" [B], "seconds"
+
+    @property
+    def horizon(self) -> int:
+        return self.actions.shape[1]
+
+
+@runtime_checkable
+class Planner(Protocol):
+    obs_dim: int
+    act_dim: int
+    device: torch.device
+
+    def plan(self, obs: torch.Tensor, goal: torch.Tensor, horizon: int | None = None) -> Plan:
+        """obs [B, Ds], goal [B, Dg] (raw units) -> Plan."""
+
+
+@runtime_checkable
+class Controller(Protocol):
+    """The whole contract a control loop needs: numpy in, numpy out."""
+
+    def reset(self, seed: int | None = None) -> None: ...
+
+    def act(self, obs) -> np.ndarray:
+        """A Gymnasium observation (dict with "observation" and "desired_goal", single or batched) -> action(s)."""
+
+
+def split_observation(obs) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """(states [N, Ds], goals [N, Dg] or None, batched?) from a dict or flat observation, single or batched."""
+    if isinstance(obs, dict):
+        if "observation" not in obs:
+            raise ValueError(f"dict observations need an 'observation' key, got {sorted(obs)}")
+        state, goal = np.asarray(obs["observation"], dtype=np.float32), obs.get("desired_goal")
+        goal = None if goal is None else np.asarray(goal, dtype=np.float32)
+    else:
+        state, goal = np.asarray(obs, dtype=np.float32), None
+    batched = state.ndim == 2
+    if state.ndim not in (1, 2):
+        raise ValueError(f"observation must be [Ds] or [N, Ds], got shape {state.shape}")
+    state = state.reshape(-1, state.shape[-1])
+    if goal is not None:
+        goal = goal.reshape(-1, goal.shape[-1])
+        if len(goal) != len(state):
+            raise ValueError(f"{len(state)} observations but {len(goal)} goals")
+    return state, goal, batched
