@@ -131,14 +131,14 @@ def train(cfg: DictConfig) -> Path:
         save_checkpoint(path, {
             "model_type": name, "model_config": kwargs, "model": model.state_dict(), "ema": ema.state_dict(),
             "optimizer": opt.state_dict(), "step": step, "config": resolved, "dataset_id": cfg.dataset,
-            "env": cfg.env, "normalizer": splits.normalizer.state_dict(),
+            "env": cfg.env, "normalizer": splits.normalizer.state_dict(), "ref_scores": list(splits.ref_scores),
         })
 
     per_rank_batch = max(1, tc.batch_size // world)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and tc.amp else torch.autocast("cpu", enabled=False)
     bar = tqdm(total=tc.steps, initial=step, desc=f"train {name}", unit="step", disable=rank != 0 or not tc.progress,
                mininterval=2.0)
-    t0, seen_tokens, loss_avg = time.perf_counter(), 0, None
+    t0, seen_tokens, loss_avg, start_step = time.perf_counter(), 0, None, step
     while step < tc.steps:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, tc.lr, tc.warmup_steps, tc.steps)
@@ -157,7 +157,7 @@ def train(cfg: DictConfig) -> Path:
         if rank == 0 and (step % tc.log_every == 0 or step == tc.steps):
             elapsed = time.perf_counter() - t0
             logger.log(step, loss=loss.item(), loss_ema=loss_avg, grad_norm=float(grad_norm),
-                       lr=opt.param_groups[0]["lr"], steps_per_s=(step - bar.initial) / elapsed,
+                       lr=opt.param_groups[0]["lr"], steps_per_s=(step - start_step) / elapsed,
                        env_steps_per_s=seen_tokens * world / elapsed)
             bar.set_postfix(loss=f"{loss_avg:.4f}")
         if rank == 0 and val_windows is not None and (step % tc.val_every == 0 or step == tc.steps):

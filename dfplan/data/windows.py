@@ -73,14 +73,18 @@ class DatasetSplits:
     obs_dim: int
     act_dim: int
     n_episodes: int
+    ref_scores: tuple[float | None, float | None] = (None, None)  # (random, expert) returns from the metadata
 
 
 def load_runs(dataset_id: str, val_fraction: float = 0.05, seed: int = 0, normalizer_mode: str = "gaussian") -> DatasetSplits:
     """Load a Minari dataset, split by episode, chain continuing episodes, fit the normalizer on train."""
-    episodes = episodes_as_arrays(load_minari(dataset_id))
+    dataset = load_minari(dataset_id)
+    meta = dataset.storage.metadata
+    episodes = episodes_as_arrays(dataset)
     train_eps, val_eps = split_episodes(episodes, val_fraction, seed)
     train = chain_episodes(train_eps)
     val = chain_episodes(val_eps) if val_eps else []
     obs = np.concatenate([r.obs for r in train])
     act = np.concatenate([r.actions for r in train])
-    return DatasetSplits(train, val, Normalizer.fit(obs, act, mode=normalizer_mode), obs.shape[1], act.shape[1], len(episodes))
+    return DatasetSplits(train, val, Normalizer.fit(obs, act, mode=normalizer_mode), obs.shape[1], act.shape[1],
+                         len(episodes), (meta.get("ref_min_score"), meta.get("ref_max_score")))

@@ -25,3 +25,6 @@ def build_model(name: str, **config):
 
 
 __all__ = ["DFRNN", "DFConfig", "MODEL_TYPES", "build_model", "register_model", "from_tokens", "to_tokens", "token_mask"]
+
+from .temporal_unet import DiffuserConfig, DiffuserModel  # noqa: E402
+register_model("diffuser", DiffuserModel, DiffuserConfig)

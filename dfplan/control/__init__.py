@@ -1,0 +1,3 @@
+from .mpc import MPCController
+
+__all__ = ["MPCController"]

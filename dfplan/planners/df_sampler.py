@@ -1,0 +1,112 @@
+"""Diffusion Forcing sampling: walk a scheduling matrix row by row with DDIM, optionally guided.
+
+At every row the RNN runs over the tokens that are not yet finished, starting from the cached latent of the
+finished prefix (finished tokens never change again, so their latent is computed once). Finished tokens are
+fed back as context at a small stabilization noise level, with noise drawn once, so the cache stays valid.
+Guidance: the gradient of an objective of the predicted clean tokens w.r.t. the noisy tokens, through the RNN,
+shifts the predicted noise (classifier guidance); with `mc_samples` R > 1 the objective is averaged over the
+prediction and R-1 re-noised copies of it (Monte Carlo Guidance).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from dfplan.diffusion import ddim_step, eps_from_x0, q_sample, sampling_levels, x0_from_eps
+from dfplan.schedules import scheduling_matrix
+
+TokenObjective = Callable[[torch.Tensor], torch.Tensor]  # normalized clean tokens [B, H, D] -> [B]
+
+
+@dataclass
+class SamplerConfig:
+    steps: int = 10  # DDIM steps per token
+    schedule: str = "pyramid"  # pyramid | full_sequence | autoregressive | trapezoid
+    uncertainty: float = 1.0  # pyramid/trapezoid: rows of lag per token
+    eta: float = 0.0  # DDIM stochasticity (0 = deterministic)
+    stabilization_level: int = 10  # noise level (of K) at which finished tokens are fed back
+    guidance_scale: float = 0.0  # strength of the objective's gradient; 0 = unguided
+    mc_samples: int = 1  # Monte Carlo Guidance samples R (1 = plain guidance)
+    clip_x0: float = 10.0  # clamp predicted clean tokens (normalized units) for numerical safety
+
+
+@dataclass
+class SampleResult:
+    tokens: torch.Tensor  # [B, H, D] normalized clean tokens
+    z_end: torch.Tensor  # latent after the whole plan (finished tokens as context)
+    objective: torch.Tensor | None  # [B] objective of the final plan, if guided
+
+
+def feed_context(model, tokens: torch.Tensor, z: torch.Tensor, level: int, noise: torch.Tensor) -> torch.Tensor:
+    """Advance the latent over finished tokens [B, T, D], fed at the stabilization level."""
+    if tokens.shape[1] == 0:
+        return z
+    k = torch.full(tokens.shape[:2], level, dtype=torch.long, device=tokens.device)
+    x = q_sample(tokens, k, noise, model.schedule) if level > 0 else tokens
+    _, z = model.forward_raw(x, k, z)
+    return z
+
+
+def sample(model, z0: torch.Tensor, horizon: int, cfg: SamplerConfig, objective: TokenObjective | None = None,
+           generator: torch.Generator | None = None) -> SampleResult:
+    """Sample `horizon` tokens after latent z0 [B, Hz]."""
+    B, D, device = z0.shape[0], model.cfg.token_dim, z0.device
+    matrix = torch.as_tensor(scheduling_matrix(cfg.schedule, horizon, cfg.steps, cfg.uncertainty), device=device)
+    levels = sampling_levels(model.cfg.num_levels, cfg.steps).to(device)[matrix]  # [rows, H] noise levels
+    schedule = model.schedule
+    guided = objective is not None and cfg.guidance_scale > 0
+    randn = lambda *shape: torch.randn(*shape, device=device, generator=generator)  # noqa: E731
+    x = randn(B, horizon, D)
+    ctx_noise = randn(B, horizon, D)
+    z_prefix, done = z0, 0  # latent after the first `done` tokens, which are finished
+    for m in range(len(levels) - 1):
+        now, nxt = levels[m], levels[m + 1]
+        finished = int((now == 0).long().cumprod(0).sum())
+        if finished > done:
+            with torch.no_grad():
+                z_prefix = feed_context(model, x[:, done:finished], z_prefix, cfg.stabilization_level,
+                                        ctx_noise[:, done:finished])
+            done = finished
+        if bool((now == nxt).all()):
+            continue
+        x_act, k = x[:, done:], now[done:].expand(B, -1)
+        x0, eps = _predict(model, x_act, k, z_prefix, x[:, :done], cfg, objective if guided else None, randn)
+        x[:, done:] = ddim_step(x_act, x0, k, nxt[done:].expand(B, -1), schedule, cfg.eta,
+                                noise=randn(*x_act.shape) if cfg.eta > 0 else None, eps_hat=eps).detach()
+    with torch.no_grad():
+        z_end = feed_context(model, x[:, done:], z_prefix, cfg.stabilization_level, ctx_noise[:, done:])
+        value = objective(x) if objective is not None else None
+    return SampleResult(tokens=x, z_end=z_end, objective=value)
+
+
+def _predict(model, x_act, k, z_prefix, prefix, cfg: SamplerConfig, objective, randn):
+    """(x0, eps) for the active tokens; guided by the objective's gradient when one is given."""
+    schedule = model.schedule
+    if objective is None:
+        with torch.no_grad():
+            x0, _ = model.forward_seq(x_act, k, z_prefix)
+            x0 = x0.clamp(-cfg.clip_x0, cfg.clip_x0)
+        return x0, eps_from_x0(x_act, k, x0, schedule)
+    with torch.enable_grad():
+        x_in = x_act.detach().requires_grad_(True)
+        x0, _ = model.forward_seq(x_in, k, z_prefix)
+        x0 = x0.clamp(-cfg.clip_x0, cfg.clip_x0)
+        values = [objective(torch.cat([prefix, x0], dim=1))]
+        if cfg.mc_samples > 1:  # Monte Carlo Guidance: re-noise the prediction to the current levels, predict again
+            R = cfg.mc_samples - 1
+            rep = lambda t: t.repeat(R, *([1] * (t.dim() - 1)))  # noqa: E731
+            x_re = q_sample(rep(x0), rep(k), randn(R * x0.shape[0], *x0.shape[1:]), schedule)
+            x0_re, _ = model.forward_seq(x_re, rep(k), rep(z_prefix))
+            x0_re = x0_re.clamp(-cfg.clip_x0, cfg.clip_x0)
+            values += list(objective(torch.cat([rep(prefix), x0_re], dim=1)).chunk(R))
+        mean_value = torch.stack(values).mean(0)
+        grad = torch.autograd.grad(mean_value.sum(), x_in)[0]
+    x0 = x0.detach()
+    eps = eps_from_x0(x_act, k, x0, schedule)
+    ab = schedule.alphas_bar[k].unsqueeze(-1)
+    eps = eps - cfg.guidance_scale * (1 - ab).sqrt() * grad  # classifier guidance: eps - sqrt(1-ab) * grad J
+    x0 = x0_from_eps(x_act, k, eps, schedule).clamp(-cfg.clip_x0, cfg.clip_x0)
+    return x0, eps
