@@ -65,7 +65,15 @@ def _flat_obs(observations) -> np.ndarray:
 def episodes_as_arrays(dataset) -> list[tuple[np.ndarray, np.ndarray]]:
     """(obs [T+1, Ds], actions [T, Da]) for every episode, checked for NaNs and shape."""
     out = []
-    for ep in dataset.iterate_episodes():
+    try:
+        episodes = list(dataset.iterate_episodes())
+    except (OSError, KeyError, ValueError) as err:
+        dataset_id = dataset.spec.dataset_id
+        raise DatasetNotFoundError(
+            f"dataset {dataset_id!r} at {dataset.spec.data_path} is corrupt or unreadable ({type(err).__name__}: {err}); "
+            + hint_for(dataset_id) + " overwrite=true"
+        ) from err
+    for ep in episodes:
         obs, act = _flat_obs(ep.observations), np.asarray(ep.actions, dtype=np.float32).reshape(len(ep.actions), -1)
         if len(obs) != len(act) + 1:
             raise ValueError(f"episode {ep.id}: expected {len(act) + 1} observations for {len(act)} actions, got {len(obs)}")

@@ -29,15 +29,15 @@ def make_noise_schedule(kind: str = "linear", num_levels: int = 1000) -> NoiseSc
     if num_levels < 1:
         raise ValueError(f"num_levels must be >= 1, got {num_levels}")
     k = torch.arange(num_levels + 1, dtype=torch.float64)
+    scale = 1000.0 / num_levels  # keep the total noise the same whatever K is
     if kind == "linear":
-        scale = 1000.0 / num_levels
         betas = torch.linspace(scale * 1e-4, scale * 2e-2, num_levels, dtype=torch.float64)
     elif kind == "cosine":
         f = torch.cos(((k / num_levels) + 0.008) / 1.008 * math.pi / 2) ** 2
         betas = (1 - f[1:] / f[:-1]).clamp(max=0.999)
     elif kind == "sigmoid":
         t = torch.linspace(-6, 6, num_levels, dtype=torch.float64)
-        betas = torch.sigmoid(t) * (2e-2 - 1e-4) + 1e-4
+        betas = (torch.sigmoid(t) * (2e-2 - 1e-4) + 1e-4) * scale
     else:
         raise ValueError(f"noise schedule must be 'linear', 'cosine' or 'sigmoid', got {kind!r}")
     alphas_bar = torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1 - betas, 0)])

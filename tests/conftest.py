@@ -1,0 +1,76 @@
+"""Shared fixtures: tiny real datasets in a temporary Minari folder and a tiny trained DF model."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+TINY_STEPS = 3000
+
+
+@pytest.fixture(scope="session")
+def minari_root(tmp_path_factory):
+    """A temporary MINARI_DATASETS_PATH holding a tiny real U-Maze dataset (the real recipe, fewer steps)."""
+    root = tmp_path_factory.mktemp("minari")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(root))
+        from dfplan.envs.recipes import generate_pointmaze_dataset
+
+        generate_pointmaze_dataset("pointmaze-umaze", steps=TINY_STEPS, seed=123, ref_episodes=3, progress=False)
+        yield root
+
+
+@pytest.fixture
+def datasets(minari_root, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(minari_root))
+    return minari_root
+
+
+TINY_MODEL = dict(frame_stack=4, hidden=32, mlp_hidden=32, emb_dim=16, num_levels=100)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(minari_root, tmp_path_factory):
+    """A DF checkpoint trained for a few hundred steps on the tiny dataset through the real training loop."""
+    from omegaconf import OmegaConf
+
+    from dfplan.training import train
+
+    out = tmp_path_factory.mktemp("run")
+    cfg = train_config(out, steps=300)
+    torch.manual_seed(0)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(minari_root))
+        train(cfg)
+    assert OmegaConf.is_config(cfg)
+    return out / "final.pt"
+
+
+def train_config(out, steps: int, **train_overrides):
+    """A composed training config (the real Hydra config) with a tiny model."""
+    from hydra import compose, initialize_config_module
+
+    overrides = [f"out={out}", f"train.steps={steps}", "train.batch_size=32", "train.window_steps=32",
+                 "train.warmup_steps=20", "train.ema_start=20", "train.val_every=100", "train.checkpoint_every=50",
+                 "train.log_every=25", "train.progress=false"]
+    overrides += [f"model.{k}={v}" for k, v in TINY_MODEL.items()]
+    overrides += [f"train.{k}={v}" for k, v in train_overrides.items()]
+    with initialize_config_module(config_module="dfplan.configs", version_base=None):
+        cfg = compose(config_name="train", overrides=overrides)
+    from dfplan.cli import _with_default_dataset
+
+    return _with_default_dataset(cfg)
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+os.environ.setdefault("MUJOCO_GL", "egl")
