@@ -45,3 +45,14 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if ckpt.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path} was written by a newer dfplan (format {ckpt['format_version']}); upgrade dfplan")
     return ckpt
+
+
+def export_for_inference(src: str | Path, dst: str | Path, planner: dict | None = None) -> Path:
+    """A small copy of a training checkpoint: EMA weights only (no optimizer), plus tuned planner settings."""
+    ckpt = load_checkpoint(src)
+    keep = {k: v for k, v in ckpt.items() if k not in ("optimizer", "model", "format", "format_version", "package_version")}
+    keep["model"] = ckpt["ema"]
+    keep["exported_from"] = str(src)
+    if planner is not None:
+        keep["planner"] = planner
+    return save_checkpoint(dst, keep)

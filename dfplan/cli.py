@@ -64,3 +64,129 @@ def train_main(cfg: DictConfig) -> None:
         train(_with_default_dataset(cfg))
     except (DatasetNotFoundError, CheckpointError, FileExistsError, ValueError) as err:
         _fail(str(err))
+
+
+def _checkpoint_for(cfg: DictConfig, planner: str = "df"):
+    from dfplan.control.factory import shipped_checkpoint
+
+    return cfg.checkpoint if cfg.get("checkpoint") else shipped_checkpoint(cfg.env, planner)
+
+
+def _sampler_overrides(cfg: DictConfig) -> dict:
+    keys = ("guidance_scale", "mc_samples", "steps", "schedule")
+    return {k: cfg[k] for k in keys if cfg.get(k) is not None}
+
+
+def _git_commit() -> str | None:
+    import subprocess
+    from pathlib import Path
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def run_evaluation(cfg: DictConfig, print_episodes: bool = False) -> dict:
+    """Evaluate per `cfg` (the eval config); returns the summary dict that dfplan-eval prints as JSON."""
+    from dfplan.checkpoint import load_checkpoint
+    from dfplan.control.factory import make_controller
+    from dfplan.evaluation import evaluate
+    from dfplan.evaluation.plots import plot_paths
+    from dfplan.envs import MazeLayout, get_maze
+
+    checkpoint = _checkpoint_for(cfg, "df" if cfg.planner == "df" else "diffuser")
+    controller = make_controller(cfg.planner, checkpoint, device=cfg.device, horizon=cfg.get("horizon"),
+                                 replan_every=cfg.get("replan_every"), memory=cfg.get("memory"),
+                                 **_sampler_overrides(cfg))
+    ref = load_checkpoint(checkpoint).get("ref_scores")
+    result = evaluate(controller, cfg.env, goal=cfg.goal, episodes=int(cfg.episodes), seed=int(cfg.seed),
+                      batch=int(cfg.batch), ref_scores=tuple(ref) if ref and None not in ref else None,
+                      keep_plans=6 if cfg.get("plot") else 0, progress=bool(cfg.get("progress", True)))
+    if print_episodes:
+        norm = result.normalized() if result.ref_min is not None else [float("nan")] * len(result.episodes)
+        for ep, score in zip(result.episodes, norm):
+            ttg = "never" if ep.time_to_goal is None else f"step {ep.time_to_goal}"
+            print(f"episode seed={ep.seed}: return {ep.ret:5.0f}  normalized {score:6.1f}  reached goal: {ttg}")
+    if cfg.get("plot"):
+        layout = MazeLayout(get_maze(cfg.env).maze_map)
+        plot_paths(layout, result.episodes, cfg.plot, title=f"{cfg.planner} on {cfg.env} ({cfg.goal} goal)")
+    if cfg.get("video"):
+        from dfplan.evaluation.video import record_video
+
+        record_video(controller, cfg.env, cfg.goal, int(cfg.seed), cfg.video)
+    summary = {"env": cfg.env, "planner": cfg.planner, "goal": cfg.goal, "seed": int(cfg.seed),
+               "checkpoint": str(checkpoint), **result.summary(), "commit": _git_commit()}
+    return summary
+
+
+@hydra.main(config_path=CONFIGS, config_name="eval", version_base=None)
+def eval_main(cfg: DictConfig) -> None:
+    """dfplan-eval env=pointmaze-umaze planner=df|diffuser|diffuser-replan|diffuser-actions episodes=N goal=fixed|random"""
+    import json
+
+    from dfplan.checkpoint import CheckpointError
+
+    try:
+        summary = run_evaluation(cfg)
+    except (CheckpointError, ValueError) as err:
+        _fail(str(err))
+    line = json.dumps(summary)
+    if cfg.get("results"):
+        with open(cfg.results, "a") as f:
+            f.write(line + "\n")
+    print(line)
+
+
+@hydra.main(config_path=CONFIGS, config_name="plan", version_base=None)
+def plan_main(cfg: DictConfig) -> None:
+    """dfplan-plan env=pointmaze-umaze [checkpoint=PATH starts=6 horizon=32 out=plan.png]"""
+    import numpy as np
+    import torch
+
+    from dfplan.checkpoint import CheckpointError
+    from dfplan.envs import MazeLayout, get_maze, make_env
+    from dfplan.evaluation.plots import plot_plan
+    from dfplan.planners.df import load_planner
+
+    try:
+        planner = load_planner(_checkpoint_for(cfg), device=cfg.device, **_sampler_overrides(cfg))
+    except (CheckpointError, ValueError) as err:
+        _fail(str(err))
+    env = make_env(cfg.env, goal=cfg.goal)
+    resets = [env.reset(seed=int(cfg.seed) + i)[0] for i in range(int(cfg.starts))]
+    obs = torch.as_tensor(np.stack([o["observation"] for o in resets]), dtype=torch.float32)
+    goal = torch.as_tensor(np.stack([o["desired_goal"] for o in resets]), dtype=torch.float32)
+    gen = torch.Generator(device=planner.device).manual_seed(int(cfg.seed))
+    plan = planner.plan(obs, goal, cfg.get("horizon"), generator=gen)
+    layout = MazeLayout(get_maze(cfg.env).maze_map)
+    states = plan.states.cpu().numpy()
+    end_dist = np.linalg.norm(states[:, -1, :2] - goal.numpy(), axis=-1)
+    through_wall = layout.in_wall(states[..., :2]).any(axis=1)
+    plot_plan(layout, states, goal.numpy(), cfg.out,
+              title=f"{cfg.env}: {len(states)} plans of {plan.horizon} steps, {1000 * plan.info['seconds']:.0f} ms")
+    print(f"planned {len(states)} x {plan.horizon} steps in {1000 * plan.info['seconds']:.0f} ms; end distance to goal "
+          f"{end_dist.mean():.2f} (reached {np.mean(end_dist <= 0.45):.0%}); through a wall: {through_wall.mean():.0%}; "
+          f"saved {cfg.out}")
+
+
+@hydra.main(config_path=CONFIGS, config_name="demo", version_base=None)
+def demo_main(cfg: DictConfig) -> None:
+    """dfplan-demo [env=pointmaze-medium episodes=20 goal=random]"""
+    from omegaconf import OmegaConf
+
+    from dfplan.checkpoint import CheckpointError
+
+    eval_cfg = OmegaConf.create({"env": cfg.env, "planner": "df", "checkpoint": None, "episodes": cfg.episodes,
+                                 "goal": cfg.goal, "seed": cfg.seed, "batch": cfg.episodes, "device": cfg.device,
+                                 "plot": cfg.out, "progress": False})
+    print(f"dfplan demo: DF MPC controller on {cfg.env} ({cfg.goal} goal), {cfg.episodes} episodes, shipped checkpoint")
+    try:
+        s = run_evaluation(eval_cfg, print_episodes=True)
+    except (CheckpointError, ValueError) as err:
+        _fail(str(err))
+    ttg = "n/a" if s["mean_time_to_goal"] is None else f"{s['mean_time_to_goal']:.0f} steps"
+    print(f"normalized score {s['normalized_score_mean']:.1f} ± {s['normalized_score_se']:.1f} (100 = waypoint expert), "
+          f"success {s['success_rate']:.0%}, time to goal {ttg}, {s['episodes_per_minute']:.0f} episodes/min; "
+          f"saved {cfg.out}")

@@ -1,0 +1,31 @@
+"""mp4 of one controlled episode (MuJoCo offscreen rendering: set MUJOCO_GL=osmesa on a headless CPU machine)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dfplan.envs import make_env
+
+
+def record_video(controller, env_name: str, goal: str, seed: int, path: str | Path, fps: int = 30) -> Path:
+    try:
+        import imageio.v2 as imageio
+    except ImportError as err:
+        raise RuntimeError("videos need imageio with ffmpeg: pip install 'dfplan[video]'") from err
+    env = make_env(env_name, goal=goal, render_mode="rgb_array")
+    obs, _ = env.reset(seed=seed)
+    if hasattr(controller, "max_episode_steps"):
+        controller.max_episode_steps = env.spec.max_episode_steps
+    controller.reset(seed=seed)
+    frames = [env.render()]
+    for _ in range(env.spec.max_episode_steps):
+        batch = {k: v[None] for k, v in obs.items()}
+        obs, *_ = env.step(controller.act(batch)[0])
+        frames.append(env.render())
+    env.close()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    imageio.mimsave(path, [np.asarray(f) for f in frames], fps=fps)
+    return path
