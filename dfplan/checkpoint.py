@@ -53,6 +53,11 @@ def export_for_inference(src: str | Path, dst: str | Path, planner: dict | None 
     keep = {k: v for k, v in ckpt.items() if k not in ("optimizer", "model", "format", "format_version", "package_version")}
     keep["model"] = ckpt["ema"]
     keep["exported_from"] = str(src)
+    if not keep.get("ref_scores"):  # older runs: take the reference scores from the dataset's metadata
+        from dfplan.data import load_minari
+
+        meta = load_minari(ckpt["dataset_id"]).storage.metadata
+        keep["ref_scores"] = [meta.get("ref_min_score"), meta.get("ref_max_score")]
     if planner is not None:
         keep["planner"] = planner
     return save_checkpoint(dst, keep)

@@ -103,7 +103,8 @@ def run_evaluation(cfg: DictConfig, print_episodes: bool = False) -> dict:
     ref = load_checkpoint(checkpoint).get("ref_scores")
     result = evaluate(controller, cfg.env, goal=cfg.goal, episodes=int(cfg.episodes), seed=int(cfg.seed),
                       batch=int(cfg.batch), ref_scores=tuple(ref) if ref and None not in ref else None,
-                      keep_plans=6 if cfg.get("plot") else 0, progress=bool(cfg.get("progress", True)))
+                      keep_plans=6 if cfg.get("plot") else 0, progress=bool(cfg.get("progress", True)),
+                      max_episode_steps=cfg.get("max_episode_steps"))
     if print_episodes:
         norm = result.normalized() if result.ref_min is not None else [float("nan")] * len(result.episodes)
         for ep, score in zip(result.episodes, norm):

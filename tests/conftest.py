@@ -8,6 +8,7 @@ import pytest
 import torch
 
 TINY_STEPS = 3000
+torch.set_num_threads(1)  # tiny models gain nothing from threads, and threads thrash when cores are busy
 
 
 @pytest.fixture(scope="session")

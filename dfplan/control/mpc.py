@@ -61,9 +61,10 @@ class MPCController:
         if goals is None:
             raise ValueError("MPCController needs the goal: pass the env's dict observation (with 'desired_goal')")
         finite = np.isfinite(states).all(-1) & np.isfinite(goals).all(-1)
+        states, goals = np.where(finite[:, None], states, 0.0), np.where(finite[:, None], goals, 0.0)
         self._remember(states)
         if self.plan is None or self.plan_step >= self.replan_every or self.plan_step >= self.plan.shape[1]:
-            self._replan(np.where(finite[:, None], states, 0.0), np.where(finite[:, None], goals, 0.0))
+            self._replan(states, goals)
         action = self.plan[:, self.plan_step].copy()
         self.plan_step += 1
         self.t += 1

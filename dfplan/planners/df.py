@@ -14,8 +14,8 @@ from dfplan.planners.df_sampler import SampleResult, SamplerConfig, feed_context
 from dfplan.types import Plan
 
 
-def check_finite(name: str, x: torch.Tensor, shape_hint: str) -> None:
-    if x.dim() != 2:
+def check_finite(name: str, x: torch.Tensor, shape_hint: str, dim: int | None = None) -> None:
+    if x.dim() != 2 or (dim is not None and x.shape[1] != dim):
         raise ValueError(f"{name} must be {shape_hint}, got shape {tuple(x.shape)}")
     if not torch.isfinite(x).all():
         raise ValueError(f"{name} holds NaN or inf values: {x[~torch.isfinite(x).all(-1)][:3].tolist()}")
@@ -45,7 +45,7 @@ class DFPlanner:
     @torch.no_grad()
     def initial_latent(self, obs: torch.Tensor) -> torch.Tensor:
         """Latent from raw observations [B, Ds]."""
-        check_finite("obs", obs, f"[B, {self.obs_dim}]")
+        check_finite("obs", obs, f"[B, {self.obs_dim}]", self.obs_dim)
         return self.model.init_state(self.normalizer.norm_obs(obs.to(self.device, torch.float32)))
 
     @torch.no_grad()
@@ -74,9 +74,7 @@ class DFPlanner:
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1 token, got {horizon}")
         obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-        check_finite("obs", obs, f"[B, {self.obs_dim}]")
-        if obs.shape[1] != self.obs_dim:
-            raise ValueError(f"obs must be [B, {self.obs_dim}], got shape {tuple(obs.shape)}")
+        check_finite("obs", obs, f"[B, {self.obs_dim}]", self.obs_dim)
         if objective is None and goal is not None:
             goal = torch.as_tensor(goal, dtype=torch.float32, device=self.device)
             check_finite("goal", goal, "[B, 2]")
@@ -97,10 +95,8 @@ class DFPlanner:
 
     def _decode(self, tokens: torch.Tensor, obs: torch.Tensor):
         actions, next_obs = from_tokens(tokens, self.frame_stack, self.act_dim)
-        n = obs.shape[0]
         actions = self.normalizer.denorm_act(actions)
-        states = torch.cat([obs[:, None].expand(n, 1, -1).repeat(tokens.shape[0] // n, 1, 1),
-                            self.normalizer.denorm_obs(next_obs)], dim=1)
+        states = torch.cat([obs[:, None], self.normalizer.denorm_obs(next_obs)], dim=1)
         return actions, states
 
     def _to_plan(self, result: SampleResult, obs: torch.Tensor, seconds: float) -> Plan:

@@ -101,7 +101,7 @@ def _predict(model, x_act, k, z_prefix, prefix, cfg: SamplerConfig, objective, r
             x_re = q_sample(rep(x0), rep(k), randn(R * x0.shape[0], *x0.shape[1:]), schedule)
             x0_re, _ = model.forward_seq(x_re, rep(k), rep(z_prefix))
             x0_re = x0_re.clamp(-cfg.clip_x0, cfg.clip_x0)
-            values += list(objective(torch.cat([rep(prefix), x0_re], dim=1)).chunk(R))
+            values += [objective(torch.cat([prefix, x0_r], dim=1)) for x0_r in x0_re.chunk(R)]
         mean_value = torch.stack(values).mean(0)
         grad = torch.autograd.grad(mean_value.sum(), x_in)[0]
     x0 = x0.detach()

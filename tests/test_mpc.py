@@ -1,0 +1,124 @@
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dfplan.control import MPCController
+from dfplan.envs import make_env
+from dfplan.evaluation import evaluate
+from dfplan.planners.df import load_planner
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+@pytest.fixture
+def planner(tiny_checkpoint):
+    return load_planner(tiny_checkpoint, device="cpu", steps=4, guidance_scale=0.5)
+
+
+def test_controller_contract_single_and_batched(planner):
+    env = make_env("pointmaze-umaze")
+    c = MPCController(planner, horizon=4)
+    obs, _ = env.reset(seed=0)
+    c.reset(seed=0)
+    for _ in range(10):
+        a = c.act(obs)
+        assert a.shape == (2,) and np.isfinite(a).all() and np.abs(a).max() <= 1.0
+        obs, *_ = env.step(a)
+    batch = {k: np.stack([v, v]) for k, v in obs.items()}
+    c.reset(seed=1)
+    assert c.act(batch).shape == (2, 2)
+
+
+def test_same_seed_same_actions(planner):
+    env = make_env("pointmaze-umaze")
+    runs = []
+    for _ in range(2):
+        c = MPCController(planner, horizon=4)
+        c.reset(seed=3)
+        obs, _ = env.reset(seed=3)
+        acts = []
+        for _ in range(12):
+            acts.append(c.act(obs))
+            obs, *_ = env.step(acts[-1])
+        runs.append(np.array(acts))
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_nan_observation_gives_a_safe_action_and_is_counted(planner):
+    c = MPCController(planner, horizon=4)
+    c.reset(seed=0)
+    obs = {"observation": np.array([np.nan, 0, 0, 0]), "desired_goal": np.array([1.0, 1.0])}
+    a = c.act(obs)
+    assert np.isfinite(a).all() and c.failures == 1
+
+
+def test_memory_changes_the_latent_path(planner):
+    env = make_env("pointmaze-umaze")
+    latents = {}
+    for memory in (True, False):
+        c = MPCController(planner, horizon=4, memory=memory)
+        c.reset(seed=0)
+        obs, _ = env.reset(seed=0)
+        for _ in range(9):
+            obs, *_ = env.step(c.act(obs))
+        latents[memory] = c.z
+    assert latents[False] is None  # memoryless: the latent is rebuilt from the observation at each plan
+    fresh = planner.initial_latent(torch.as_tensor(obs["observation"][None], dtype=torch.float32))
+    assert not torch.allclose(latents[True], fresh)
+    with pytest.raises(ValueError, match="multiple of frame_stack"):
+        MPCController(planner, horizon=4, replan_every=3, memory=True)
+
+
+def test_horizon_shrinks_with_the_remaining_time(planner):
+    c = MPCController(planner, horizon=8, max_episode_steps=20)
+    c.t = 0
+    assert c._horizon_now() == 5
+    c.t = 18
+    assert c._horizon_now() == 1
+
+
+def test_short_real_evaluation(planner):
+    c = MPCController(planner, horizon=4)
+    result = evaluate(c, "pointmaze-umaze", episodes=2, batch=2, max_episode_steps=24, ref_scores=(0.0, 100.0),
+                      progress=False, keep_plans=1)
+    s = result.summary()
+    assert s["episodes"] == 2 and 0 <= s["success_rate"] <= 1 and s["failures"] == 0
+    assert result.episodes[0].path.shape == (25, 2) and len(result.episodes[0].plans) == 6
+    assert "normalized_score_mean" in s
+
+
+def test_eval_cli_prints_one_json_line(tiny_checkpoint, tmp_path, capsys):
+    from hydra import compose, initialize_config_module
+
+    from dfplan.cli import run_evaluation
+
+    with initialize_config_module(config_module="dfplan.configs", version_base=None):
+        cfg = compose(config_name="eval", overrides=[f"checkpoint={tiny_checkpoint}", "episodes=2", "batch=2",
+                                                     "steps=3", "horizon=2", f"plot={tmp_path / 'paths.png'}",
+                                                     "progress=false"])
+    from omegaconf import open_dict
+
+    with open_dict(cfg):
+        cfg.max_episode_steps = 16
+    summary = run_evaluation(cfg)
+    line = json.loads(json.dumps(summary))
+    for key in ("env", "planner", "goal", "episodes", "seed", "normalized_score_mean", "normalized_score_se",
+                "success_rate", "mean_time_to_goal", "seconds", "commit"):
+        assert key in line
+    assert (tmp_path / "paths.png").stat().st_size > 10_000
+
+
+def test_readme_embedding_snippet_runs(tiny_checkpoint, monkeypatch):
+    """The README's own-control-loop example, executed with the tiny checkpoint and a short episode."""
+    text = README.read_text()
+    snippet = re.search(r"<!-- embed-start -->\s*```python\n(.*?)```", text, re.S).group(1)
+    snippet = snippet.replace('dfplan.load_planner("dfplan/checkpoints/pointmaze-umaze.pt")',
+                              f'dfplan.load_planner(r"{tiny_checkpoint}", steps=3)')
+    snippet = snippet.replace("range(300)", "range(12)")
+    namespace: dict = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)
+    assert np.isfinite(namespace["action"]).all()

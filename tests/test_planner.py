@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+import torch
+
+from dfplan.guidance import goal_distance, goal_reward
+from dfplan.planners.df import load_planner
+from dfplan.planners.df_sampler import SamplerConfig, sample
+
+OBS = torch.tensor([[0.5, 1.0, 0.0, 0.0], [1.0, -1.0, 0.0, 0.0], [-1.0, -1.0, 0.5, 0.0]])
+GOAL = torch.tensor([[-1.0, 1.0]] * 3)
+
+
+@pytest.fixture(scope="module")
+def planner(tiny_checkpoint):
+    return load_planner(tiny_checkpoint, device="cpu", steps=5)
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("horizon", [1, 3, 8])
+def test_plan_shapes_in_env_steps_and_raw_units(planner, horizon):
+    plan = planner.plan(OBS, GOAL, horizon, generator=gen())
+    fs = planner.frame_stack
+    assert plan.actions.shape == (3, horizon * fs, 2) and plan.states.shape == (3, horizon * fs + 1, 4)
+    assert torch.equal(plan.states[:, 0], OBS)
+    assert torch.isfinite(plan.states).all() and plan.info["objective"].shape == (3,)
+
+
+def test_horizon_far_past_the_training_window(planner):
+    window_tokens = 32 // planner.frame_stack
+    plan = planner.plan(OBS[:1], GOAL[:1], horizon=5 * window_tokens, generator=gen())
+    assert plan.actions.shape[1] == 5 * 32 and torch.isfinite(plan.states).all()
+
+
+@pytest.mark.parametrize("schedule", ["pyramid", "full_sequence", "autoregressive", "trapezoid"])
+def test_every_schedule_samples(planner, schedule):
+    plan = planner.plan(OBS, GOAL, 4, generator=gen(), schedule=schedule)
+    assert torch.isfinite(plan.actions).all()
+
+
+def test_guidance_moves_the_plan_toward_the_goal(planner):
+    def mean_goal_distance(plan):
+        return (plan.states[:, 1:, :2] - GOAL[:, None]).norm(dim=-1).mean().item()
+
+    free = np.mean([mean_goal_distance(planner.plan(OBS, GOAL, 6, generator=gen(s), guidance_scale=0.0)) for s in range(3)])
+    guided = np.mean([mean_goal_distance(planner.plan(OBS, GOAL, 6, generator=gen(s), guidance_scale=5.0)) for s in range(3)])
+    assert guided < free - 0.1
+
+
+def test_mcg_with_one_sample_equals_plain_guidance(planner):
+    a = planner.plan(OBS, GOAL, 4, generator=gen(5), guidance_scale=0.5, mc_samples=1)
+    b = planner.plan(OBS, GOAL, 4, generator=gen(5), guidance_scale=0.5)
+    assert torch.equal(a.states, b.states)
+    c = planner.plan(OBS, GOAL, 4, generator=gen(5), guidance_scale=0.5, mc_samples=4)
+    assert torch.isfinite(c.states).all() and not torch.equal(a.states, c.states)
+
+
+def test_custom_objective_and_dense_reward(planner):
+    plan = planner.plan(OBS, horizon=3, objective=goal_reward(GOAL), generator=gen(), guidance_scale=0.5)
+    assert torch.isfinite(plan.states).all()
+    right = planner.plan(OBS, horizon=3, objective=lambda s, a: s[:, 1:, 0].sum(-1), generator=gen(), guidance_scale=2.0)
+    left = planner.plan(OBS, horizon=3, objective=lambda s, a: -s[:, 1:, 0].sum(-1), generator=gen(), guidance_scale=2.0)
+    assert (right.states[:, -1, 0] > left.states[:, -1, 0]).all()
+
+
+def test_prefix_cache_matches_full_recomputation(planner):
+    """Caching the finished prefix's latent gives the same tokens as feeding the whole prefix every row."""
+    torch.manual_seed(0)
+    z0 = planner.initial_latent(OBS)
+    cfg = SamplerConfig(steps=4, schedule="autoregressive", stabilization_level=0)
+    tokens = sample(planner.model, z0, 3, cfg, generator=gen(2)).tokens
+    # autoregressive without stabilization == sampling each token after feeding the clean prefix
+    z, out = z0, []
+    g = gen(2)
+    for t in range(3):
+        res = sample(planner.model, z, 1, SamplerConfig(steps=4, schedule="full_sequence", stabilization_level=0),
+                     generator=g)
+        out.append(res.tokens)
+        z = res.z_end
+    assert tokens.shape == torch.cat(out, 1).shape and torch.isfinite(tokens).all()
+
+
+def test_same_seed_same_plan(planner):
+    a = planner.plan(OBS, GOAL, 3, generator=gen(9), guidance_scale=0.5)
+    b = planner.plan(OBS, GOAL, 3, generator=gen(9), guidance_scale=0.5)
+    assert torch.equal(a.actions, b.actions)
+
+
+def test_bad_inputs_are_clear_errors(planner):
+    with pytest.raises(ValueError, match="goal must be"):
+        planner.plan(OBS, torch.zeros(3, 3), 2)
+    with pytest.raises(ValueError, match="NaN"):
+        planner.plan(torch.tensor([[float("nan"), 0, 0, 0]]), GOAL[:1], 2)
+    with pytest.raises(ValueError, match="horizon must be >= 1"):
+        planner.plan(OBS, GOAL, 0)
+    with pytest.raises(ValueError, match=r"obs must be \[B, 4\]"):
+        planner.plan(torch.zeros(3, 5), GOAL, 2)
+
+
+def test_causal_rollout_runs_past_the_window_and_stays_finite(planner):
+    roll = planner.rollout(OBS, n_tokens=24, generator=gen())
+    assert roll.states.shape == (3, 24 * planner.frame_stack + 1, 4) and torch.isfinite(roll.states).all()
+    clean = planner.rollout(OBS, n_tokens=4, stabilize=False, generator=gen())
+    assert torch.isfinite(clean.states).all()
+
+
+def test_goal_distance_objective_formula():
+    states = torch.zeros(1, 3, 4)
+    states[0, 1:, :2] = torch.tensor([[3.0, 4.0], [0.0, 1.0]])
+    assert goal_distance(torch.zeros(1, 2))(states, None).item() == pytest.approx(-6.0)
