@@ -15,7 +15,7 @@ import io
 
 import gymnasium as gym
 
-with contextlib.redirect_stdout(io.StringIO()):  # it prints an unrelated Adroit notice on import
+with contextlib.redirect_stderr(io.StringIO()):  # it prints an unrelated Adroit notice on import
     import gymnasium_robotics
 
 from .maze import G, MazeLayout, MazeSpec, get_maze

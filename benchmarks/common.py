@@ -1,0 +1,326 @@
+"""Shared helpers for the benchmark scripts: `key=value` arguments, JSON-lines results, Markdown tables.
+
+Every script is run as `python benchmarks/<script>.py key=value ...`. Arguments take their type from the
+script's defaults (bool: true/false, int, float, str, list: comma-separated, None-default: a string or `none`);
+an unknown key is an error that lists the known ones. `quick=true` swaps in the script's small smoke-test
+defaults for every key not given on the command line. Results are appended, one JSON object per line, to
+`benchmarks/results/<script>.jsonl` (or `results=PATH`) with the git commit, the command and the config.
+Benchmarks measure; they never assert on timings.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+COMMON_DEFAULTS = {"quick": False, "results": None, "threads": 0}
+TRUE, FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+
+
+class ArgError(SystemExit):
+    pass
+
+
+# --- arguments -------------------------------------------------------------------------------------
+def _convert(key: str, raw: str, default: Any):
+    def fail(kind: str):
+        raise ArgError(f"error: {key}={raw!r} is not a valid {kind}")
+
+    if raw.lower() in ("none", "null") and (default is None or isinstance(default, str)):
+        return None
+    if isinstance(default, bool):
+        if raw.lower() in TRUE:
+            return True
+        if raw.lower() in FALSE:
+            return False
+        fail("bool (true/false)")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            fail("int")
+    if isinstance(default, float):
+        try:
+            return float(raw)
+        except ValueError:
+            fail("float")
+    if isinstance(default, (list, tuple)):
+        items = [s.strip() for s in raw.strip("[]").split(",") if s.strip()]
+        elem = default[0] if default else ""
+        return [_convert(key, s, elem) for s in items]
+    return raw
+
+
+class Args(dict):
+    """A dict with attribute access, plus the set of keys given explicitly on the command line."""
+
+    given: set
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError as err:
+            raise AttributeError(name) from err
+
+
+def parse_args(defaults: dict, quick_defaults: dict | None = None, doc: str | None = None,
+               prefixes: Sequence[str] = (), argv: Sequence[str] | None = None) -> Args:
+    """Parse `key=value` arguments against typed `defaults` (plus quick/results/threads).
+
+    `prefixes`: families of free keys such as `checkpoint_` (`checkpoint_pointmaze-umaze=PATH`), kept as strings.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    defaults = {**COMMON_DEFAULTS, **defaults}
+    if any(a in ("-h", "--help", "help") for a in argv):
+        print((doc or "").strip() + "\n\narguments (key=default):")
+        for k, v in defaults.items():
+            shown = ",".join(map(str, v)) if isinstance(v, (list, tuple)) else v
+            print(f"  {k}={shown}")
+        for p in prefixes:
+            print(f"  {p}<env>=PATH")
+        raise SystemExit(0)
+    args, given = Args(defaults), set()
+    for arg in argv:
+        if "=" not in arg:
+            raise ArgError(f"error: arguments are key=value, got {arg!r}; known keys: {', '.join(sorted(defaults))}")
+        key, raw = arg.split("=", 1)
+        if key in defaults:
+            args[key] = _convert(key, raw, defaults[key])
+        elif any(key.startswith(p) and len(key) > len(p) for p in prefixes):
+            args[key] = raw
+        else:
+            extra = f" (or {', '.join(p + '<env>' for p in prefixes)})" if prefixes else ""
+            raise ArgError(f"error: unknown key {key!r}; known keys: {', '.join(sorted(defaults))}{extra}")
+        given.add(key)
+    if args["quick"] and quick_defaults:
+        for k, v in quick_defaults.items():
+            if k not in given:
+                args[k] = v
+    args.given = given
+    if args["threads"]:
+        import torch
+
+        torch.set_num_threads(int(args["threads"]))
+    return args
+
+
+def prefixed(args: Args, prefix: str) -> dict[str, str]:
+    """{suffix: value} for the free keys `prefix<suffix>=value`."""
+    return {k[len(prefix):]: v for k, v in args.items() if k.startswith(prefix) and k not in COMMON_DEFAULTS}
+
+
+# --- provenance ------------------------------------------------------------------------------------
+def command_line() -> str:
+    """The exact command, as `python benchmarks/<script>.py k=v ...` relative to the repo root when possible."""
+    script = Path(sys.argv[0])
+    try:
+        script = script.resolve().relative_to(REPO_ROOT)
+    except ValueError:
+        pass
+    return " ".join(["python", shlex.quote(str(script))] + [shlex.quote(a) for a in sys.argv[1:]])
+
+
+def print_command() -> str:
+    cmd = command_line()
+    print(f"command: {cmd}", flush=True)
+    return cmd
+
+
+def git_info() -> dict:
+    """Commit of the checkout (short hash) and whether tracked files differ from it."""
+    def git(*a):
+        return subprocess.run(["git", *a], capture_output=True, text=True, timeout=5, cwd=REPO_ROOT).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD") or None
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = None, None
+    return {"commit": commit, "dirty": dirty}
+
+
+def machine_info(device: str | None = None) -> dict:
+    import torch
+
+    info = {"host": platform.node(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "python": platform.python_version()}
+    if device is not None and str(device).startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+class Results:
+    """Appends one JSON object per measurement to a .jsonl file; keeps them for the tables of this run."""
+
+    def __init__(self, script: str, args: Args, command: str):
+        self.script = script
+        self.path = Path(args["results"] or BENCH_DIR / "results" / f"{script}.jsonl")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.base = {"script": script, **git_info(), "command": command,
+                     "config": {k: v for k, v in args.items()}}
+        self.rows: list[dict] = []
+
+    def add(self, row: dict, device: str | None = None) -> dict:
+        full = {**self.base, "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "machine": machine_info(device), **row}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(full, default=_jsonable) + "\n")
+        self.rows.append(full)
+        return full
+
+
+def _jsonable(x):
+    try:
+        import numpy as np
+        import torch
+
+        if isinstance(x, torch.Tensor):
+            return x.tolist()
+        if isinstance(x, np.ndarray):
+            return x.tolist()
+        if isinstance(x, np.generic):
+            return x.item()
+    except ImportError:
+        pass
+    if isinstance(x, Path):
+        return str(x)
+    return repr(x)
+
+
+# --- statistics and tables -------------------------------------------------------------------------
+def mean_se(values: Iterable) -> tuple[float | None, float | None, int]:
+    """(mean, standard error, n) over the finite, non-None values; se is None for n < 2."""
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    n = len(vals)
+    if n == 0:
+        return None, None, 0
+    m = sum(vals) / n
+    if n < 2:
+        return m, None, n
+    var = sum((v - m) ** 2 for v in vals) / (n - 1)
+    return m, math.sqrt(var / n), n
+
+
+def fmt_mean_se(values: Iterable, digits: int = 1, scale: float = 1.0, pct: bool = False) -> str:
+    """`mean ± se` (just `mean` for a single value, `–` for none); pct=True shows fractions as percents."""
+    m, se, n = mean_se(values)
+    if m is None:
+        return "–"
+    k = 100.0 if pct else scale
+    suffix = "%" if pct else ""
+    if se is None:
+        return f"{m * k:.{digits}f}{suffix}"
+    return f"{m * k:.{digits}f} ± {se * k:.{digits}f}{suffix}"
+
+
+def group_rows(rows: Sequence[dict], keys: Sequence[str]) -> list[tuple[tuple, list[dict]]]:
+    """Rows grouped by the values of `keys`, groups in first-seen order."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r.get(k) for k in keys), []).append(r)
+    return list(groups.items())
+
+
+Column = tuple[str, Callable[[list[dict]], str]]
+
+
+def aggregate_table(rows: Sequence[dict], keys: Sequence[str], columns: Sequence[Column],
+                    key_headers: Sequence[str] | None = None) -> str:
+    """A Markdown table: one line per group of `keys`; each column is (header, fn(group rows) -> cell)."""
+    headers = list(key_headers or keys) + [c[0] for c in columns]
+    lines = [[str(v) for v in gkey] + [fn(group) for _, fn in columns] for gkey, group in group_rows(rows, keys)]
+    return markdown_table(headers, lines)
+
+
+def col_mean_se(field: str, digits: int = 1, pct: bool = False) -> Callable[[list[dict]], str]:
+    return lambda group: fmt_mean_se((r.get(field) for r in group), digits, pct=pct)
+
+
+def markdown_table(headers: Sequence[str], lines: Sequence[Sequence]) -> str:
+    out = ["| " + " | ".join(map(str, headers)) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(str(c) for c in line) + " |" for line in lines]
+    return "\n".join(out)
+
+
+def section(title: str, table: str, command: str, note: str | None = None) -> str:
+    """A titled table with the command that produced it (what gets printed and rendered)."""
+    parts = [f"### {title}", "", f"`{command}`", "", table]
+    if note:
+        parts += ["", note]
+    return "\n".join(parts) + "\n"
+
+
+def write_markdown(path: str | Path, sections: Sequence[str], command: str, title: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    gi = git_info()
+    head = (f"## {title}\n\nGenerated {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC at commit "
+            f"{gi['commit']}{' (with local changes)' if gi['dirty'] else ''} on {os.cpu_count()} CPU cores by:\n\n"
+            f"    {command}\n")
+    path.write_text(head + "\n" + "\n".join(sections))
+    return path
+
+
+# --- small shared pieces ---------------------------------------------------------------------------
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when present, else 'cpu' (as a string, for JSON)."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def sync(device) -> None:
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def default_checkpoint(env: str, given: str | None = None, planner: str = "df") -> Path | None:
+    """`given`, else the shipped checkpoint of `env` (None when there is none)."""
+    if given:
+        return Path(given)
+    from dfplan.checkpoint import CheckpointError
+    from dfplan.control.factory import shipped_checkpoint
+
+    try:
+        return shipped_checkpoint(env, planner)
+    except CheckpointError:
+        return None
+
+
+def reset_states(env_name: str, seeds: Iterable[int], goal: str = "fixed"):
+    """(observations [N, Ds], goals [N, 2]) numpy float32 of `make_env(env_name, goal)` reset with each seed."""
+    import numpy as np
+
+    from dfplan.envs import make_env
+
+    env = make_env(env_name, goal=goal)
+    obs, goals = [], []
+    for s in seeds:
+        o, _ = env.reset(seed=int(s))
+        obs.append(o["observation"])
+        goals.append(o["desired_goal"])
+    env.close()
+    return np.asarray(obs, dtype=np.float32), np.asarray(goals, dtype=np.float32)
+
+
+def outside_maze(layout, xy):
+    """in_wall, treating NaN/inf positions as outside the maze too. xy [..., 2] -> bool [...]."""
+    import numpy as np
+
+    xy = np.asarray(xy, dtype=float)
+    finite = np.isfinite(xy).all(-1)
+    return ~finite | layout.in_wall(np.where(finite[..., None], xy, 0.0))
