@@ -123,7 +123,8 @@ def main() -> None:
                 "env": args.env, "method": "stabilized" if stabilize else "clean feedback", "stabilize": stabilize,
                 "seed": seed, "starts": args.starts, "rollouts": args.rollouts, "window_steps": window,
                 "tokens": n_tokens, "env_steps": n_tokens * fs, "seconds": seconds, **inside,
-                "first_exit_step_median": float(np.median(np.where(out.any(1), out.argmax(1), out.shape[1]))),
+                "exited_fraction": float(out.any(1).mean()),
+                "first_exit_step_median": float(np.median(out.argmax(1)[out.any(1)])) if out.any() else None,
                 "chunks": chunks, "dataset_pos_mean": pos_mean.tolist(), "dataset_pos_std": pos_std.tolist(),
                 "dataset_vel_std": vel_std.tolist(), "dataset_mean_abs_v": data_abs_v,
                 "dataset_mean_abs_v_source": abs_v_source}, device)
@@ -133,7 +134,9 @@ def main() -> None:
 
     inside_table = common.aggregate_table(rows, ["method"], [
         (f"inside at {m}x ({m * window} steps)", common.col_mean_se(f"inside_{m}x", 0, pct=True)) for m in report_at
-    ] + [("median first exit step", common.col_mean_se("first_exit_step_median", 0))], key_headers=["variant"])
+    ] + [("left the maze by the end", common.col_mean_se("exited_fraction", 0, pct=True)),
+         ("median first exit step (of those)", common.col_mean_se("first_exit_step_median", 0))],
+        key_headers=["variant"])
 
     chunk_rows = [{"method": r["method"], "seed": r["seed"], **ch} for r in rows for ch in r["chunks"]]
     for ch in chunk_rows:
