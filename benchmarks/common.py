@@ -288,6 +288,15 @@ def sync(device) -> None:
         torch.cuda.synchronize()
 
 
+def require_checkpoint(args) -> Path:
+    """The DF checkpoint of `args.checkpoint` or the shipped one of `args.env`; recorded back into `args`."""
+    checkpoint = default_checkpoint(args.env, args.checkpoint)
+    if checkpoint is None:
+        raise ArgError(f"error: no shipped checkpoint for {args.env}; pass checkpoint=PATH")
+    args["checkpoint"] = str(checkpoint)
+    return checkpoint
+
+
 def default_checkpoint(env: str, given: str | None = None, planner: str = "df") -> Path | None:
     """`given`, else the shipped checkpoint of `env` (None when there is none)."""
     if given:

@@ -148,10 +148,7 @@ def main() -> None:
     command = common.print_command()
     from dfplan.planners.df import load_planner
 
-    checkpoint = common.default_checkpoint(args.env, args.checkpoint)
-    if checkpoint is None:
-        raise common.ArgError(f"error: no shipped checkpoint for {args.env}; pass checkpoint=PATH")
-    args["checkpoint"] = str(checkpoint)
+    checkpoint = common.require_checkpoint(args)
     scale = tuned_guidance(checkpoint) if args.guidance_scale < 0 else args.guidance_scale
     results = common.Results("planning", args, command)
     device = common.resolve_device(args.device)

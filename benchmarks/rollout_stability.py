@@ -59,10 +59,7 @@ def main() -> None:
     from dfplan.envs import MazeLayout, get_maze
     from dfplan.planners.df import load_planner
 
-    checkpoint = common.default_checkpoint(args.env, args.checkpoint)
-    if checkpoint is None:
-        raise common.ArgError(f"error: no shipped checkpoint for {args.env}; pass checkpoint=PATH")
-    args["checkpoint"] = str(checkpoint)
+    checkpoint = common.require_checkpoint(args)
     ckpt = load_checkpoint(checkpoint)
     device = common.resolve_device(args.device)
     planner = load_planner(checkpoint, device=device)

@@ -46,12 +46,7 @@ def plot_paths(layout: MazeLayout, episodes, path: str | Path, title: str = "", 
     axes.flat[0].legend(loc="lower left", fontsize=7, framealpha=0.8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_plan(layout: MazeLayout, states: np.ndarray, goal: np.ndarray, path: str | Path, title: str = "") -> Path:
@@ -65,6 +60,10 @@ def plot_plan(layout: MazeLayout, states: np.ndarray, goal: np.ndarray, path: st
     for g in np.unique(goal, axis=0):
         ax.scatter(*g, color="tab:red", marker="*", s=200, zorder=6)
     ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
