@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
@@ -35,8 +33,6 @@ TINY_MODEL = dict(frame_stack=4, hidden=32, mlp_hidden=32, emb_dim=16, num_level
 @pytest.fixture(scope="session")
 def tiny_checkpoint(minari_root, tmp_path_factory):
     """A DF checkpoint trained for a few hundred steps on the tiny dataset through the real training loop."""
-    from omegaconf import OmegaConf
-
     from dfplan.training import train
 
     out = tmp_path_factory.mktemp("run")
@@ -45,7 +41,6 @@ def tiny_checkpoint(minari_root, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINARI_DATASETS_PATH", str(minari_root))
         train(cfg)
-    assert OmegaConf.is_config(cfg)
     return out / "final.pt"
 
 
@@ -73,5 +68,3 @@ def pytest_collection_modifyitems(config, items):
         if "gpu" in item.keywords:
             item.add_marker(skip)
 
-
-os.environ.setdefault("MUJOCO_GL", "egl")
