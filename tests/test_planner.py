@@ -76,7 +76,7 @@ def test_prefix_cache_matches_full_recomputation(planner):
     g = gen(2)
     for t in range(3):
         res = sample(planner.model, z, 1, SamplerConfig(steps=4, schedule="full_sequence", stabilization_level=0),
-                     generator=g)
+                     generator=g, return_latent=True)
         out.append(res.tokens)
         z = res.z_end
     assert tokens.shape == torch.cat(out, 1).shape and torch.isfinite(tokens).all()

@@ -101,7 +101,9 @@ class DFPlanner:
 
     def _to_plan(self, result: SampleResult, obs: torch.Tensor, seconds: float) -> Plan:
         actions, states = self._decode(result.tokens, obs)
-        info = {"seconds": seconds, "z_end": result.z_end}
+        info = {"seconds": seconds}
+        if result.z_end is not None:
+            info["z_end"] = result.z_end
         if result.objective is not None:
             info["objective"] = result.objective
         return Plan(actions=actions.detach(), states=states.detach(), info=info)
@@ -123,7 +125,7 @@ class DFPlanner:
         tokens = []
         t0 = time.perf_counter()
         for _ in range(n_tokens):
-            result = sample(self.model, z, 1, cfg, None, generator)
+            result = sample(self.model, z, 1, cfg, None, generator, return_latent=True)
             tokens.append(result.tokens)
             z = result.z_end
         out = SampleResult(tokens=torch.cat(tokens, dim=1), z_end=z, objective=None)

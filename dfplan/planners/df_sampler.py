@@ -36,7 +36,7 @@ class SamplerConfig:
 @dataclass
 class SampleResult:
     tokens: torch.Tensor  # [B, H, D] normalized clean tokens
-    z_end: torch.Tensor  # latent after the whole plan (finished tokens as context)
+    z_end: torch.Tensor | None  # latent after the whole plan (finished tokens as context), when asked for
     objective: torch.Tensor | None  # [B] objective of the final plan, if guided
 
 
@@ -51,8 +51,9 @@ def feed_context(model, tokens: torch.Tensor, z: torch.Tensor, level: int, noise
 
 
 def sample(model, z0: torch.Tensor, horizon: int, cfg: SamplerConfig, objective: TokenObjective | None = None,
-           generator: torch.Generator | None = None) -> SampleResult:
-    """Sample `horizon` tokens after latent z0 [B, Hz]."""
+           generator: torch.Generator | None = None, return_latent: bool = False) -> SampleResult:
+    """Sample `horizon` tokens after latent z0 [B, Hz]; `return_latent` also feeds the plan back for `z_end`
+    (one more RNN pass, needed by causal rollouts, not by planning)."""
     B, D, device = z0.shape[0], model.cfg.token_dim, z0.device
     matrix = torch.as_tensor(scheduling_matrix(cfg.schedule, horizon, cfg.steps, cfg.uncertainty), device=device)
     levels = sampling_levels(model.cfg.num_levels, cfg.steps).to(device)[matrix]  # [rows, H] noise levels
@@ -77,7 +78,9 @@ def sample(model, z0: torch.Tensor, horizon: int, cfg: SamplerConfig, objective:
         x[:, done:] = ddim_step(x_act, x0, k, nxt[done:].expand(B, -1), schedule, cfg.eta,
                                 noise=randn(*x_act.shape) if cfg.eta > 0 else None, eps_hat=eps).detach()
     with torch.no_grad():
-        z_end = feed_context(model, x[:, done:], z_prefix, cfg.stabilization_level, ctx_noise[:, done:])
+        z_end = None
+        if return_latent:
+            z_end = feed_context(model, x[:, done:], z_prefix, cfg.stabilization_level, ctx_noise[:, done:])
         value = objective(x) if objective is not None else None
     return SampleResult(tokens=x, z_end=z_end, objective=value)
 
