@@ -7,6 +7,7 @@ Presets (composed with Hydra's compose API from `dfplan.configs`, exactly as `df
   df        model=df_rnn   train=cpu            (the DF CPU preset)
   diffuser  model=diffuser train=diffuser_cpu   (the Diffuser CPU preset)
   df-gpu    model=df_rnn   train=gpu            (the paper-scale DF preset; batch 2048, meant for CUDA)
+  diffuser-gpu model=diffuser train=diffuser_gpu (the Diffuser GPU preset; batch 128)
 Each repeat builds the model (`dfplan.models.build_model`), its EMA copy and AdamW, then times `steps` optimizer
 steps after `warmup` untimed ones: learning-rate schedule, `WindowSampler.sample`, autocast forward (bf16 on CUDA
 when the preset says amp), backward, grad clipping, optimizer step, EMA update -- the body of
@@ -29,7 +30,7 @@ import torch
 import common
 
 PRESETS = {"df": ["model=df_rnn", "train=cpu"], "diffuser": ["model=diffuser", "train=diffuser_cpu"],
-           "df-gpu": ["model=df_rnn", "train=gpu"]}
+           "df-gpu": ["model=df_rnn", "train=gpu"], "diffuser-gpu": ["model=diffuser", "train=diffuser_gpu"]}
 DEFAULTS = {
     "dataset": "dfplan/pointmaze/umaze-v0",  # any Minari id under MINARI_DATASETS_PATH
     "presets": ["df", "diffuser"],

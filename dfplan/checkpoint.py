@@ -47,11 +47,17 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     return ckpt
 
 
-def export_for_inference(src: str | Path, dst: str | Path, planner: dict | None = None) -> Path:
-    """A small copy of a training checkpoint: EMA weights only (no optimizer), plus tuned planner settings."""
+def export_for_inference(src: str | Path, dst: str | Path, planner: dict | None = None, half: bool = False) -> Path:
+    """A small copy of a training checkpoint: EMA weights only (no optimizer), plus tuned planner settings.
+
+    `half=True` stores the floating-point weights as float16 (half the size; loading casts them back to the
+    model's float32 parameters).
+    """
     ckpt = load_checkpoint(src)
     keep = {k: v for k, v in ckpt.items() if k not in ("optimizer", "model", "format", "format_version", "package_version")}
-    keep["model"] = ckpt["ema"]
+    if half:
+        keep["ema"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["ema"].items()}
+    keep["model"] = keep["ema"]
     keep["exported_from"] = str(src)
     if not keep.get("ref_scores"):  # older runs: take the reference scores from the dataset's metadata
         from dfplan.data import load_minari

@@ -8,7 +8,7 @@ import torch
 from dfplan.data import DatasetNotFoundError, Normalizer, WindowSampler, chain_episodes, load_runs
 from dfplan.envs import custom_maze, make_env
 from dfplan.envs.recipes import generate_pointmaze_dataset
-from tests.conftest import TINY_STEPS
+from conftest import TINY_STEPS
 
 DS = "dfplan/pointmaze/umaze-v0"
 

@@ -9,7 +9,7 @@ from dfplan.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from dfplan.data import WindowSampler, load_runs
 from dfplan.models import DFConfig, DFRNN, build_model, from_tokens, to_tokens, token_mask
 from dfplan.training import train
-from tests.conftest import TINY_MODEL, train_config
+from conftest import TINY_MODEL, train_config
 
 
 def tiny_model(**kw):
@@ -100,6 +100,19 @@ def test_checkpoint_round_trip_gives_same_outputs(tiny_checkpoint):
     assert torch.allclose(m.forward_seq(x, k, z)[0], p.model.forward_seq(x, k, z)[0], atol=1e-6)
 
 
+def test_inference_export_drops_the_optimizer_and_half_keeps_the_outputs(tiny_checkpoint, tmp_path):
+    from dfplan.checkpoint import export_for_inference
+    from dfplan.planners.df import load_planner
+
+    full, half = (export_for_inference(tiny_checkpoint, tmp_path / f"{n}.pt", half=n == "half") for n in ("full", "half"))
+    assert "optimizer" not in load_checkpoint(full) and half.stat().st_size < 0.6 * full.stat().st_size
+    assert load_checkpoint(half)["ema"]["gru.weight_hh_l0"].dtype == torch.float16
+    p_full, p_half = load_planner(full, device="cpu"), load_planner(half, device="cpu")
+    assert p_half.model.gru.weight_hh_l0.dtype == torch.float32
+    x, k, z = torch.randn(2, 3, 24), torch.randint(1, 100, (2, 3)), torch.randn(2, 32)
+    assert torch.allclose(p_full.model.forward_seq(x, k, z)[0], p_half.model.forward_seq(x, k, z)[0], atol=1e-2)
+
+
 def test_resume_continues_at_the_saved_step(datasets, tmp_path):
     cfg = train_config(tmp_path, steps=60)
     train(cfg)
@@ -122,7 +135,7 @@ def test_killed_training_resumes_to_the_same_final_step(datasets, tmp_path):
 
     script = (
         "import sys; sys.path.insert(0, '.');"
-        "from tests.conftest import train_config; from dfplan.training import train;"
+        "from conftest import train_config; from dfplan.training import train;"
         f"train(train_config(r'{tmp_path}', steps=100000, checkpoint_every=10))"
     )
     proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ})
@@ -174,7 +187,7 @@ def test_ddp_with_two_gloo_processes(datasets, tmp_path):
     script = tmp_path / "ddp_train.py"
     script.write_text(
         "import sys; sys.path.insert(0, %r)\n"
-        "from tests.conftest import train_config\nfrom dfplan.training import train\n"
+        "from conftest import train_config\nfrom dfplan.training import train\n"
         "train(train_config(%r, steps=20))\n" % (str(__import__('pathlib').Path(__file__).parents[1]), str(tmp_path / "out"))
     )
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
