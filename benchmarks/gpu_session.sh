@@ -15,7 +15,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
   2>&1 | grep -v WARNING
 python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir --upgrade --target /tmp/site . \
   2>&1 | grep -v WARNING
-python3 -c "import dfplan.envs, torch; print('dfplan from', dfplan.envs.__file__, '| torch', torch.__version__)" || exit 1
+(cd /tmp && python3 -c "import dfplan.envs, torch; print('dfplan from', dfplan.envs.__file__, '| torch', torch.__version__)") || exit 1
 
 datasets() {  # the 1M-step recipe datasets, generated in parallel on the CPU cores (~1 min)
   for m in umaze medium large; do
@@ -50,8 +50,8 @@ elif [ "$stage" = train ]; then
   for m in umaze medium large; do
     tail -3 "$OUT/train-$m.log"
     cp /tmp/runs/$m-diffuser/log.csv "$OUT/train-$m.csv" 2>/dev/null
-    python3 -c "from dfplan.checkpoint import export_for_inference as e; print(e('/tmp/runs/$m-diffuser/final.pt', \
-'$OUT/pointmaze-$m-diffuser.pt', half=True))"
+    (cd /tmp && python3 -c "from dfplan.checkpoint import export_for_inference as e; print(e('/tmp/runs/$m-diffuser/final.pt', \
+'$OUT/pointmaze-$m-diffuser.pt', half=True))")
   done
 fi
 ls -la "$OUT"
