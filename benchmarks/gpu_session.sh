@@ -3,12 +3,14 @@
 # in .whl/ (gymnasium, gymnasium-robotics, mujoco, minari, hydra and their pure-Python needs) and dfplan into
 # /tmp/site, then one stage. Logs, results and exported checkpoints go to $OUT.
 #   bash benchmarks/gpu_session.sh check           # nvidia-smi, the test suite (gpu tests included), CUDA timings
-#   bash benchmarks/gpu_session.sh train STEPS     # Diffuser GPU preset on the three mazes, one GPU, in parallel
+#   bash benchmarks/gpu_session.sh train STEPS     # GPU tests and timings, then the Diffuser GPU preset on the three
+#                                                  # mazes in parallel on the one GPU (exported half-size to $OUT)
 set -uo pipefail
 stage=$1
-OUT=${OUT:-/tmp/gpu-out}
+OUT=${OUT:-/tmp/gpu-out}  # exported checkpoints and logs.tgz (the device tool brings back at most 8 files)
+LOG=/tmp/gpu-logs
 REPO=$PWD
-mkdir -p "$OUT"
+mkdir -p "$OUT" "$LOG"
 export PYTHONUNBUFFERED=1 MINARI_DATASETS_PATH=/tmp/datasets PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH
 
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -20,38 +22,49 @@ python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-d
 datasets() {  # the 1M-step recipe datasets, generated in parallel on the CPU cores (~1 min)
   for m in umaze medium large; do
     [ -d "$MINARI_DATASETS_PATH/dfplan/pointmaze/$m-v0" ] || dfplan-data env=pointmaze-$m progress=false \
-      > "$OUT/data-$m.log" 2>&1 &
+      > "$LOG/data-$m.log" 2>&1 &
   done
   wait
+}
+
+timings() {  # CUDA latency of DF plans, DF vs Diffuser speed (shipped checkpoints)
+  python3 benchmarks/planning.py part=latency device=cuda horizons=16,32,64 steps=3,10 mc=1,4 batches=1,50 \
+    results="$LOG/planning.jsonl" 2>&1 | tail -16
+  python3 benchmarks/speed.py env=pointmaze-umaze device=cuda episodes=50 results="$LOG/speed.jsonl" 2>&1 | tail -10
 }
 
 if [ "$stage" = check ]; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   datasets &
   (cd /tmp && python3 -m pytest -q -c "$REPO/pyproject.toml" -o pythonpath= -p no:cacheprovider -rs "$REPO/tests") \
-    2>&1 | tee "$OUT/pytest.log" | tail -5
-  python3 benchmarks/planning.py part=latency device=cuda horizons=8,16,32,64 steps=3,10,20 mc=1,4 batches=1,50 \
-    results="$OUT/planning.jsonl" 2>&1 | tail -30
-  python3 benchmarks/speed.py env=pointmaze-umaze device=cuda episodes=50 results="$OUT/speed.jsonl" 2>&1 | tail -14
+    2>&1 | tee "$LOG/pytest.log" | tail -5
+  timings
   wait
-  python3 benchmarks/train_throughput.py device=cuda presets=df,df-gpu,diffuser-gpu results="$OUT/train.jsonl" \
+  python3 benchmarks/train_throughput.py device=cuda presets=df,df-gpu,diffuser-gpu results="$LOG/train.jsonl" \
     2>&1 | tail -12
   python3 benchmarks/train_throughput.py device=cuda presets=diffuser-gpu dataset=dfplan/pointmaze/large-v0 \
-    "overrides=model.horizon=384;model.n_diffusion_steps=256" results="$OUT/train.jsonl" 2>&1 | tail -8
+    "overrides=model.horizon=384;model.n_diffusion_steps=256" results="$LOG/train.jsonl" 2>&1 | tail -8
 elif [ "$stage" = train ]; then
   steps=$2
-  datasets
+  datasets &
+  (cd /tmp && python3 -m pytest -q -c "$REPO/pyproject.toml" -o pythonpath= -p no:cacheprovider "$REPO/tests/test_gpu.py" \
+    "$REPO/tests/test_cli.py" "$REPO/tests/test_model.py") 2>&1 | tee "$LOG/pytest-gpu.log" | tail -2
+  timings
+  wait
+  deadline=$((560 - SECONDS))  # this call has 600 s; a run stopped by it is exported from its last.pt and says so
+  echo "training $steps steps, at most ${deadline} s"
   for m in umaze medium large; do
     extra=""; [ $m != umaze ] && extra="+experiment=diffuser_$m"
-    (set -x; dfplan-train env=pointmaze-$m model=diffuser train=diffuser_gpu $extra train.steps=$steps device=cuda \
-      out=/tmp/runs/$m-diffuser) > "$OUT/train-$m.log" 2>&1 &
+    (set -x; timeout $deadline dfplan-train env=pointmaze-$m model=diffuser train=diffuser_gpu $extra train.steps=$steps \
+      train.checkpoint_every=500 device=cuda out=/tmp/runs/$m-diffuser) > "$LOG/train-$m.log" 2>&1 &
   done
   wait
   for m in umaze medium large; do
-    tail -3 "$OUT/train-$m.log"
-    cp /tmp/runs/$m-diffuser/log.csv "$OUT/train-$m.csv" 2>/dev/null
-    (cd /tmp && python3 -c "from dfplan.checkpoint import export_for_inference as e; print(e('/tmp/runs/$m-diffuser/final.pt', \
-'$OUT/pointmaze-$m-diffuser.pt', half=True))")
+    src=/tmp/runs/$m-diffuser/final.pt; [ -f $src ] || src=/tmp/runs/$m-diffuser/last.pt
+    cp /tmp/runs/$m-diffuser/log.csv "$LOG/train-$m.csv"
+    (cd /tmp && python3 -c "from dfplan.checkpoint import export_for_inference as e, load_checkpoint as l; \
+print('$m', l('$src')['step'], 'steps ->', e('$src', '$OUT/pointmaze-$m-diffuser.pt', half=True))")
   done
 fi
+tar czf "$OUT/logs.tgz" -C /tmp gpu-logs
 ls -la "$OUT"

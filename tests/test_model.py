@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,8 @@ from dfplan.data import WindowSampler, load_runs
 from dfplan.models import DFConfig, DFRNN, build_model, from_tokens, to_tokens, token_mask
 from dfplan.training import train
 from conftest import TINY_MODEL, train_config
+
+TESTS = Path(__file__).parent
 
 
 def tiny_model(**kw):
@@ -134,7 +137,7 @@ def test_killed_training_resumes_to_the_same_final_step(datasets, tmp_path):
     import time
 
     script = (
-        "import sys; sys.path.insert(0, '.');"
+        f"import sys; sys.path.insert(0, r'{TESTS}');"
         "from conftest import train_config; from dfplan.training import train;"
         f"train(train_config(r'{tmp_path}', steps=100000, checkpoint_every=10))"
     )
@@ -188,7 +191,7 @@ def test_ddp_with_two_gloo_processes(datasets, tmp_path):
     script.write_text(
         "import sys; sys.path.insert(0, %r)\n"
         "from conftest import train_config\nfrom dfplan.training import train\n"
-        "train(train_config(%r, steps=20))\n" % (str(__import__('pathlib').Path(__file__).parents[1]), str(tmp_path / "out"))
+        "cfg = train_config(%r, steps=20)\ncfg.device = 'cpu'\ntrain(cfg)\n" % (str(TESTS), str(tmp_path / "out"))
     )
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
                              str(script)], capture_output=True, text=True, timeout=240)

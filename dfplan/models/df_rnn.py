@@ -62,6 +62,12 @@ class DFRNN(nn.Module):
         self.gru = nn.GRU(cfg.mlp_hidden, cfg.hidden, batch_first=True)
         self.out_net = mlp(cfg.hidden + cfg.emb_dim, cfg.mlp_hidden, cfg.token_dim)
 
+    def _apply(self, fn, *args, **kwargs):
+        # after .to()/.cuda()/.half() put the GRU weights back into one chunk, as cuDNN wants them
+        out = super()._apply(fn, *args, **kwargs)
+        self.gru.flatten_parameters()
+        return out
+
     @property
     def schedule(self) -> NoiseSchedule:
         return NoiseSchedule(self.alphas_bar)

@@ -10,6 +10,7 @@ prediction and R-1 re-noised copies of it (Monte Carlo Guidance).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -85,6 +86,18 @@ def sample(model, z0: torch.Tensor, horizon: int, cfg: SamplerConfig, objective:
     return SampleResult(tokens=x, z_end=z_end, objective=value)
 
 
+@contextmanager
+def _train_mode(model):
+    """cuDNN only differentiates an RNN in training mode; the DF model has no dropout or batch statistics, so
+    its outputs are the same in both modes."""
+    was_training = model.training
+    model.train(True)
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
 def _predict(model, x_act, k, z_prefix, prefix, cfg: SamplerConfig, objective, randn):
     """(x0, eps) for the active tokens; guided by the objective's gradient when one is given."""
     schedule = model.schedule
@@ -93,7 +106,7 @@ def _predict(model, x_act, k, z_prefix, prefix, cfg: SamplerConfig, objective, r
             x0, _ = model.forward_seq(x_act, k, z_prefix)
             x0 = x0.clamp(-cfg.clip_x0, cfg.clip_x0)
         return x0, eps_from_x0(x_act, k, x0, schedule)
-    with torch.enable_grad():
+    with torch.enable_grad(), _train_mode(model):
         x_in = x_act.detach().requires_grad_(True)
         x0, _ = model.forward_seq(x_in, k, z_prefix)
         x0 = x0.clamp(-cfg.clip_x0, cfg.clip_x0)
