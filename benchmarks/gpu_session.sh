@@ -5,6 +5,7 @@
 #   bash benchmarks/gpu_session.sh check           # nvidia-smi, the test suite (gpu tests included), CUDA timings
 #   bash benchmarks/gpu_session.sh train STEPS     # GPU tests and timings, then the Diffuser GPU preset on the three
 #                                                  # mazes in parallel on the one GPU (exported half-size to $OUT)
+#   bash benchmarks/gpu_session.sh eval            # GPU tests, DF vs Diffuser speed, Diffuser rows of the maze table
 set -uo pipefail
 stage=$1
 OUT=${OUT:-/tmp/gpu-out}  # exported checkpoints and logs.tgz (the device tool brings back at most 8 files)
@@ -65,6 +66,18 @@ elif [ "$stage" = train ]; then
     (cd /tmp && python3 -c "from dfplan.checkpoint import export_for_inference as e, load_checkpoint as l; \
 print('$m', l('$src')['step'], 'steps ->', e('$src', '$OUT/pointmaze-$m-diffuser.pt', half=True))")
   done
+elif [ "$stage" = eval ]; then  # shipped checkpoints only: no datasets needed
+  (cd /tmp && python3 -m pytest -q -c "$REPO/pyproject.toml" -o pythonpath= -p no:cacheprovider "$REPO/tests/test_gpu.py" \
+    "$REPO/tests/test_model.py" -k "gpu or cuda or ddp") 2>&1 | tee "$LOG/pytest-gpu.log" | tail -2
+  python3 benchmarks/speed.py env=pointmaze-umaze device=cuda episodes=50 diffuser_modes=diffuser,diffuser-replan,diffuser-actions \
+    results="$LOG/speed.jsonl" 2>&1 | tail -12
+  for m in umaze medium large; do  # Diffuser rows of the maze table; results are appended row by row
+    timeout $((570 - SECONDS)) python3 benchmarks/maze.py envs=pointmaze-$m goals=fixed,random device=cuda threads=4 \
+      methods=diffuser,diffuser-actions,diffuser-replan seeds=3 episodes=50 results="$LOG/maze-$m.jsonl" \
+      > "$LOG/maze-$m.log" 2>&1 &
+  done
+  wait
+  tail -n 12 "$LOG"/maze-*.log
 fi
 tar czf "$OUT/logs.tgz" -C /tmp gpu-logs
 ls -la "$OUT"

@@ -74,9 +74,10 @@ class _Logger:
             self.tb.flush()
 
 
-def _distributed() -> tuple[int, int]:
+def _distributed(device: str) -> tuple[int, int]:
+    """(rank, world size) under torchrun; NCCL for CUDA training, gloo for CPU training (also on a GPU machine)."""
     if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if resolve_device(device).type == "cuda" else "gloo")
     if dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -93,7 +94,7 @@ def validation_loss(model, sampler: WindowSampler, batches: int, batch_size: int
 
 def train(cfg: DictConfig) -> Path:
     """Train `cfg.model` on `cfg.dataset` for `cfg.train.steps`; returns the final checkpoint path."""
-    rank, world = _distributed()
+    rank, world = _distributed(cfg.device)
     device = resolve_device(cfg.device, rank=rank)
     tc = cfg.train
     out = Path(cfg.out)

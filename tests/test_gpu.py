@@ -80,3 +80,12 @@ def test_diffuser_on_cuda_holds_the_inpainted_states():
     assert torch.isfinite(plan.states).all()
     torch.testing.assert_close(plan.states[:, 0].cpu(), obs)
     torch.testing.assert_close(plan.states[:, -1].cpu(), torch.cat([goal, torch.zeros(1, 2)], dim=1))
+
+
+def test_shipped_diffuser_loads_onto_cuda_and_plans():
+    from dfplan.control.factory import shipped_checkpoint
+    from dfplan.planners.diffuser import load_diffuser
+
+    planner = load_diffuser(shipped_checkpoint("pointmaze-umaze", "diffuser"), device="cuda", seed=0)
+    plan = planner.plan(torch.tensor([[1.0, -1.0, 0.0, 0.0]]), torch.tensor([[-1.0, 1.0]]))
+    assert torch.isfinite(plan.states).all() and plan.states.shape[1] == planner.horizon

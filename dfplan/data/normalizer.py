@@ -60,4 +60,7 @@ class Normalizer:
 
 
 def _t(x) -> torch.Tensor:
+    """A float32 CPU copy (statistics may come from a checkpoint loaded onto a GPU)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu", torch.float32).clone()
     return torch.as_tensor(np.asarray(x), dtype=torch.float32).clone()
