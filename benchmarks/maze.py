@@ -9,7 +9,8 @@ Methods (controllers built by `dfplan.control.factory.make_controller`, as `dfpl
   df             the DF MPC controller with the checkpoint's tuned settings
   df-no-mcg      mc_samples=1 (plain guidance)        df-mcg      mc_samples=4 (Monte Carlo Guidance)
   df-no-memory   memory=false (latent re-initialized at every replan, the paper's setting)
-  df-replan8     replan_every=8 env steps (two tokens)
+  df-replan8     replan_every=8 env steps (two tokens)    df-replan4  replan every token
+  df-warm1, df-warm2, df-cold   warm start from the previous plan at DDIM step 1 / 2, or off
   diffuser, diffuser-replan, diffuser-actions   the Diffuser baseline, when a Diffuser checkpoint is available
   expert         WaypointExpert(layout): the D4RL expert that defines score 100
   oracle         WaypointExpert(layout, lookahead=True): a faster scripted ceiling
@@ -32,7 +33,9 @@ import common
 
 ENVS = ["pointmaze-umaze", "pointmaze-medium", "pointmaze-large"]
 DF_METHODS = {"df": {}, "df-no-mcg": {"mc_samples": 1}, "df-mcg": {"mc_samples": 4},
-              "df-no-memory": {"memory": False}, "df-replan8": {"replan_every": 8}}
+              "df-no-memory": {"memory": False}, "df-replan8": {"replan_every": 8},
+              "df-replan4": {"replan_every": 4}, "df-warm1": {"warm_start_step": 1}, "df-warm2": {"warm_start_step": 2},
+              "df-cold": {"warm_start_step": 0}}
 DIFFUSER_METHODS = ("diffuser", "diffuser-replan", "diffuser-actions")
 SCRIPTED = {"expert": False, "oracle": True}  # name -> lookahead
 DEFAULTS = {

@@ -28,11 +28,11 @@ def data_main(cfg: DictConfig) -> None:
                                max_episode_steps=cfg.max_episode_steps, name=cfg.env)
         else:
             spec = get_maze(cfg.env)
-        dataset_id = cfg.dataset_id or default_dataset_id(spec.name)
+        dataset_id = cfg.dataset_id or default_dataset_id(spec.name, int(cfg.dwell))
         t0 = time.perf_counter()
         ds = generate_pointmaze_dataset(spec, steps=int(cfg.steps), seed=int(cfg.seed), dataset_id=dataset_id,
                                         overwrite=bool(cfg.overwrite), ref_episodes=int(cfg.ref_episodes),
-                                        progress=bool(cfg.progress))
+                                        dwell=int(cfg.dwell), progress=bool(cfg.progress))
     except (ValueError, FileExistsError) as err:
         _fail(str(err))
     seconds = time.perf_counter() - t0
@@ -73,7 +73,7 @@ def _checkpoint_for(cfg: DictConfig, planner: str = "df"):
 
 
 def _sampler_overrides(cfg: DictConfig) -> dict:
-    keys = ("guidance_scale", "mc_samples", "steps", "schedule")
+    keys = ("guidance_scale", "mc_samples", "steps", "schedule", "warm_start_step")
     return {k: cfg[k] for k in keys if cfg.get(k) is not None}
 
 

@@ -48,6 +48,16 @@ def trapezoid(horizon: int, steps: int, uncertainty: float = 1.0) -> np.ndarray:
     return np.clip(steps + lag[None] - m, 0, steps)
 
 
+def warm_start(matrix: np.ndarray, n_tokens: int, start_step: int) -> np.ndarray:
+    """The first `n_tokens` start at DDIM step `start_step` instead of pure noise (they are re-noised from a
+    previous plan); the rest of the schedule is unchanged. Rows stay non-increasing."""
+    if not 0 <= start_step <= matrix.max(initial=0):
+        raise ValueError(f"warm start step must be in 0..{matrix.max(initial=0)}, got {start_step}")
+    out = matrix.copy()
+    out[:, :n_tokens] = np.minimum(out[:, :n_tokens], start_step)
+    return out
+
+
 SCHEDULES = {"pyramid": pyramid, "full_sequence": full_sequence, "autoregressive": autoregressive, "trapezoid": trapezoid}
 
 

@@ -33,9 +33,9 @@ from .pointmaze import make_env
 NAMESPACE = "dfplan/pointmaze"
 
 
-def default_dataset_id(maze_name: str) -> str:
-    """Our dataset id for a maze, e.g. 'pointmaze-umaze' -> 'dfplan/pointmaze/umaze-v0'."""
-    return f"{NAMESPACE}/{maze_name.removeprefix('pointmaze-')}-v0"
+def default_dataset_id(maze_name: str, dwell: int = 0) -> str:
+    """Our dataset id for a maze, e.g. 'pointmaze-umaze' -> 'dfplan/pointmaze/umaze-v0' ('umaze-dwell100-v0')."""
+    return f"{NAMESPACE}/{maze_name.removeprefix('pointmaze-')}" + (f"-dwell{dwell}" if dwell else "") + "-v0"
 
 
 def datasets_root() -> Path:
@@ -60,22 +60,37 @@ def _minari_root(path: Path):
             os.environ["MINARI_DATASETS_PATH"] = old
 
 
-def collect_pointmaze_episodes(spec: MazeSpec, steps: int, seed: int, noise: float = 0.5, progress: bool = True):
-    """Run the noisy waypoint expert for `steps` env steps; return (episode buffers, the data env)."""
+def collect_pointmaze_episodes(spec: MazeSpec, steps: int, seed: int, noise: float = 0.5, dwell: int = 0,
+                               progress: bool = True):
+    """Run the noisy waypoint expert for `steps` env steps; return (episode buffers, the data env).
+
+    `dwell` > 0 (not in D4RL): after reaching a goal the expert keeps steering to it for a uniformly drawn
+    0..dwell more steps before heading to the next one, so the data shows arriving and staying; the episode
+    is cut when the dwell ends. `dwell=0` is the D4RL recipe, bit for bit.
+    """
     env = gym.make("PointMaze_UMaze-v3", maze_map=[list(r) for r in spec.maze_map], continuing_task=True,
                    reset_target=True, max_episode_steps=int(steps))
     expert = WaypointExpert(MazeLayout(spec.maze_map, env.unwrapped.maze.maze_size_scaling))
     rng = np.random.default_rng(seed)
     env.action_space.seed(seed)
 
+    dwell_rng = np.random.default_rng([seed, 1])  # its own stream: dwell=0 leaves the noise draws unchanged
+    held_goal, dwell_left = None, 0
     episodes: list[EpisodeBuffer] = []
     obs, _ = env.reset(seed=seed)
     buf = _new_buffer(len(episodes), seed, obs)
     for step in tqdm(range(steps), desc=f"collect {spec.name}", unit="step", disable=not progress, mininterval=1.0):
-        action = np.clip(expert(obs) + noise * rng.standard_normal(2), -1.0, 1.0).astype(np.float32)
+        target = obs if dwell_left == 0 else {**obs, "desired_goal": held_goal}
+        action = np.clip(expert(target) + noise * rng.standard_normal(2), -1.0, 1.0).astype(np.float32)
+        goal_before = obs["desired_goal"].copy()
         obs, reward, terminated, truncated, info = env.step(action)
         last = step == steps - 1
-        cut = bool(info["success"]) or last  # goal reached: the env already drew a new goal for the next step
+        dwell_ended = dwell_left == 1
+        dwell_left = max(dwell_left - 1, 0)
+        reached = bool(info["success"])  # the env has already drawn the next goal
+        if reached and dwell > 0 and dwell_left == 0:
+            held_goal, dwell_left = goal_before, int(dwell_rng.integers(0, dwell + 1))
+        cut = (reached and dwell_left == 0) or dwell_ended or last
         _append(buf, obs, action, reward, terminated, cut)
         if cut:
             episodes.append(_finish(buf))
@@ -127,19 +142,19 @@ def reference_scores(spec: MazeSpec, episodes: int = 100, seed: int = 0) -> tupl
 
 def generate_pointmaze_dataset(maze: str | MazeSpec = "pointmaze-umaze", steps: int = 1_000_000, seed: int = 123,
                                dataset_id: str | None = None, overwrite: bool = False, ref_episodes: int = 100,
-                               progress: bool = True) -> minari.MinariDataset:
+                               dwell: int = 0, progress: bool = True) -> minari.MinariDataset:
     """Generate and atomically write a PointMaze dataset; returns it loaded through `minari.load_dataset`."""
     spec = get_maze(maze) if isinstance(maze, str) else maze
-    dataset_id = dataset_id or default_dataset_id(spec.name)
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    dataset_id = dataset_id or default_dataset_id(spec.name, dwell)
+    if steps < 1 or dwell < 0:
+        raise ValueError(f"steps must be >= 1 and dwell >= 0, got steps={steps} dwell={dwell}")
     root = datasets_root()
     final_dir = root / dataset_id
     if final_dir.exists() and not overwrite:
         raise FileExistsError(f"dataset {dataset_id!r} already exists at {final_dir}; pass overwrite=true to replace it")
 
     t0 = time.perf_counter()
-    episodes, env = collect_pointmaze_episodes(spec, steps, seed, progress=progress)
+    episodes, env = collect_pointmaze_episodes(spec, steps, seed, dwell=dwell, progress=progress)
     ref_min, ref_max = reference_scores(spec, episodes=ref_episodes, seed=seed)
     eval_env = make_env(spec, goal="fixed")
 
@@ -149,11 +164,12 @@ def generate_pointmaze_dataset(maze: str | MazeSpec = "pointmaze-umaze", steps: 
         with _minari_root(staging):
             minari.create_dataset_from_buffers(
                 dataset_id=dataset_id, buffer=episodes, env=env, eval_env=eval_env.spec,
-                algorithm_name="waypoint-expert+gaussian-noise(0.5)", ref_min_score=float(ref_min),
+                algorithm_name="waypoint-expert+gaussian-noise(0.5)" + (f"+dwell(0..{dwell})" if dwell else ""), ref_min_score=float(ref_min),
                 ref_max_score=float(ref_max), num_episodes_average_score=ref_episodes,
                 code_permalink="dfplan.envs.recipes.generate_pointmaze_dataset",
                 author="dfplan", author_email="dfplan@users.noreply.invalid",
-                description=f"{spec.name}: D4RL pointmaze-v2 recipe, {steps} steps, seed {seed}, generated by dfplan-data.",
+                description=f"{spec.name}: D4RL pointmaze-v2 recipe" + (f" with dwell 0..{dwell} steps at each goal" if dwell else "")
+                + f", {steps} steps, seed {seed}, generated by dfplan-data.",
             )
         final_dir.parent.mkdir(parents=True, exist_ok=True)
         trash = None

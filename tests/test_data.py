@@ -58,6 +58,22 @@ def test_existing_dataset_is_refused_unless_overwrite(tmp_path, monkeypatch):
     assert leftovers == []
 
 
+def test_dwell_variant_stays_at_the_reached_goal_and_keeps_the_noise_stream():
+    from dfplan.envs import get_maze
+    from dfplan.envs.recipes import collect_pointmaze_episodes, default_dataset_id
+
+    spec = get_maze("pointmaze-umaze")
+    plain, _ = collect_pointmaze_episodes(spec, 1500, seed=3, progress=False)
+    dwell, _ = collect_pointmaze_episodes(spec, 1500, seed=3, dwell=40, progress=False)
+    n = len(plain[0].actions)  # the first goal is reached at step n in both runs
+    np.testing.assert_array_equal(dwell[0].actions[:n], plain[0].actions[:n])
+    assert n <= len(dwell[0].actions) <= n + 40 and len(dwell) < len(plain)
+    arrival = plain[0].observations["achieved_goal"][-1]
+    stay = dwell[0].observations["achieved_goal"][n:]
+    assert np.linalg.norm(stay - arrival, axis=1).max() < 1.0  # hovers around the goal it reached
+    assert default_dataset_id("pointmaze-umaze", 40) == "dfplan/pointmaze/umaze-dwell40-v0"
+
+
 def test_custom_maze_map(tmp_path, monkeypatch):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     spec = custom_maze([[1, 1, 1, 1], [1, 0, 0, 1], [1, 0, 0, 1], [1, 1, 1, 1]], name="pointmaze-tiny")

@@ -73,6 +73,22 @@ def test_memory_changes_the_latent_path(planner):
         MPCController(planner, horizon=4, replan_every=3, memory=True)
 
 
+def test_warm_start_feeds_the_unexecuted_rest_of_the_last_plan(tiny_checkpoint):
+    planner = load_planner(tiny_checkpoint, device="cpu", steps=4, warm_start_step=2)
+    seen = []
+    plan_from = planner.plan_from
+    planner.plan_from = lambda *a, init=None, **kw: (seen.append(init), plan_from(*a, init=init, **kw))[1]
+    env = make_env("pointmaze-umaze")
+    c = MPCController(planner, horizon=5, replan_every=8)
+    obs, _ = env.reset(seed=0)
+    c.reset(seed=0)
+    for _ in range(17):
+        a = c.act(obs)
+        assert np.isfinite(a).all() and np.abs(a).max() <= 1.0
+        obs, *_ = env.step(a)
+    assert seen[0] is None and [s.shape[1] for s in seen[1:]] == [3, 3]  # 5 tokens planned, 2 executed
+
+
 def test_horizon_shrinks_with_the_remaining_time(planner):
     c = MPCController(planner, horizon=8, max_episode_steps=20)
     c.t = 0

@@ -82,6 +82,16 @@ def test_prefix_cache_matches_full_recomputation(planner):
     assert tokens.shape == torch.cat(out, 1).shape and torch.isfinite(tokens).all()
 
 
+def test_warm_start_stays_near_the_previous_plan(planner):
+    first = planner.plan(OBS, GOAL, 6, generator=gen(0))
+    rest = first.info["tokens"][:, 2:]  # two tokens executed; warm-start from the other four
+    z = planner.initial_latent(OBS)
+    warm = planner.plan_from(z, OBS, GOAL, 6, generator=gen(1), init=rest, warm_start_step=1).info["tokens"]
+    cold = planner.plan_from(z, OBS, GOAL, 6, generator=gen(1), init=rest).info["tokens"]  # warm_start_step=0
+    assert warm.shape == cold.shape == (3, 6, rest.shape[-1])
+    assert (warm[:, :4] - rest).norm() < (cold[:, :4] - rest).norm()
+
+
 def test_same_seed_same_plan(planner):
     a = planner.plan(OBS, GOAL, 3, generator=gen(9), guidance_scale=0.5)
     b = planner.plan(OBS, GOAL, 3, generator=gen(9), guidance_scale=0.5)

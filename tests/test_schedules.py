@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from dfplan.diffusion import ddim_step, make_noise_schedule, q_sample, sampling_levels, target_for, to_x0
-from dfplan.schedules import SCHEDULES, autoregressive, full_sequence, pyramid, scheduling_matrix, trapezoid
+from dfplan.schedules import SCHEDULES, autoregressive, full_sequence, pyramid, scheduling_matrix, trapezoid, warm_start
 
 
 @pytest.mark.parametrize("name", sorted(SCHEDULES))
@@ -74,3 +74,13 @@ def test_ddim_step_to_clean_returns_x0_and_keeps_unchanged_levels():
     assert torch.allclose(out[:, 0], x0[:, 0], atol=1e-5)
     assert torch.equal(out[:, 2], x_k[:, 2])
     assert sampling_levels(100, 4).tolist() == [0, 25, 50, 75, 100]
+
+
+def test_warm_start_caps_the_first_tokens_and_keeps_the_rest():
+    base = pyramid(6, 4)
+    m = warm_start(base, 3, 2)
+    assert (m[:, :3] <= 2).all() and np.array_equal(m[:, 3:], base[:, 3:])
+    assert (np.diff(m, axis=0) <= 0).all() and (m[-1] == 0).all()
+    assert np.array_equal(warm_start(base, 3, 4), base)
+    with pytest.raises(ValueError, match="warm start step"):
+        warm_start(base, 3, 5)

@@ -48,6 +48,7 @@ class MPCController:
         self.z = None
         self.plan = None  # numpy actions [N, H, Da] of the current plan
         self.plan_states = None
+        self.plan_tokens = None  # normalized tokens of the current plan (warm start of the next one)
         self.plan_step = 0
         self.pending_actions: list[np.ndarray] = []
         self.pending_obs: list[np.ndarray] = []
@@ -103,18 +104,20 @@ class MPCController:
         obs_t = torch.as_tensor(states, device=self.planner.device)
         goal_t = torch.as_tensor(goals, device=self.planner.device)
         horizon = self._horizon_now()
+        init = None
+        if self.plan_tokens is not None and self.plan_step % self.fs == 0:  # the previous plan's unexecuted tokens
+            init = self.plan_tokens[:, self.plan_step // self.fs:]
         try:
-            if self.memory:
-                plan = self.planner.plan_from(self.z, obs_t, goal_t, horizon, generator=self.generator)
-            else:
-                plan = self.planner.plan(obs_t, goal_t, horizon, generator=self.generator)
+            z = self.z if self.memory else self.planner.initial_latent(obs_t)
+            plan = self.planner.plan_from(z, obs_t, goal_t, horizon, generator=self.generator, init=init)
             self.plan = plan.actions.cpu().numpy()
             self.plan_states = plan.states.cpu().numpy()
+            self.plan_tokens = plan.info["tokens"]
         except (RuntimeError, ValueError) as err:  # a planning failure must not crash the control loop
             self.failures += len(states)
             self.last_error = err
             self.plan = np.zeros((len(states), self.replan_every, self.planner.act_dim), dtype=np.float32)
-            self.plan_states = None
+            self.plan_states = self.plan_tokens = None
         self.plans_made += 1
         self.plan_step = 0
         if self.plan_states is not None:

@@ -67,8 +67,10 @@ class DFPlanner:
 
     def plan_from(self, z: torch.Tensor, obs: torch.Tensor, goal: torch.Tensor | None = None,
                   horizon: int | None = None, objective: Objective | None = None,
-                  generator: torch.Generator | None = None, **overrides) -> Plan:
-        """Plan after latent z [B, Hz], whose last observed state is obs [B, Ds] (raw)."""
+                  generator: torch.Generator | None = None, init: torch.Tensor | None = None, **overrides) -> Plan:
+        """Plan after latent z [B, Hz], whose last observed state is obs [B, Ds] (raw). `init`: normalized tokens
+        of a previous plan (`plan.info["tokens"]`, already shifted to start now) to warm-start from, used when
+        the sampler's `warm_start_step` > 0."""
         t0 = time.perf_counter()
         horizon = self.default_horizon if horizon is None else int(horizon)
         if horizon < 1:
@@ -83,7 +85,7 @@ class DFPlanner:
             objective = goal_distance(goal)
         cfg = replace(self.sampler, **overrides) if overrides else self.sampler
         token_objective = None if objective is None else self._token_objective(objective, obs)
-        result = sample(self.model, z.to(self.device), horizon, cfg, token_objective, generator)
+        result = sample(self.model, z.to(self.device), horizon, cfg, token_objective, generator, init=init)
         return self._to_plan(result, obs, time.perf_counter() - t0)
 
     def _token_objective(self, objective: Objective, obs: torch.Tensor):
@@ -101,7 +103,7 @@ class DFPlanner:
 
     def _to_plan(self, result: SampleResult, obs: torch.Tensor, seconds: float) -> Plan:
         actions, states = self._decode(result.tokens, obs)
-        info = {"seconds": seconds}
+        info = {"seconds": seconds, "tokens": result.tokens.detach()}
         if result.z_end is not None:
             info["z_end"] = result.z_end
         if result.objective is not None:

@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 
 from dfplan.diffusion import ddim_step, eps_from_x0, q_sample, sampling_levels, x0_from_eps
-from dfplan.schedules import scheduling_matrix
+from dfplan.schedules import scheduling_matrix, warm_start
 
 TokenObjective = Callable[[torch.Tensor], torch.Tensor]  # normalized clean tokens [B, H, D] -> [B]
 
@@ -32,6 +32,7 @@ class SamplerConfig:
     guidance_scale: float = 0.0  # strength of the objective's gradient; 0 = unguided
     mc_samples: int = 1  # Monte Carlo Guidance samples R (1 = plain guidance)
     clip_x0: float = 10.0  # clamp predicted clean tokens (normalized units) for numerical safety
+    warm_start_step: int = 0  # > 0: tokens given as `init` (a previous plan) start re-noised at this DDIM step
 
 
 @dataclass
@@ -52,16 +53,26 @@ def feed_context(model, tokens: torch.Tensor, z: torch.Tensor, level: int, noise
 
 
 def sample(model, z0: torch.Tensor, horizon: int, cfg: SamplerConfig, objective: TokenObjective | None = None,
-           generator: torch.Generator | None = None, return_latent: bool = False) -> SampleResult:
+           generator: torch.Generator | None = None, return_latent: bool = False,
+           init: torch.Tensor | None = None) -> SampleResult:
     """Sample `horizon` tokens after latent z0 [B, Hz]; `return_latent` also feeds the plan back for `z_end`
-    (one more RNN pass, needed by causal rollouts, not by planning)."""
+    (one more RNN pass, needed by causal rollouts, not by planning). Warm start: with `cfg.warm_start_step` > 0,
+    `init` [B, n, D] (normalized clean tokens, e.g. the unexecuted rest of the previous plan) seeds the first n
+    tokens, re-noised to that step, instead of pure noise."""
     B, D, device = z0.shape[0], model.cfg.token_dim, z0.device
-    matrix = torch.as_tensor(scheduling_matrix(cfg.schedule, horizon, cfg.steps, cfg.uncertainty), device=device)
-    levels = sampling_levels(model.cfg.num_levels, cfg.steps).to(device)[matrix]  # [rows, H] noise levels
+    matrix = scheduling_matrix(cfg.schedule, horizon, cfg.steps, cfg.uncertainty)
+    n_init = 0 if init is None or cfg.warm_start_step <= 0 else min(init.shape[1], horizon)
+    if n_init:
+        matrix = warm_start(matrix, n_init, min(cfg.warm_start_step, cfg.steps))
+    step_levels = sampling_levels(model.cfg.num_levels, cfg.steps).to(device)
+    levels = step_levels[torch.as_tensor(matrix, device=device)]  # [rows, H] noise levels
     schedule = model.schedule
     guided = objective is not None and cfg.guidance_scale > 0
     randn = lambda *shape: torch.randn(*shape, device=device, generator=generator)  # noqa: E731
     x = randn(B, horizon, D)
+    if n_init:
+        k_init = levels[0, :n_init].expand(B, -1)
+        x[:, :n_init] = q_sample(init[:, :n_init].to(device), k_init, x[:, :n_init], schedule)
     ctx_noise = randn(B, horizon, D)
     z_prefix, done = z0, 0  # latent after the first `done` tokens, which are finished
     for m in range(len(levels) - 1):
