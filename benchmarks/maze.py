@@ -11,6 +11,10 @@ Methods (controllers built by `dfplan.control.factory.make_controller`, as `dfpl
   df-no-memory   memory=false (latent re-initialized at every replan, the paper's setting)
   df-replan8     replan_every=8 env steps (two tokens)    df-replan4  replan every token
   df-warm1, df-warm2, df-cold   warm start from the previous plan at DDIM step 1 / 2, or off
+  df-geodesic, df-goal-distance  guidance objective: shortest-path distance around the walls (knows the map) /
+                 straight-line distance (the paper's)
+  df-dwell, df-dwell-geodesic, df-dwell-goal-distance   the DF checkpoint trained on the dwell dataset variant
+                 (`dwell_checkpoint_<env>=PATH`, else the shipped `<env>-dwell.pt`)
   diffuser, diffuser-replan, diffuser-actions   the Diffuser baseline, when a Diffuser checkpoint is available
   expert         WaypointExpert(layout): the D4RL expert that defines score 100
   oracle         WaypointExpert(layout, lookahead=True): a faster scripted ceiling
@@ -35,7 +39,10 @@ ENVS = ["pointmaze-umaze", "pointmaze-medium", "pointmaze-large"]
 DF_METHODS = {"df": {}, "df-no-mcg": {"mc_samples": 1}, "df-mcg": {"mc_samples": 4},
               "df-no-memory": {"memory": False}, "df-replan8": {"replan_every": 8},
               "df-replan4": {"replan_every": 4}, "df-warm1": {"warm_start_step": 1}, "df-warm2": {"warm_start_step": 2},
-              "df-cold": {"warm_start_step": 0}}
+              "df-cold": {"warm_start_step": 0}, "df-geodesic": {"objective": "geodesic"},
+              "df-goal-distance": {"objective": "goal_distance"},
+              "df-dwell": {"checkpoint": "dwell"}, "df-dwell-geodesic": {"checkpoint": "dwell", "objective": "geodesic"},
+              "df-dwell-goal-distance": {"checkpoint": "dwell", "objective": "goal_distance"}}
 DIFFUSER_METHODS = ("diffuser", "diffuser-replan", "diffuser-actions")
 SCRIPTED = {"expert": False, "oracle": True}  # name -> lookahead
 DEFAULTS = {
@@ -52,7 +59,7 @@ DEFAULTS = {
 }
 QUICK = {"envs": ["pointmaze-umaze"], "goals": ["fixed"], "methods": ["df", "df-no-memory", "expert", "oracle"],
          "seeds": 2, "episodes": 2, "max_episode_steps": 100}
-PREFIXES = ("checkpoint_", "diffuser_checkpoint_")
+PREFIXES = ("checkpoint_", "diffuser_checkpoint_", "dwell_checkpoint_")
 
 
 class ScriptedController:
@@ -76,7 +83,7 @@ class ScriptedController:
         return actions if batched else actions[0]
 
 
-def build(method: str, env: str, df_ckpt, diff_ckpt, device: str):
+def build(method: str, env: str, df_ckpt, diff_ckpt, dwell_ckpt, device: str):
     """(controller, settings dict, checkpoint used for the reference scores)."""
     from dfplan.control.factory import make_controller
     from dfplan.envs import MazeLayout, get_maze
@@ -85,13 +92,15 @@ def build(method: str, env: str, df_ckpt, diff_ckpt, device: str):
         layout = MazeLayout(get_maze(env).maze_map)
         return ScriptedController(layout, SCRIPTED[method]), {"lookahead": SCRIPTED[method]}, df_ckpt
     if method in DF_METHODS:
-        ov = DF_METHODS[method]
-        c = make_controller("df", df_ckpt, device=device, replan_every=ov.get("replan_every"),
-                            memory=ov.get("memory"), mc_samples=ov.get("mc_samples"))
+        ov = dict(DF_METHODS[method])
+        ckpt = dwell_ckpt if ov.pop("checkpoint", None) == "dwell" else df_ckpt
+        c = make_controller("df", ckpt, device=device, env=env, **ov)
         s = c.planner.sampler
         settings = {"horizon": c.horizon, "replan_every": c.replan_every, "memory": c.memory,
-                    "sampler": {k: getattr(s, k) for k in ("steps", "schedule", "guidance_scale", "mc_samples")}}
-        return c, settings, df_ckpt
+                    "objective": type(c.objective).__name__ if c.objective else "goal_distance",
+                    "sampler": {k: getattr(s, k) for k in ("steps", "schedule", "guidance_scale", "mc_samples",
+                                                           "warm_start_step")}}
+        return c, settings, ckpt
     c = make_controller(method, diff_ckpt, device=device)
     return c, {"mode": c.mode, "replan_every": c.replan_every, "horizon": c.planner.horizon}, diff_ckpt
 
@@ -132,9 +141,15 @@ def main() -> None:
             methods = [m for m in methods if m not in DIFFUSER_METHODS]
             notes.append(f"{env}: Diffuser rows skipped, no Diffuser checkpoint; pass diffuser_checkpoint_{env}=PATH")
             print("note: " + notes[-1], flush=True)
+        dwell_ckpt = common.default_checkpoint(env, common.prefixed(args, "dwell_checkpoint_").get(env), "dwell")
+        dwell_methods = [m for m in methods if DF_METHODS.get(m, {}).get("checkpoint") == "dwell"]
+        if dwell_ckpt is None and dwell_methods:
+            methods = [m for m in methods if m not in dwell_methods]
+            notes.append(f"{env}: dwell rows skipped, no dwell checkpoint; pass dwell_checkpoint_{env}=PATH")
+            print("note: " + notes[-1], flush=True)
         for goal in args.goals:
             for method in methods:
-                controller, settings, ref_ckpt = build(method, env, df_ckpt, diff_ckpt, device)
+                controller, settings, ref_ckpt = build(method, env, df_ckpt, diff_ckpt, dwell_ckpt, device)
                 ref = load_checkpoint(ref_ckpt).get("ref_scores")
                 for seed in range(args.seeds):
                     res = evaluate(controller, env, goal=goal, episodes=args.episodes, seed=seed * args.episodes,

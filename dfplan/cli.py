@@ -99,7 +99,7 @@ def run_evaluation(cfg: DictConfig, print_episodes: bool = False) -> dict:
     checkpoint = _checkpoint_for(cfg, "df" if cfg.planner == "df" else "diffuser")
     controller = make_controller(cfg.planner, checkpoint, device=cfg.device, horizon=cfg.get("horizon"),
                                  replan_every=cfg.get("replan_every"), memory=cfg.get("memory"),
-                                 **_sampler_overrides(cfg))
+                                 objective=cfg.get("objective"), env=cfg.env, **_sampler_overrides(cfg))
     ref = load_checkpoint(checkpoint).get("ref_scores")
     result = evaluate(controller, cfg.env, goal=cfg.goal, episodes=int(cfg.episodes), seed=int(cfg.seed),
                       batch=int(cfg.batch), ref_scores=tuple(ref) if ref and None not in ref else None,

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -32,6 +34,46 @@ def goal_reward(goal: torch.Tensor, radius: float = 0.45, sharpness: float = 10.
         return torch.sigmoid(sharpness * (radius - dist)).sum(-1)
 
     return objective
+
+
+def geodesic_distance(fields: torch.Tensor, origin: torch.Tensor, step: float,
+                      pos_dims: tuple[int, int] = (0, 1)) -> Objective:
+    """J = -sum_t D(pos_t): like `goal_distance`, but D is the shortest-path distance around the walls
+    (`MazeLayout.geodesic_field`, one field [B, rows, cols] per batch element, bilinearly interpolated), so
+    guidance leads around walls instead of into the wall nearest the goal. Needs the maze layout."""
+    n_r, n_c = fields.shape[-2:]
+
+    def objective(states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        pos = states[:, 1:, list(pos_dims)]
+        col = (pos[..., 0] - origin[0]) / step  # grid coordinates of each planned position
+        row = (origin[1] - pos[..., 1]) / step
+        grid = torch.stack([col / (n_c - 1) * 2 - 1, row / (n_r - 1) * 2 - 1], dim=-1)[:, None]  # [B, 1, T, 2]
+        d = F.grid_sample(fields[:, None].to(pos), grid, mode="bilinear", padding_mode="border", align_corners=True)
+        return -d[:, 0, 0].sum(-1)
+
+    return objective
+
+
+class GeodesicGuide:
+    """Builds `geodesic_distance` objectives for a maze, one field per distinct goal (cached)."""
+
+    def __init__(self, layout, resolution: int = 8):
+        self.layout, self.resolution = layout, resolution
+        self._fields: dict[tuple[float, float], torch.Tensor] = {}
+        self.origin, self.step = None, None
+
+    def field(self, goal_xy) -> torch.Tensor:
+        key = (round(float(goal_xy[0]), 3), round(float(goal_xy[1]), 3))
+        if key not in self._fields:
+            field, origin, step = self.layout.geodesic_field(np.asarray(key), self.resolution)
+            self._fields[key] = torch.from_numpy(field)
+            self.origin, self.step = torch.as_tensor(origin, dtype=torch.float32), step
+        return self._fields[key]
+
+    def __call__(self, goal: torch.Tensor) -> Objective:
+        """goal [B, 2] raw -> objective for the planner."""
+        fields = torch.stack([self.field(g) for g in goal.detach().cpu().numpy()]).to(goal.device)  # [B, rows, cols]
+        return geodesic_distance(fields, self.origin.to(goal.device), self.step)
 
 
 def combine(*weighted: tuple[float, Objective]) -> Objective:

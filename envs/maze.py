@@ -152,6 +152,36 @@ class MazeLayout:
             out.append(cell)
         return out
 
+    def geodesic_field(self, goal_xy, resolution: int = 8) -> tuple[np.ndarray, np.ndarray, float]:
+        """Shortest-path distance through free space from every point of a grid (`resolution` points per cell
+        side) to `goal_xy`, 8-connected; points inside walls get the largest free distance plus one cell, so a
+        gradient leads out of walls. Returns (field [rows, cols], xy of field[0, 0], grid step); field[r, c] is at
+        xy = origin + (c * step, -r * step)."""
+        step = self.scale / resolution
+        n_r, n_c = self.n_rows * resolution, self.n_cols * resolution
+        origin = np.array([-self.x_center + step / 2, self.y_center - step / 2])
+        cols, rows = np.meshgrid(np.arange(n_c), np.arange(n_r))
+        pts = np.stack([origin[0] + cols * step, origin[1] - rows * step], axis=-1)
+        free = ~self.in_wall(pts)
+        dist = np.full(free.shape, np.inf)
+        gr = int(np.clip(round((origin[1] - goal_xy[1]) / step), 0, n_r - 1))
+        gc = int(np.clip(round((goal_xy[0] - origin[0]) / step), 0, n_c - 1))
+        dist[gr, gc] = float(np.linalg.norm(pts[gr, gc] - goal_xy))
+        moves = [(di, dj, step * float(np.hypot(di, dj))) for di in (-1, 0, 1) for dj in (-1, 0, 1) if di or dj]
+        while True:  # Bellman-Ford sweeps, vectorized over the grid; converges in ~ path length / step sweeps
+            new = dist.copy()
+            for di, dj, w in moves:
+                shifted = np.full_like(dist, np.inf)
+                shifted[max(di, 0):n_r + min(di, 0), max(dj, 0):n_c + min(dj, 0)] = \
+                    dist[max(-di, 0):n_r + min(-di, 0), max(-dj, 0):n_c + min(-dj, 0)] + w
+                new = np.minimum(new, np.where(free, shifted, np.inf))
+            if np.array_equal(new, dist):
+                break
+            dist = new
+        finite = np.isfinite(dist)
+        dist[~finite] = dist[finite].max() + self.scale
+        return dist.astype(np.float32), origin, step
+
     def line_of_sight(self, a_xy, b_xy, margin: float = 0.15, samples: int = 24) -> bool:
         """True when the straight segment a->b (widened by `margin`) crosses no wall cell."""
         t = np.linspace(0.0, 1.0, samples)[:, None]

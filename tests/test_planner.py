@@ -120,3 +120,46 @@ def test_goal_distance_objective_formula():
     states = torch.zeros(1, 3, 4)
     states[0, 1:, :2] = torch.tensor([[3.0, 4.0], [0.0, 1.0]])
     assert goal_distance(torch.zeros(1, 2))(states, None).item() == pytest.approx(-6.0)
+
+
+def umaze_layout():
+    from dfplan.envs import MazeLayout, get_maze
+
+    return MazeLayout(get_maze("pointmaze-umaze").maze_map)
+
+
+def test_geodesic_field_goes_around_the_walls():
+    layout = umaze_layout()
+    goal = layout.cell_to_xy((3, 1))  # bottom-left arm; (1, 1) is straight above it, behind the wall
+    field, origin, step = layout.geodesic_field(goal)
+    at = lambda xy: field[int(round((origin[1] - xy[1]) / step)), int(round((xy[0] - origin[0]) / step))]  # noqa: E731
+    assert at(goal) < step
+    assert 4.1 < at(layout.cell_to_xy((1, 1))) < 4.7  # round the wall's end (4.16 in free space), not 2 straight
+    assert at(layout.cell_to_xy((2, 1))) > field[np.isfinite(field)].max() - 1.01  # inside a wall: the top value
+
+
+def test_geodesic_guidance_leads_round_the_wall_not_into_it():
+    from dfplan.guidance import GeodesicGuide
+
+    layout = umaze_layout()
+    goal = torch.tensor(layout.cell_to_xy((3, 1)), dtype=torch.float32)[None]
+    states = torch.zeros(1, 2, 4)
+    states[0, 1, :2] = torch.tensor(layout.cell_to_xy((1, 1)) + np.array([0.1, 0.1]), dtype=torch.float32)
+    grads = {}
+    for name, objective in (("geodesic", GeodesicGuide(layout)(goal)), ("straight", goal_distance(goal))):
+        x = states.clone().requires_grad_(True)
+        objective(x, None).sum().backward()
+        grads[name] = x.grad[0, 1, :2]
+    assert grads["straight"][1] < -0.9  # straight-line distance pulls down, into the wall
+    assert grads["geodesic"][0] > 0.5 and abs(grads["geodesic"][1]) < 0.5  # geodesic: along the corridor, right
+
+
+def test_controller_objective_choice():
+    from dfplan.control.factory import guidance_objective
+
+    assert guidance_objective("goal_distance", None) is None
+    assert guidance_objective("geodesic", "pointmaze-umaze") is not None
+    with pytest.raises(ValueError, match="needs the maze"):
+        guidance_objective("geodesic", None)
+    with pytest.raises(ValueError, match="unknown objective"):
+        guidance_objective("euclid", "pointmaze-umaze")

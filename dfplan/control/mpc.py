@@ -8,10 +8,12 @@ rollout over real history), so each plan is conditioned on the past, not only on
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import torch
 
+from dfplan.guidance import Objective
 from dfplan.planners.df import DFPlanner
 from dfplan.types import split_observation
 
@@ -19,12 +21,15 @@ from dfplan.types import split_observation
 class MPCController:
     def __init__(self, planner: DFPlanner, horizon: int = 32, replan_every: int | None = None, memory: bool = True,
                  max_episode_steps: int | None = None, action_low: float = -1.0, action_high: float = 1.0,
-                 seed: int | None = None):
+                 seed: int | None = None, objective: Callable[[torch.Tensor], Objective] | None = None):
         """
         horizon: planning horizon in tokens (shrinks to the episode's remaining time when `max_episode_steps` is set).
         replan_every: env steps between plans; default one token (`planner.frame_stack` steps).
         memory: carry the RNN latent across replans (needs `replan_every` to be a multiple of `frame_stack`).
+        objective: goal [B, 2] -> guidance objective (e.g. `GeodesicGuide(layout)`); default the planner's
+            goal distance.
         """
+        self.objective = objective
         self.planner = planner
         self.fs = planner.frame_stack
         self.horizon = int(horizon)
@@ -109,7 +114,8 @@ class MPCController:
             init = self.plan_tokens[:, self.plan_step // self.fs:]
         try:
             z = self.z if self.memory else self.planner.initial_latent(obs_t)
-            plan = self.planner.plan_from(z, obs_t, goal_t, horizon, generator=self.generator, init=init)
+            objective = self.objective(goal_t) if self.objective is not None else None
+            plan = self.planner.plan_from(z, obs_t, goal_t, horizon, objective, generator=self.generator, init=init)
             self.plan = plan.actions.cpu().numpy()
             self.plan_states = plan.states.cpu().numpy()
             self.plan_tokens = plan.info["tokens"]
