@@ -96,10 +96,11 @@ def run_evaluation(cfg: DictConfig, print_episodes: bool = False) -> dict:
     from dfplan.evaluation.plots import plot_paths
     from dfplan.envs import MazeLayout, get_maze
 
-    checkpoint = _checkpoint_for(cfg, "df" if cfg.planner == "df" else "diffuser")
+    checkpoint = _checkpoint_for(cfg, cfg.get("variant", "df") if cfg.planner == "df" else "diffuser")
     controller = make_controller(cfg.planner, checkpoint, device=cfg.device, horizon=cfg.get("horizon"),
                                  replan_every=cfg.get("replan_every"), memory=cfg.get("memory"),
-                                 objective=cfg.get("objective"), env=cfg.env, **_sampler_overrides(cfg))
+                                 objective=cfg.get("objective"), env=cfg.env, memory_tokens=cfg.get("memory_tokens"),
+                                 **_sampler_overrides(cfg))
     ref = load_checkpoint(checkpoint).get("ref_scores")
     result = evaluate(controller, cfg.env, goal=cfg.goal, episodes=int(cfg.episodes), seed=int(cfg.seed),
                       batch=int(cfg.batch), ref_scores=tuple(ref) if ref and None not in ref else None,
@@ -179,10 +180,12 @@ def demo_main(cfg: DictConfig) -> None:
 
     from dfplan.checkpoint import CheckpointError
 
-    eval_cfg = OmegaConf.create({"env": cfg.env, "planner": "df", "checkpoint": None, "episodes": cfg.episodes,
+    eval_cfg = OmegaConf.create({"env": cfg.env, "planner": "df", "checkpoint": None, "variant": cfg.variant,
+                                 "episodes": cfg.episodes,
                                  "goal": cfg.goal, "seed": cfg.seed, "batch": cfg.episodes, "device": cfg.device,
                                  "plot": cfg.out, "progress": False})
-    print(f"dfplan demo: DF MPC controller on {cfg.env} ({cfg.goal} goal), {cfg.episodes} episodes, shipped checkpoint")
+    print(f"dfplan demo: DF MPC controller on {cfg.env} ({cfg.goal} goal), {cfg.episodes} episodes, shipped "
+          f"{cfg.variant} checkpoint")
     try:
         s = run_evaluation(eval_cfg, print_episodes=True)
     except (CheckpointError, ValueError) as err:

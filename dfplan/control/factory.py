@@ -49,7 +49,7 @@ def guidance_objective(name: str, env: str | None):
 
 def make_controller(planner: str, checkpoint, device="auto", horizon: int | None = None,
                     replan_every: int | None = None, memory: bool | None = None, objective: str | None = None,
-                    env: str | None = None, **sampler_overrides):
+                    env: str | None = None, memory_tokens: int | None = None, **sampler_overrides):
     """A controller with reset(seed)/act(obs); None arguments take the checkpoint's tuned settings.
 
     objective (DF): "goal_distance" (the paper's, maze-agnostic) or "geodesic" (shortest-path distance around
@@ -67,6 +67,7 @@ def make_controller(planner: str, checkpoint, device="auto", horizon: int | None
         return MPCController(df, horizon=horizon or df.default_horizon,
                              replan_every=replan_every or tuned.get("replan_every"),
                              memory=tuned.get("memory", True) if memory is None else memory,
+                             memory_tokens=tuned.get("memory_tokens") if memory_tokens is None else memory_tokens,
                              objective=guidance_objective(objective or tuned.get("objective", "goal_distance"), env))
     from dfplan.planners.diffuser import DiffuserController, load_diffuser
 

@@ -8,6 +8,7 @@ rollout over real history), so each plan is conditioned on the past, not only on
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import Callable
 
 import numpy as np
@@ -21,11 +22,15 @@ from dfplan.types import split_observation
 class MPCController:
     def __init__(self, planner: DFPlanner, horizon: int = 32, replan_every: int | None = None, memory: bool = True,
                  max_episode_steps: int | None = None, action_low: float = -1.0, action_high: float = 1.0,
-                 seed: int | None = None, objective: Callable[[torch.Tensor], Objective] | None = None):
+                 seed: int | None = None, objective: Callable[[torch.Tensor], Objective] | None = None,
+                 memory_tokens: int | None = None):
         """
         horizon: planning horizon in tokens (shrinks to the episode's remaining time when `max_episode_steps` is set).
         replan_every: env steps between plans; default one token (`planner.frame_stack` steps).
         memory: carry the RNN latent across replans (needs `replan_every` to be a multiple of `frame_stack`).
+        memory_tokens: with memory, build the latent from only the last this-many executed tokens (re-encoded at
+            each replan from the observation before them), so it never holds more history than the model was
+            trained on; None = the whole episode.
         objective: goal [B, 2] -> guidance objective (e.g. `GeodesicGuide(layout)`); default the planner's
             goal distance.
         """
@@ -41,6 +46,9 @@ class MPCController:
         if memory and self.replan_every % self.fs:
             raise ValueError(f"memory=True needs replan_every to be a multiple of frame_stack={self.fs}")
         self.memory = memory
+        if memory_tokens is not None and memory_tokens < 0:
+            raise ValueError(f"memory_tokens must be >= 0 or None, got {memory_tokens}")
+        self.memory_tokens = memory_tokens
         self.max_episode_steps = max_episode_steps
         self.low, self.high = action_low, action_high
         self.failures = 0
@@ -57,6 +65,8 @@ class MPCController:
         self.plan_step = 0
         self.pending_actions: list[np.ndarray] = []
         self.pending_obs: list[np.ndarray] = []
+        self.token_start = None  # observation before the token being executed
+        self.window: deque = deque(maxlen=self.memory_tokens or 1)  # (obs before, actions, observations) per token
         self.history: list[np.ndarray] = []  # plans made this episode (states, numpy) for plots
         self.generator = None
         if seed is not None:
@@ -90,14 +100,32 @@ class MPCController:
             return
         if self.z is None:
             self.z = self.planner.initial_latent(torch.as_tensor(states))
+            self.token_start = states
             return
         self.pending_obs.append(states)
         if len(self.pending_actions) == self.fs:
             acts = torch.as_tensor(np.stack(self.pending_actions, 1))
             nxt = torch.as_tensor(np.stack(self.pending_obs, 1))
-            self.z = self.planner.advance_latent(self.z, acts, nxt, generator=self.generator)
+            if self.memory_tokens is None:
+                self.z = self.planner.advance_latent(self.z, acts, nxt, generator=self.generator)
+            elif self.memory_tokens > 0:
+                self.window.append((self.token_start, acts, nxt))
+            self.token_start = states
             self.pending_actions.clear()
             self.pending_obs.clear()
+
+    def _latent(self, obs_t: torch.Tensor) -> torch.Tensor:
+        """The latent to plan from: the running one, one rebuilt from the recent window, or a fresh one."""
+        if not self.memory:
+            return self.planner.initial_latent(obs_t)
+        if self.memory_tokens is None:
+            return self.z
+        if not self.window or self.memory_tokens == 0:
+            return self.planner.initial_latent(obs_t)
+        z = self.planner.initial_latent(torch.as_tensor(self.window[0][0]))
+        acts = torch.cat([w[1] for w in self.window], dim=1)
+        nxt = torch.cat([w[2] for w in self.window], dim=1)
+        return self.planner.advance_latent(z, acts, nxt, generator=self.generator)
 
     def _horizon_now(self) -> int:
         if self.max_episode_steps is None:
@@ -113,7 +141,7 @@ class MPCController:
         if self.plan_tokens is not None and self.plan_step % self.fs == 0:  # the previous plan's unexecuted tokens
             init = self.plan_tokens[:, self.plan_step // self.fs:]
         try:
-            z = self.z if self.memory else self.planner.initial_latent(obs_t)
+            z = self._latent(obs_t)
             objective = self.objective(goal_t) if self.objective is not None else None
             plan = self.planner.plan_from(z, obs_t, goal_t, horizon, objective, generator=self.generator, init=init)
             self.plan = plan.actions.cpu().numpy()
