@@ -132,8 +132,9 @@ def test_readme_embedding_snippet_runs(tiny_checkpoint, monkeypatch):
     """The README's own-control-loop example, executed with the tiny checkpoint and a short episode."""
     text = README.read_text()
     snippet = re.search(r"<!-- embed-start -->\s*```python\n(.*?)```", text, re.S).group(1)
-    snippet = snippet.replace('dfplan.load_planner("dfplan/checkpoints/pointmaze-umaze.pt")',
+    snippet = snippet.replace('dfplan.load_planner("dfplan/checkpoints/pointmaze-umaze-dwell.pt")',
                               f'dfplan.load_planner(r"{tiny_checkpoint}", steps=3)')
+    assert "tiny" in snippet or str(tiny_checkpoint) in snippet  # the checkpoint was swapped in
     snippet = snippet.replace("range(300)", "range(12)")
     namespace: dict = {}
     exec(compile(snippet, "README.md", "exec"), namespace)
