@@ -73,6 +73,29 @@ def test_memory_changes_the_latent_path(planner):
         MPCController(planner, horizon=4, replan_every=3, memory=True)
 
 
+def test_memory_window_keeps_only_the_last_tokens(planner):
+    env = make_env("pointmaze-umaze")
+
+    def run(**kw):
+        c = MPCController(planner, horizon=4, replan_every=4, **kw)
+        c.reset(seed=0)
+        obs, _ = env.reset(seed=0)
+        actions = []
+        for _ in range(24):
+            actions.append(c.act(obs))
+            obs, *_ = env.step(actions[-1])
+        return c, np.stack(actions)
+
+    c, window_actions = run(memory=True, memory_tokens=2)
+    assert len(c.window) == 2 and all(w[1].shape[1] == planner.frame_stack for w in c.window)
+    _, zero_window = run(memory=True, memory_tokens=0)
+    _, memoryless = run(memory=False)
+    np.testing.assert_array_equal(zero_window, memoryless)  # an empty window is the memoryless controller
+    assert not np.array_equal(window_actions, memoryless)
+    with pytest.raises(ValueError, match="memory_tokens"):
+        MPCController(planner, horizon=4, memory_tokens=-1)
+
+
 def test_warm_start_feeds_the_unexecuted_rest_of_the_last_plan(tiny_checkpoint):
     planner = load_planner(tiny_checkpoint, device="cpu", steps=4, warm_start_step=2)
     seen = []
