@@ -14,7 +14,8 @@ Methods (controllers built by `dfplan.control.factory.make_controller`, as `dfpl
   df-geodesic, df-goal-distance  guidance objective: shortest-path distance around the walls (knows the map) /
                  straight-line distance (the paper's)
   df-dwell, df-dwell-geodesic, df-dwell-goal-distance   the DF checkpoint trained on the dwell dataset variant
-                 (`dwell_checkpoint_<env>=PATH`, else the shipped `<env>-dwell.pt`)
+                 (`dwell_checkpoint_<env>=PATH`, else the shipped `<env>-dwell.pt`); df-dwell-memory,
+                 df-dwell-no-memory   the same with memory on / off
   diffuser, diffuser-replan, diffuser-actions   the Diffuser baseline, when a Diffuser checkpoint is available
   expert         WaypointExpert(layout): the D4RL expert that defines score 100
   oracle         WaypointExpert(layout, lookahead=True): a faster scripted ceiling
@@ -42,7 +43,9 @@ DF_METHODS = {"df": {}, "df-no-mcg": {"mc_samples": 1}, "df-mcg": {"mc_samples":
               "df-cold": {"warm_start_step": 0}, "df-geodesic": {"objective": "geodesic"},
               "df-goal-distance": {"objective": "goal_distance"},
               "df-dwell": {"checkpoint": "dwell"}, "df-dwell-geodesic": {"checkpoint": "dwell", "objective": "geodesic"},
-              "df-dwell-goal-distance": {"checkpoint": "dwell", "objective": "goal_distance"}}
+              "df-dwell-goal-distance": {"checkpoint": "dwell", "objective": "goal_distance"},
+              "df-dwell-memory": {"checkpoint": "dwell", "memory": True},
+              "df-dwell-no-memory": {"checkpoint": "dwell", "memory": False}}
 DIFFUSER_METHODS = ("diffuser", "diffuser-replan", "diffuser-actions")
 SCRIPTED = {"expert": False, "oracle": True}  # name -> lookahead
 DEFAULTS = {
