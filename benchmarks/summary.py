@@ -15,7 +15,7 @@ from pathlib import Path
 
 import common
 
-ORDER = ["df-dwell", "df-dwell-goal-distance", "df-geodesic", "df", "diffuser", "diffuser-actions", "diffuser-replan",
+ORDER = ["df-dwell", "df-dwell-memory", "df-dwell-no-memory", "df-dwell-goal-distance", "df-geodesic", "df", "diffuser", "diffuser-actions", "diffuser-replan",
          "expert", "oracle"]
 
 
