@@ -57,14 +57,16 @@ def geodesic_distance(fields: torch.Tensor, origin: torch.Tensor, step: float,
 class GeodesicGuide:
     """Builds `geodesic_distance` objectives for a maze, one field per distinct goal (cached)."""
 
-    def __init__(self, layout, resolution: int = 8):
-        self.layout, self.resolution = layout, resolution
+    def __init__(self, layout, resolution: int = 8, max_cached: int = 512):
+        self.layout, self.resolution, self.max_cached = layout, resolution, max_cached
         self._fields: dict[tuple[float, float], torch.Tensor] = {}
         self.origin, self.step = None, None
 
     def field(self, goal_xy) -> torch.Tensor:
         key = (round(float(goal_xy[0]), 3), round(float(goal_xy[1]), 3))
         if key not in self._fields:
+            if len(self._fields) >= self.max_cached:  # random goals: one field per episode; keep the newest
+                self._fields.pop(next(iter(self._fields)))
             field, origin, step = self.layout.geodesic_field(np.asarray(key), self.resolution)
             self._fields[key] = torch.from_numpy(field)
             self.origin, self.step = torch.as_tensor(origin, dtype=torch.float32), step

@@ -152,6 +152,10 @@ def test_geodesic_guidance_leads_round_the_wall_not_into_it():
         grads[name] = x.grad[0, 1, :2]
     assert grads["straight"][1] < -0.9  # straight-line distance pulls down, into the wall
     assert grads["geodesic"][0] > 0.5 and abs(grads["geodesic"][1]) < 0.5  # geodesic: along the corridor, right
+    guide = GeodesicGuide(layout, max_cached=2)
+    for cell in ((1, 1), (1, 2), (1, 3)):  # one field per goal, the oldest dropped past max_cached
+        guide(torch.tensor(layout.cell_to_xy(cell), dtype=torch.float32)[None])
+    assert len(guide._fields) == 2
 
 
 def test_controller_objective_choice():
