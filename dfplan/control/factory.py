@@ -11,9 +11,14 @@ PLANNERS = ("df", "diffuser", "diffuser-replan", "diffuser-actions")
 DIFFUSER_MODES = {"diffuser": "plan_once", "diffuser-replan": "replan", "diffuser-actions": "actions"}
 
 
+VARIANTS = ("df", "dwell", "diffuser")
+
+
 def shipped_checkpoint(env: str, variant: str = "df") -> Path:
     """Path of a small checkpoint shipped inside the package for `env` (see README for the command that made it):
     variant "df" (`<env>.pt`), "diffuser" (`<env>-diffuser.pt`) or "dwell" (DF on the dwell dataset, `<env>-dwell.pt`)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown checkpoint variant {variant!r}; choose one of {list(VARIANTS)}")
     name = f"{env}.pt" if variant == "df" else f"{env}-{variant}.pt"
     path = Path(str(resources.files("dfplan") / "checkpoints" / name))
     if not path.exists():
