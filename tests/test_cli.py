@@ -53,3 +53,17 @@ def test_plan_command_draws_the_plans(tmp_path):
     result = run(["dfplan-plan", "starts=2", "horizon=8", "out=plan.png"], tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "end distance to goal" in result.stdout and (tmp_path / "plan.png").exists()
+
+
+def test_eval_writes_an_mp4_when_asked(tmp_path):
+    """`video=` through headless rendering; runs where the video extra (imageio-ffmpeg) and an EGL driver exist."""
+    pytest.importorskip("imageio_ffmpeg", reason="needs pip install 'dfplan[video]'")
+    result = run(["dfplan-eval", "episodes=1", "video=ep.mp4", "progress=false"], tmp_path,
+                 env_extra={"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}, timeout=300)
+    if result.returncode != 0 and "GL" in result.stderr:
+        pytest.skip(f"no headless OpenGL here: {result.stderr.strip().splitlines()[-1][:200]}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    import imageio
+
+    frames = sum(1 for _ in imageio.get_reader(tmp_path / "ep.mp4"))
+    assert frames == 301  # the reset frame and one per step of the 300-step U-Maze episode
