@@ -1,4 +1,4 @@
-"""mp4 of one controlled episode (MuJoCo offscreen rendering: set MUJOCO_GL=osmesa on a headless CPU machine)."""
+"""mp4 of one controlled episode (MuJoCo offscreen rendering: set MUJOCO_GL=egl or osmesa on a headless machine)."""
 
 from __future__ import annotations
 
