@@ -116,7 +116,7 @@ def main() -> None:
     results = common.Results("speed", args, command)
     rows = []
     for method, ckpt in methods:
-        controller = make_controller(method, ckpt, device=device)
+        controller = make_controller(method, ckpt, device=device, env=args.env)
         planner = controller.planner
         horizon = getattr(controller, "horizon", None)
         ref = load_checkpoint(ckpt).get("ref_scores")
