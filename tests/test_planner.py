@@ -90,6 +90,8 @@ def test_warm_start_stays_near_the_previous_plan(planner):
     cold = planner.plan_from(z, OBS, GOAL, 6, generator=gen(1), init=rest).info["tokens"]  # warm_start_step=0
     assert warm.shape == cold.shape == (3, 6, rest.shape[-1])
     assert (warm[:, :4] - rest).norm() < (cold[:, :4] - rest).norm()
+    with pytest.raises(ValueError, match="warm_start_step must be in 0..steps"):
+        SamplerConfig(steps=3, warm_start_step=4)
 
 
 def test_same_seed_same_plan(planner):

@@ -34,6 +34,10 @@ class SamplerConfig:
     clip_x0: float = 10.0  # clamp predicted clean tokens (normalized units) for numerical safety
     warm_start_step: int = 0  # > 0: tokens given as `init` (a previous plan) start re-noised at this DDIM step
 
+    def __post_init__(self):
+        if not 0 <= self.warm_start_step <= self.steps:
+            raise ValueError(f"warm_start_step must be in 0..steps={self.steps}, got {self.warm_start_step}")
+
 
 @dataclass
 class SampleResult:
@@ -63,7 +67,7 @@ def sample(model, z0: torch.Tensor, horizon: int, cfg: SamplerConfig, objective:
     matrix = scheduling_matrix(cfg.schedule, horizon, cfg.steps, cfg.uncertainty)
     n_init = 0 if init is None or cfg.warm_start_step <= 0 else min(init.shape[1], horizon)
     if n_init:
-        matrix = warm_start(matrix, n_init, min(cfg.warm_start_step, cfg.steps))
+        matrix = warm_start(matrix, n_init, cfg.warm_start_step)
     step_levels = sampling_levels(model.cfg.num_levels, cfg.steps).to(device)
     levels = step_levels[torch.as_tensor(matrix, device=device)]  # [rows, H] noise levels
     schedule = model.schedule
