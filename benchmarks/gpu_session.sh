@@ -6,6 +6,13 @@
 #   bash benchmarks/gpu_session.sh train STEPS     # GPU tests and timings, then the Diffuser GPU preset on the three
 #                                                  # mazes in parallel on the one GPU (exported half-size to $OUT)
 #   bash benchmarks/gpu_session.sh eval            # GPU tests, DF vs Diffuser speed, Diffuser rows of the maze table
+# .whl/ (git-ignored; carried to the machine) was filled here with
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl mujoco==3.11.0 gymnasium==1.4.0 \
+#     gymnasium-robotics==1.4.2 Farama-Notifications==0.0.6 pettingzoo==1.27.0 glfw==2.11.0 PyOpenGL==3.1.10 \
+#     minari==0.5.4 hydra-core==1.3.8 omegaconf==2.3.1 && pip wheel --no-deps -w .whl antlr4-python3-runtime==4.9.3
+# and the gymnasium-robotics wheel repacked without its kitchen_franka and adroit_hand assets (to fit the 64 MiB
+# the device tool carries; PointMaze does not use them).
 set -uo pipefail
 stage=$1
 OUT=${OUT:-/tmp/gpu-out}  # exported checkpoints and logs.tgz (the device tool brings back at most 8 files)
