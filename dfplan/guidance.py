@@ -59,23 +59,26 @@ class GeodesicGuide:
 
     def __init__(self, layout, resolution: int = 8, max_cached: int = 512):
         self.layout, self.resolution, self.max_cached = layout, resolution, max_cached
+        origin, self.step = layout.field_frame(resolution)
+        self.origin = torch.as_tensor(origin, dtype=torch.float32)
         self._fields: dict[tuple[float, float], torch.Tensor] = {}
-        self.origin, self.step = None, None
+        self._last: tuple[tuple, Objective] | None = None  # goals of the last call and their objective
 
-    def field(self, goal_xy) -> torch.Tensor:
-        key = (round(float(goal_xy[0]), 3), round(float(goal_xy[1]), 3))
+    def field(self, key: tuple[float, float]) -> torch.Tensor:
         if key not in self._fields:
             if len(self._fields) >= self.max_cached:  # random goals: one field per episode; keep the newest
                 self._fields.pop(next(iter(self._fields)))
-            field, origin, step = self.layout.geodesic_field(np.asarray(key), self.resolution)
+            field, _, _ = self.layout.geodesic_field(np.asarray(key), self.resolution)
             self._fields[key] = torch.from_numpy(field)
-            self.origin, self.step = torch.as_tensor(origin, dtype=torch.float32), step
         return self._fields[key]
 
     def __call__(self, goal: torch.Tensor) -> Objective:
-        """goal [B, 2] raw -> objective for the planner."""
-        fields = torch.stack([self.field(g) for g in goal.detach().cpu().numpy()]).to(goal.device)  # [B, rows, cols]
-        return geodesic_distance(fields, self.origin.to(goal.device), self.step)
+        """goal [B, 2] raw -> objective for the planner (an MPC controller asks again at every replan)."""
+        keys = tuple((round(float(x), 3), round(float(y), 3)) for x, y in goal.detach().cpu().numpy())
+        if self._last is None or self._last[0] != (keys, goal.device):
+            fields = torch.stack([self.field(k) for k in keys]).to(goal.device)  # [B, rows, cols]
+            self._last = ((keys, goal.device), geodesic_distance(fields, self.origin.to(goal.device), self.step))
+        return self._last[1]
 
 
 def combine(*weighted: tuple[float, Objective]) -> Objective:

@@ -152,14 +152,18 @@ class MazeLayout:
             out.append(cell)
         return out
 
+    def field_frame(self, resolution: int) -> tuple[np.ndarray, float]:
+        """(xy of the first grid point, grid step) of a grid with `resolution` points per cell side."""
+        step = self.scale / resolution
+        return np.array([-self.x_center + step / 2, self.y_center - step / 2]), step
+
     def geodesic_field(self, goal_xy, resolution: int = 8) -> tuple[np.ndarray, np.ndarray, float]:
         """Shortest-path distance through free space from every point of a grid (`resolution` points per cell
         side) to `goal_xy`, 8-connected; points inside walls get the largest free distance plus one cell, so a
         gradient leads out of walls. Returns (field [rows, cols], xy of field[0, 0], grid step); field[r, c] is at
         xy = origin + (c * step, -r * step)."""
-        step = self.scale / resolution
+        origin, step = self.field_frame(resolution)
         n_r, n_c = self.n_rows * resolution, self.n_cols * resolution
-        origin = np.array([-self.x_center + step / 2, self.y_center - step / 2])
         cols, rows = np.meshgrid(np.arange(n_c), np.arange(n_r))
         pts = np.stack([origin[0] + cols * step, origin[1] - rows * step], axis=-1)
         free = ~self.in_wall(pts)

@@ -60,6 +60,22 @@ def train_config(out, steps: int, **train_overrides):
     return _with_default_dataset(cfg)
 
 
+def drive(controller, steps: int, seed: int = 0, env_name: str = "pointmaze-umaze"):
+    """Reset a real env and the controller with `seed`, run `steps` steps; the actions taken [steps, Da]."""
+    import numpy as np
+
+    from dfplan.envs import make_env
+
+    env = make_env(env_name)
+    obs, _ = env.reset(seed=seed)
+    controller.reset(seed=seed)
+    actions = []
+    for _ in range(steps):
+        actions.append(controller.act(obs))
+        obs, *_ = env.step(actions[-1])
+    return np.stack(actions)
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from dfplan.control import MPCController
-from dfplan.envs import make_env
 from dfplan.planners.df import load_planner
+from conftest import drive
 
 pytestmark = pytest.mark.gpu
 
@@ -58,14 +58,9 @@ def test_guided_plan_on_cuda_is_finite_and_deterministic(tiny_checkpoint):
 
 def test_mpc_on_cuda_in_pointmaze(tiny_checkpoint):
     planner = load_planner(tiny_checkpoint, device="cuda", steps=3)
-    env = make_env("pointmaze-umaze")
     controller = MPCController(planner, horizon=4, replan_every=4)
-    obs, _ = env.reset(seed=0)
-    controller.reset(seed=0)
-    for _ in range(20):
-        action = controller.act(obs)
-        assert isinstance(action, np.ndarray) and np.isfinite(action).all() and np.abs(action).max() <= 1.0
-        obs, *_ = env.step(action)
+    actions = drive(controller, 20)
+    assert isinstance(actions, np.ndarray) and np.isfinite(actions).all() and np.abs(actions).max() <= 1.0
     assert controller.failures == 0
 
 

@@ -10,6 +10,7 @@ from dfplan.control import MPCController
 from dfplan.envs import make_env
 from dfplan.evaluation import evaluate
 from dfplan.planners.df import load_planner
+from conftest import drive
 
 README = Path(__file__).parents[1] / "README.md"
 
@@ -34,17 +35,7 @@ def test_controller_contract_single_and_batched(planner):
 
 
 def test_same_seed_same_actions(planner):
-    env = make_env("pointmaze-umaze")
-    runs = []
-    for _ in range(2):
-        c = MPCController(planner, horizon=4)
-        c.reset(seed=3)
-        obs, _ = env.reset(seed=3)
-        acts = []
-        for _ in range(12):
-            acts.append(c.act(obs))
-            obs, *_ = env.step(acts[-1])
-        runs.append(np.array(acts))
+    runs = [drive(MPCController(planner, horizon=4), 12, seed=3) for _ in range(2)]
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
@@ -74,17 +65,9 @@ def test_memory_changes_the_latent_path(planner):
 
 
 def test_memory_window_keeps_only_the_last_tokens(planner):
-    env = make_env("pointmaze-umaze")
-
     def run(**kw):
         c = MPCController(planner, horizon=4, replan_every=4, **kw)
-        c.reset(seed=0)
-        obs, _ = env.reset(seed=0)
-        actions = []
-        for _ in range(24):
-            actions.append(c.act(obs))
-            obs, *_ = env.step(actions[-1])
-        return c, np.stack(actions)
+        return c, drive(c, 24)
 
     c, window_actions = run(memory=True, memory_tokens=2)
     assert len(c.window) == 2 and all(w[1].shape[1] == planner.frame_stack for w in c.window)
@@ -101,14 +84,8 @@ def test_warm_start_feeds_the_unexecuted_rest_of_the_last_plan(tiny_checkpoint):
     seen = []
     plan_from = planner.plan_from
     planner.plan_from = lambda *a, init=None, **kw: (seen.append(init), plan_from(*a, init=init, **kw))[1]
-    env = make_env("pointmaze-umaze")
-    c = MPCController(planner, horizon=5, replan_every=8)
-    obs, _ = env.reset(seed=0)
-    c.reset(seed=0)
-    for _ in range(17):
-        a = c.act(obs)
-        assert np.isfinite(a).all() and np.abs(a).max() <= 1.0
-        obs, *_ = env.step(a)
+    actions = drive(MPCController(planner, horizon=5, replan_every=8), 17)
+    assert np.isfinite(actions).all() and np.abs(actions).max() <= 1.0
     assert seen[0] is None and [s.shape[1] for s in seen[1:]] == [3, 3]  # 5 tokens planned, 2 executed
 
 

@@ -9,8 +9,6 @@ from dfplan.checkpoint import CheckpointError, load_checkpoint
 
 PLANNERS = ("df", "diffuser", "diffuser-replan", "diffuser-actions")
 DIFFUSER_MODES = {"diffuser": "plan_once", "diffuser-replan": "replan", "diffuser-actions": "actions"}
-
-
 VARIANTS = ("df", "dwell", "diffuser")
 
 

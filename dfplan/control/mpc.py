@@ -98,9 +98,10 @@ class MPCController:
         if not self.memory:
             self.pending_actions.clear()
             return
-        if self.z is None:
-            self.z = self.planner.initial_latent(torch.as_tensor(states))
+        if self.token_start is None:  # the episode's first observation
             self.token_start = states
+            if self.memory_tokens is None:
+                self.z = self.planner.initial_latent(torch.as_tensor(states))
             return
         self.pending_obs.append(states)
         if len(self.pending_actions) == self.fs:
