@@ -302,7 +302,7 @@ def default_checkpoint(env: str, given: str | None = None, planner: str = "df") 
     if given:
         return Path(given)
     from dfplan.checkpoint import CheckpointError
-    from dfplan.control.factory import shipped_checkpoint
+    from dfplan.controllers import shipped_checkpoint
 
     try:
         return shipped_checkpoint(env, planner)

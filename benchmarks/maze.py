@@ -5,7 +5,7 @@
     python benchmarks/maze.py checkpoint_pointmaze-medium=runs/medium/model.pt diffuser_checkpoint_pointmaze-medium=PATH
     python benchmarks/maze.py quick=true threads=1                # smoke test, < 1 minute on 2 cores
 
-Methods (controllers built by `dfplan.control.factory.make_controller`, as `dfplan-eval` does):
+Methods (controllers built by `dfplan.controllers.make_controller`, as `dfplan-eval` does):
   df             the DF MPC controller with the checkpoint's tuned settings
   df-no-mcg      mc_samples=1 (plain guidance)        df-mcg      mc_samples=4 (Monte Carlo Guidance)
   df-no-memory   memory=false (latent re-initialized at every replan, the paper's setting)
@@ -88,7 +88,7 @@ class ScriptedController:
 
 def build(method: str, env: str, df_ckpt, diff_ckpt, dwell_ckpt, device: str):
     """(controller, settings dict, checkpoint used for the reference scores)."""
-    from dfplan.control.factory import make_controller
+    from dfplan.controllers import make_controller
     from dfplan.envs import MazeLayout, get_maze
 
     if method in SCRIPTED:

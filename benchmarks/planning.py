@@ -101,7 +101,7 @@ def variants(scale: float) -> list[tuple[str, dict]]:
 
 def quality(planner, env: str, args, scale: float, results: common.Results) -> list[dict]:
     from dfplan.envs import MazeLayout, get_maze
-    from dfplan.evaluation import GOAL_RADIUS
+    from dfplan.tasks.pointmaze import GOAL_RADIUS
 
     layout = MazeLayout(get_maze(env).maze_map)
     seeds = list(range(args.quality_seeds))
@@ -146,7 +146,7 @@ def main() -> None:
     if args.part not in ("all", "latency", "quality"):
         raise common.ArgError(f"error: part must be all, latency or quality, got {args.part!r}")
     command = common.print_command()
-    from dfplan.planners.df import load_planner
+    from dfplan.df.planner import load_planner
 
     checkpoint = common.require_checkpoint(args)
     scale = tuned_guidance(checkpoint) if args.guidance_scale < 0 else args.guidance_scale

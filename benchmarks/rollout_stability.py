@@ -57,7 +57,7 @@ def main() -> None:
     command = common.print_command()
     from dfplan.checkpoint import load_checkpoint
     from dfplan.envs import MazeLayout, get_maze
-    from dfplan.planners.df import load_planner
+    from dfplan.df.planner import load_planner
 
     checkpoint = common.require_checkpoint(args)
     ckpt = load_checkpoint(checkpoint)

@@ -5,7 +5,7 @@
     python benchmarks/speed.py quick=true threads=1                  # smoke test, < 1 minute on 2 cores
 
 For each method (df with the checkpoint's tuned controller settings; `diffuser_modes` of the Diffuser baseline,
-built by `dfplan.control.factory.make_controller` like `dfplan-eval planner=...`):
+built by `dfplan.controllers.make_controller` like `dfplan-eval planner=...`):
 - ms per decision: `controller.act` on single (unbatched) observations over one whole episode per seed, averaged
   over the episode, replans included (how the controller amortizes its plans);
 - ms per plan: median of `planner.plan` from the episode's reset state (batch 1) over `plans` plans after `warmup`,
@@ -90,7 +90,7 @@ def main() -> None:
     args = common.parse_args(DEFAULTS, QUICK, __doc__)
     command = common.print_command()
     from dfplan.checkpoint import load_checkpoint
-    from dfplan.control.factory import DIFFUSER_MODES, make_controller
+    from dfplan.controllers import DIFFUSER_MODES, make_controller
     from dfplan.evaluation import evaluate
 
     bad = [m for m in args.diffuser_modes if m not in DIFFUSER_MODES]

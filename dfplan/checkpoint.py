@@ -8,13 +8,53 @@ from pathlib import Path
 import torch
 
 import dfplan
+from dfplan.errors import UserError, choices_hint
 
 FORMAT = "dfplan-checkpoint"
 FORMAT_VERSION = 1
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError):
     pass
+
+
+def shipped_dir() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("dfplan") / "checkpoints"))
+
+
+def shipped_names() -> list[str]:
+    """Names of the checkpoints shipped in the package (file stems), e.g. 'pointmaze-umaze-dwell'."""
+    return sorted(p.stem for p in shipped_dir().glob("*.pt"))
+
+
+def shipped_path(name: str, train_hint: str = "dfplan-train") -> Path:
+    path = shipped_dir() / f"{name}.pt"
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint named {name!r} ships with dfplan{choices_hint(name, shipped_names())}; "
+                              f"shipped: {shipped_names()}; or train one with: {train_hint}")
+    return path
+
+
+def resolve_checkpoint(name_or_path, planner: str = "df") -> Path:
+    """A checkpoint file from a path, a shipped name ('pointmaze-umaze-dwell') or a task name ('pointmaze-umaze':
+    the task's default shipped checkpoint for `planner`), from any working directory."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file() or path.suffix == ".pt" or "/" in str(name_or_path):
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {path} does not exist; pass a shipped name ({shipped_names()}) or "
+                                  f"train one with: dfplan-train env=<task> out=<dir>")
+        return path
+    name = str(name_or_path)
+    if name in shipped_names():
+        return shipped_path(name)
+    from dfplan.tasks import get_task, task_names
+
+    if name in task_names():
+        return get_task(name).shipped_checkpoint("diffuser" if planner.startswith("diffuser") else "df")
+    raise CheckpointError(f"{name!r} is neither a checkpoint file nor a shipped name{choices_hint(name, shipped_names())};"
+                          f" shipped: {shipped_names()}")
 
 
 def save_checkpoint(path: str | Path, payload: dict) -> Path:
@@ -32,18 +72,24 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """Load safely (no arbitrary unpickling); say clearly what is wrong with a missing, corrupt or foreign file."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; train one with: dfplan-train env=pointmaze-umaze out=<dir>")
+        raise CheckpointError(f"checkpoint {path} does not exist; train one with: dfplan-train env=<task> out=<dir>")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises several types for truncated, corrupt or unsafe files
         raise CheckpointError(
             f"cannot load {path} as a dfplan checkpoint: it is corrupt, truncated, or holds objects that are not "
-            f"safe to unpickle ({type(err).__name__}: {str(err).splitlines()[0][:200]})"
+            f"safe to unpickle ({type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]})"
         ) from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a dfplan checkpoint (no '{FORMAT}' format tag)")
     if ckpt.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path} was written by a newer dfplan (format {ckpt['format_version']}); upgrade dfplan")
+    for key in ("model", "ema"):
+        bad = [n for n, v in (ckpt.get(key) or {}).items() if torch.is_tensor(v) and v.is_floating_point()
+               and not torch.isfinite(v).all()]
+        if bad:
+            raise CheckpointError(f"{path}: the {key} weights hold NaN or inf (first: {bad[0]}); the run diverged or "
+                                  f"the file is damaged: use an earlier checkpoint")
     return ckpt
 
 

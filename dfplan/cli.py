@@ -1,40 +1,211 @@
-"""Console entry points: thin Hydra mains. Each accepts `key=value` overrides and `--help`."""
+"""Console entry points: thin mains over `dfplan.run` and the task modules.
+
+Arguments are Hydra overrides (`key=value`, `group=option`, `+key=value`) composed against the YAML configs in
+`dfplan.configs`; `--help` prints what a command does, its keys with their defaults, and an example; `-m`
+(multirun) goes through Hydra itself. Every user mistake (unknown key, bad value, missing file) is one line
+`error: ...` on stderr and exit code 2, never a traceback.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 import sys
-import time
+from importlib import resources
 
-import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-CONFIGS = "pkg://dfplan.configs"
+from dfplan.errors import UserError, choices_hint
 
-
-def _fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+CONFIGS = "dfplan.configs"
+HYDRA_FLAGS = ("-m", "--multirun", "--cfg", "-c", "--info", "--resolve", "--package", "-p", "--shell-completion",
+               "--run", "-r", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd")
 
 
-@hydra.main(config_path=CONFIGS, config_name="data", version_base=None)
-def data_main(cfg: DictConfig) -> None:
-    """dfplan-data env=pointmaze-umaze [steps=N seed=S overwrite=true maze_map=[[...]]]"""
-    from dfplan.envs import custom_maze, get_maze
-    from dfplan.envs.recipes import default_dataset_id, generate_pointmaze_dataset
+# --- argument handling ----------------------------------------------------------------------------
+def _yaml_text(config_name: str) -> str:
+    return (resources.files(CONFIGS) / f"{config_name}.yaml").read_text()
 
+
+def help_text(command: str, config_name: str) -> str:
+    """What the command does, its keys with defaults and comments (from the YAML itself), and an example."""
+    lines = _yaml_text(config_name).splitlines()
+    about = [ln[2:] for ln in lines if ln.startswith("# ") and not ln.startswith("# example:")]
+    example = next((ln[len("# example: "):] for ln in lines if ln.startswith("# example: ")), command)
+    keys, in_body = [], False
+    for ln in lines:
+        if ln.startswith("hydra:"):
+            break
+        if ln and not ln.startswith((" ", "-", "#", "defaults:")):
+            in_body = True
+        if in_body and ln.strip():
+            keys.append("  " + ln)
+    out = [about[0].split(": ", 1)[-1] if about else command, "", f"usage: {command} [key=value ...]", "", "keys (default, meaning):",
+           *keys]
+    groups = _groups(config_name)
+    if groups:
+        out += ["", "config groups (group=option; their keys as group.key=value):"]
+        out += [f"  {g}: {', '.join(opts)}" for g, opts in groups.items()]
+    return "\n".join(out + ["", f"example: {example}"])
+
+
+def _groups(config_name: str) -> dict[str, list[str]]:
+    """Config groups the command's defaults list uses (train: model, train)."""
+    cfg = OmegaConf.create(_yaml_text(config_name))
+    names = [next(iter(d)) for d in cfg.get("defaults", []) if isinstance(d, DictConfig) and "override" not in next(iter(d))]
+    root = resources.files(CONFIGS)
+    return {g: sorted(p.name[:-5] for p in (root / g).iterdir() if p.name.endswith(".yaml")) for g in names}
+
+
+def compose(config_name: str, overrides: list[str]) -> DictConfig:
+    """The composed config, with Hydra's composition errors turned into one-line UserErrors."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.errors import HydraException
+
+    for arg in overrides:
+        if "=" not in arg:
+            raise UserError(f"arguments are key=value, got {arg!r}; see --help")
+    base = _plain(config_name, [])
     try:
-        if cfg.maze_map is not None:
-            spec = custom_maze([list(r) for r in cfg.maze_map], goal_cell=cfg.goal_cell,
-                               max_episode_steps=cfg.max_episode_steps, name=cfg.env)
+        with initialize_config_module(config_module=CONFIGS, version_base=None):
+            cfg = hydra_compose(config_name=config_name, overrides=overrides)
+    except HydraException as err:
+        raise UserError(_composition_message(str(err), overrides, base)) from None
+    _check_keys(cfg, base, config_name)
+    return cfg
+
+
+def _plain(config_name: str, overrides: list[str]) -> DictConfig:
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    with initialize_config_module(config_module=CONFIGS, version_base=None):
+        return hydra_compose(config_name=config_name, overrides=overrides)
+
+
+def _composition_message(message: str, overrides: list[str], base: DictConfig) -> str:
+    first = message.strip().splitlines()[0]
+    if "Could not override" in first or "not in struct" in message:
+        key = first.split("'")[1] if "'" in first else first
+        keys = _flat_keys(base)
+        return f"unknown key {key!r}{choices_hint(key, keys)}; keys: {', '.join(keys)}"
+    if "Could not find" in first or "Could not load" in first:
+        return f"{first.rstrip('.')}; see --help for the config groups and their options"
+    return first
+
+
+def _flat_keys(cfg, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in cfg.items():
+        if isinstance(v, DictConfig):
+            out += _flat_keys(v, f"{prefix}{k}.")
         else:
-            spec = get_maze(cfg.env)
-        dataset_id = cfg.dataset_id or default_dataset_id(spec.name, int(cfg.dwell))
-        t0 = time.perf_counter()
-        ds = generate_pointmaze_dataset(spec, steps=int(cfg.steps), seed=int(cfg.seed), dataset_id=dataset_id,
-                                        overwrite=bool(cfg.overwrite), ref_episodes=int(cfg.ref_episodes),
-                                        dwell=int(cfg.dwell), progress=bool(cfg.progress))
-    except (ValueError, FileExistsError) as err:
-        _fail(str(err))
+            out.append(f"{prefix}{k}")
+    return out
+
+
+def _check_keys(cfg: DictConfig, base: DictConfig, config_name: str) -> None:
+    """Refuse keys the command does not know (e.g. `+episdes=5`) and values of the wrong type (`episodes=abc`)."""
+    groups = set(_groups(config_name))
+    for key, value in cfg.items():
+        if key in groups:
+            continue  # a group's options may have other keys than the default option; their code checks them
+        if key not in base:
+            raise UserError(f"unknown key {key!r}{choices_hint(key, list(base))}; keys: {', '.join(base)}")
+        _check_type(key, value, base[key])
+
+
+def _check_type(key: str, value, default) -> None:
+    if value is None or default is None:
+        return
+    if isinstance(default, bool):
+        ok, kind = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, kind = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        kind = "a finite number"
+    else:
+        ok, kind = isinstance(value, (str, int, float)) and not isinstance(value, bool), "a string"
+    if not ok:
+        raise UserError(f"{key}={value!r} must be {kind} (default: {default})")
+
+
+def main_for(command: str, config_name: str, run):
+    """A console-script main: `--help`, composition, validation, then `run(cfg)`; UserErrors exit 2."""
+
+    def main(argv: list[str] | None = None) -> None:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        if any(a in ("-h", "--help") for a in argv):
+            print(help_text(command, config_name))
+            return
+        if any(a.split("=", 1)[0] in HYDRA_FLAGS for a in argv):
+            return _hydra_main(config_name, run)()
+        try:
+            run(compose(config_name, argv))
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            raise SystemExit(130) from None
+
+    main.__doc__ = f"{command}: see `{command} --help`."
+    return main
+
+
+def _hydra_main(config_name: str, run):
+    import hydra
+
+    @hydra.main(config_path=f"pkg://{CONFIGS}", config_name=config_name, version_base=None)
+    def hydra_main(cfg: DictConfig) -> None:
+        try:
+            run(cfg)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    return hydra_main
+
+
+def rounded(x, digits: int = 4):
+    """Floats rounded for printing (JSON keeps full precision nowhere a person reads it)."""
+    if isinstance(x, float):
+        return round(x, digits) if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: rounded(v, digits) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [rounded(v, digits) for v in x]
+    return x
+
+
+def _settings(cfg: DictConfig, keys) -> dict:
+    return {k: cfg[k] for k in keys if k in cfg and cfg[k] is not None}
+
+
+# --- the commands ------------------------------------------------------------------------------------
+def run_data(cfg: DictConfig) -> None:
+    import time
+
+    from dfplan.tasks import get_task, task_names
+
+    if cfg.maze_map is not None:
+        from dfplan.tasks.pointmaze import custom_task
+
+        if cfg.env in task_names():
+            raise UserError(f"env={cfg.env} is a built-in task; give your maze its own name, e.g. env=my-maze")
+        task = custom_task(cfg.env, OmegaConf.to_container(cfg.maze_map) if not isinstance(cfg.maze_map, str)
+                           else cfg.maze_map, goal_cell=cfg.goal_cell, max_episode_steps=cfg.max_episode_steps)
+    else:
+        task = get_task(cfg.env)
+    options = _settings(cfg, ("steps", "episodes", "dwell", "noise", "ref_episodes"))
+    unused = set(options) - set(task.data_options)
+    if unused:
+        raise UserError(f"{sorted(unused)[0]}= does not apply to {task.name}; its data keys: {list(task.data_options)}")
+    dataset_id = cfg.dataset_id or task.default_dataset_id(**options)
+    t0 = time.perf_counter()
+    ds = task.generate_dataset(dataset_id, seed=cfg.seed, overwrite=cfg.overwrite, progress=cfg.progress, **options)
     seconds = time.perf_counter() - t0
     meta = ds.storage.metadata
     print(f"wrote {dataset_id}: {ds.total_steps} steps, {ds.total_episodes} episodes in {seconds:.1f} s "
@@ -42,155 +213,76 @@ def data_main(cfg: DictConfig) -> None:
           f"ref_max_score={meta['ref_max_score']:.2f}; at {ds.spec.data_path}")
 
 
-def _with_default_dataset(cfg: DictConfig) -> DictConfig:
+def run_train(cfg: DictConfig) -> None:
     from omegaconf import open_dict
 
-    from dfplan.envs.recipes import default_dataset_id
-
-    if cfg.get("dataset") is None:
-        with open_dict(cfg):
-            cfg.dataset = default_dataset_id(cfg.env)
-    return cfg
-
-
-@hydra.main(config_path=CONFIGS, config_name="train", version_base=None)
-def train_main(cfg: DictConfig) -> None:
-    """dfplan-train env=pointmaze-umaze [train=cpu|gpu model=df_rnn train.steps=N out=DIR resume=true]"""
-    from dfplan.checkpoint import CheckpointError
-    from dfplan.data import DatasetNotFoundError
+    from dfplan.tasks import get_task
     from dfplan.training import train
 
-    try:
-        train(_with_default_dataset(cfg))
-    except (DatasetNotFoundError, CheckpointError, FileExistsError, ValueError) as err:
-        _fail(str(err))
+    task = get_task(cfg.env, dataset_id=cfg.dataset)
+    with open_dict(cfg):
+        cfg.dataset = cfg.dataset or task.default_dataset_id()
+    train(cfg, task=task)
 
 
-def _checkpoint_for(cfg: DictConfig, planner: str = "df"):
-    from dfplan.control.factory import shipped_checkpoint
-
-    return cfg.checkpoint if cfg.get("checkpoint") else shipped_checkpoint(cfg.env, planner)
+EVAL_SETTINGS = ("horizon", "memory", "memory_tokens", "objective", "guidance_scale", "mc_samples", "ddim_steps",
+                 "schedule", "warm_start_step")
 
 
-def _sampler_overrides(cfg: DictConfig) -> dict:
-    keys = ("guidance_scale", "mc_samples", "steps", "schedule", "warm_start_step")
-    return {k: cfg[k] for k in keys if cfg.get(k) is not None}
+def run_eval(cfg: DictConfig) -> None:
+    from dfplan import run
 
+    from dfplan.run import _check_writable
 
-def _git_commit() -> str | None:
-    import subprocess
-    from pathlib import Path
-
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).parent).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def run_evaluation(cfg: DictConfig, print_episodes: bool = False) -> dict:
-    """Evaluate per `cfg` (the eval config); returns the summary dict that dfplan-eval prints as JSON."""
-    from dfplan.checkpoint import load_checkpoint
-    from dfplan.control.factory import make_controller
-    from dfplan.evaluation import evaluate
-    from dfplan.evaluation.plots import plot_paths
-    from dfplan.envs import MazeLayout, get_maze
-
-    checkpoint = _checkpoint_for(cfg, cfg.get("variant", "df") if cfg.planner == "df" else "diffuser")
-    controller = make_controller(cfg.planner, checkpoint, device=cfg.device, horizon=cfg.get("horizon"),
-                                 replan_every=cfg.get("replan_every"), memory=cfg.get("memory"),
-                                 objective=cfg.get("objective"), env=cfg.env, memory_tokens=cfg.get("memory_tokens"),
-                                 **_sampler_overrides(cfg))
-    ref = load_checkpoint(checkpoint).get("ref_scores")
-    result = evaluate(controller, cfg.env, goal=cfg.goal, episodes=int(cfg.episodes), seed=int(cfg.seed),
-                      batch=int(cfg.batch), ref_scores=tuple(ref) if ref and None not in ref else None,
-                      keep_plans=6 if cfg.get("plot") else 0, progress=bool(cfg.get("progress", True)),
-                      max_episode_steps=cfg.get("max_episode_steps"))
-    if print_episodes:
-        norm = result.normalized() if result.ref_min is not None else [float("nan")] * len(result.episodes)
-        for ep, score in zip(result.episodes, norm):
-            ttg = "never" if ep.time_to_goal is None else f"step {ep.time_to_goal}"
-            print(f"episode seed={ep.seed}: return {ep.ret:5.0f}  normalized {score:6.1f}  reached goal: {ttg}")
-    if cfg.get("plot"):
-        layout = MazeLayout(get_maze(cfg.env).maze_map)
-        plot_paths(layout, result.episodes, cfg.plot, title=f"{cfg.planner} on {cfg.env} ({cfg.goal} goal)")
-    if cfg.get("video"):
-        from dfplan.evaluation.video import record_video
-
-        record_video(controller, cfg.env, cfg.goal, int(cfg.seed), cfg.video)
-    summary = {"env": cfg.env, "planner": cfg.planner, "goal": cfg.goal, "seed": int(cfg.seed),
-               "checkpoint": str(checkpoint), **result.summary(), "commit": _git_commit()}
-    return summary
-
-
-@hydra.main(config_path=CONFIGS, config_name="eval", version_base=None)
-def eval_main(cfg: DictConfig) -> None:
-    """dfplan-eval env=pointmaze-umaze planner=df|diffuser|diffuser-replan|diffuser-actions episodes=N goal=fixed|random"""
-    import json
-
-    from dfplan.checkpoint import CheckpointError
-
-    try:
-        summary = run_evaluation(cfg)
-    except (CheckpointError, ValueError) as err:
-        _fail(str(err))
-    line = json.dumps(summary)
-    if cfg.get("results"):
+    _check_writable(cfg.results)
+    result = run.evaluate(cfg.env, planner=cfg.planner, checkpoint=cfg.checkpoint, variant=cfg.variant,
+                          episodes=cfg.episodes, goal=cfg.goal, seed=cfg.seed, batch=cfg.batch, device=cfg.device,
+                          max_episode_steps=cfg.max_episode_steps, plot=cfg.plot, video=cfg.video,
+                          progress=cfg.progress, allow_task_mismatch=cfg.allow_task_mismatch,
+                          replan_every=cfg.replan_every, **_settings(cfg, EVAL_SETTINGS))
+    line = json.dumps(rounded(result.summary))
+    print(result.line)
+    if cfg.results:
         with open(cfg.results, "a") as f:
             f.write(line + "\n")
     print(line)
 
 
-@hydra.main(config_path=CONFIGS, config_name="plan", version_base=None)
-def plan_main(cfg: DictConfig) -> None:
-    """dfplan-plan env=pointmaze-umaze [checkpoint=PATH starts=6 horizon=32 out=plan.png]"""
-    import numpy as np
-    import torch
+def run_demo(cfg: DictConfig) -> None:
+    from dfplan import run
+    from dfplan.errors import check_int
 
-    from dfplan.checkpoint import CheckpointError
-    from dfplan.envs import MazeLayout, get_maze, make_env
-    from dfplan.evaluation.plots import plot_plan
-    from dfplan.planners.df import load_planner
-
-    try:
-        planner = load_planner(_checkpoint_for(cfg), device=cfg.device, **_sampler_overrides(cfg))
-    except (CheckpointError, ValueError) as err:
-        _fail(str(err))
-    env = make_env(cfg.env, goal=cfg.goal)
-    resets = [env.reset(seed=int(cfg.seed) + i)[0] for i in range(int(cfg.starts))]
-    obs = torch.as_tensor(np.stack([o["observation"] for o in resets]), dtype=torch.float32)
-    goal = torch.as_tensor(np.stack([o["desired_goal"] for o in resets]), dtype=torch.float32)
-    gen = torch.Generator(device=planner.device).manual_seed(int(cfg.seed))
-    plan = planner.plan(obs, goal, cfg.get("horizon"), generator=gen)
-    layout = MazeLayout(get_maze(cfg.env).maze_map)
-    states = plan.states.cpu().numpy()
-    end_dist = np.linalg.norm(states[:, -1, :2] - goal.numpy(), axis=-1)
-    through_wall = layout.in_wall(states[..., :2]).any(axis=1)
-    plot_plan(layout, states, goal.numpy(), cfg.out,
-              title=f"{cfg.env}: {len(states)} plans of {plan.horizon} steps, {1000 * plan.info['seconds']:.0f} ms")
-    print(f"planned {len(states)} x {plan.horizon} steps in {1000 * plan.info['seconds']:.0f} ms; end distance to goal "
-          f"{end_dist.mean():.2f} (reached {np.mean(end_dist <= 0.45):.0%}); through a wall: {through_wall.mean():.0%}; "
-          f"saved {cfg.out}")
+    check_int("episodes", cfg.episodes, 1)
+    print(f"dfplan demo: the DF MPC controller on {cfg.env}, {cfg.episodes} episodes, shipped checkpoint")
+    result = run.evaluate(cfg.env, episodes=cfg.episodes, goal=cfg.goal, seed=cfg.seed, batch=cfg.episodes,
+                          variant=cfg.variant, device=cfg.device, plot=cfg.out, progress=False)
+    s = result.summary
+    scores = None
+    if "normalized_score_mean" in s:
+        scores = result.task.normalized(result.result.episodes, *s["ref_scores"])
+    for i, ep in enumerate(result.result.episodes):
+        score = f"normalized score {scores[i]:6.1f}" if scores is not None else f"success {ep.success}"
+        ttg = "never" if ep.time_to_goal is None else f"step {ep.time_to_goal}"
+        print(f"episode seed={ep.seed}: {score}  reached goal: {ttg}")
+    print(result.line + f"; saved {cfg.out}")
 
 
-@hydra.main(config_path=CONFIGS, config_name="demo", version_base=None)
-def demo_main(cfg: DictConfig) -> None:
-    """dfplan-demo [env=pointmaze-medium episodes=20 goal=random]"""
-    from omegaconf import OmegaConf
+def run_plan(cfg: DictConfig) -> None:
+    from dfplan import run
 
-    from dfplan.checkpoint import CheckpointError
+    s = run.plan_once(cfg.env, checkpoint=cfg.checkpoint, variant=cfg.variant, starts=cfg.starts, goal=cfg.goal,
+                      seed=cfg.seed, horizon=cfg.horizon, device=cfg.device, out=cfg.out,
+                      **_settings(cfg, ("objective", "guidance_scale", "mc_samples", "ddim_steps", "schedule")))
+    extra = ""
+    if "in_wall" in s:
+        extra = f"; planned positions in walls {s['in_wall']:.1%}, plans through a wall {s['through_wall']:.0%}"
+    reached = f" (reached {s['reached']:.0%})" if "reached" in s else ""
+    print(f"{s['env']}: planned {s['plans']} x {s['steps']} steps in {s['ms']:.0f} ms ({s['objective']} guidance); "
+          f"end distance to goal {s['end_distance']:.2f}{reached}{extra}; saved {cfg.out}")
 
-    eval_cfg = OmegaConf.create({"env": cfg.env, "planner": "df", "checkpoint": None, "variant": cfg.variant,
-                                 "episodes": cfg.episodes,
-                                 "goal": cfg.goal, "seed": cfg.seed, "batch": cfg.episodes, "device": cfg.device,
-                                 "plot": cfg.out, "progress": False})
-    print(f"dfplan demo: DF MPC controller on {cfg.env} ({cfg.goal} goal), {cfg.episodes} episodes, shipped "
-          f"{cfg.variant} checkpoint")
-    try:
-        s = run_evaluation(eval_cfg, print_episodes=True)
-    except (CheckpointError, ValueError) as err:
-        _fail(str(err))
-    ttg = "n/a" if s["mean_time_to_goal"] is None else f"{s['mean_time_to_goal']:.0f} steps"
-    print(f"normalized score {s['normalized_score_mean']:.1f} ± {s['normalized_score_se']:.1f} (100 = waypoint expert), "
-          f"success {s['success_rate']:.0%}, time to goal {ttg}, {s['episodes_per_minute']:.0f} episodes/min; "
-          f"saved {cfg.out}")
+
+data_main = main_for("dfplan-data", "data", run_data)
+train_main = main_for("dfplan-train", "train", run_train)
+eval_main = main_for("dfplan-eval", "eval", run_eval)
+demo_main = main_for("dfplan-demo", "demo", run_demo)
+plan_main = main_for("dfplan-plan", "plan", run_plan)

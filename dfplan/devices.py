@@ -12,7 +12,14 @@ def resolve_device(device: str | torch.device = "auto", rank: int = 0) -> torch.
         if torch.cuda.is_available():
             return torch.device("cuda", rank % torch.cuda.device_count())
         return torch.device("cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        from dfplan.errors import UserError
+
+        raise UserError(f"device={device!r} is not a device; choose auto, cpu, cuda or cuda:N") from err
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={device!r} asked for CUDA, but torch sees no GPU; use device=cpu or device=auto")
+        from dfplan.errors import UserError
+
+        raise UserError(f"device={device!r} asked for CUDA, but torch sees no GPU; use device=cpu or device=auto")
     return dev

@@ -48,6 +48,9 @@ def geodesic_distance(fields: torch.Tensor, origin: torch.Tensor, step: float,
         col = (pos[..., 0] - origin[0]) / step  # grid coordinates of each planned position
         row = (origin[1] - pos[..., 1]) / step
         grid = torch.stack([col / (n_c - 1) * 2 - 1, row / (n_r - 1) * 2 - 1], dim=-1)[:, None]  # [B, 1, T, 2]
+        # keep sample points finite and on the field: grid_sample's CPU backward crashes the process on NaN, and
+        # outside the field the border value (zero gradient) is what padding_mode="border" gives anyway
+        grid = torch.nan_to_num(grid, nan=0.0, posinf=1.0, neginf=-1.0).clamp(-1.0, 1.0)
         d = F.grid_sample(fields[:, None].to(pos), grid, mode="bilinear", padding_mode="border", align_corners=True)
         return -d[:, 0, 0].sum(-1)
 

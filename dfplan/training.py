@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from dfplan.checkpoint import load_checkpoint, save_checkpoint
 from dfplan.data import WindowSampler, load_runs
 from dfplan.devices import resolve_device
+from dfplan.errors import UserError, check_float, check_int
 from dfplan.models import build_model
 
 
@@ -92,8 +93,20 @@ def validation_loss(model, sampler: WindowSampler, batches: int, batch_size: int
     return float(np.mean(losses))
 
 
-def train(cfg: DictConfig) -> Path:
-    """Train `cfg.model` on `cfg.dataset` for `cfg.train.steps`; returns the final checkpoint path."""
+def check_train_config(tc) -> None:
+    """The training keys that would otherwise fail late or silently (an untrained model, a division by zero)."""
+    for key in ("steps", "batch_size", "window_steps", "log_every", "val_every", "val_batches", "checkpoint_every"):
+        check_int(f"train.{key}", tc[key], 1)
+    check_float("train.lr", tc.lr, 0.0)
+    if not 0.0 <= tc.val_fraction < 1.0:
+        raise UserError(f"train.val_fraction={tc.val_fraction} must be in [0, 1)")
+
+
+def train(cfg: DictConfig, task=None) -> Path:
+    """Train `cfg.model` on `cfg.dataset` for `cfg.train.steps`; returns the final checkpoint path. `task` (a
+    `dfplan.tasks.Task`) is stored in the checkpoint so evaluation knows what the model is for."""
+    check_train_config(cfg.train)
+    check_int("seed", cfg.seed, 0)
     rank, world = _distributed(cfg.device)
     device = resolve_device(cfg.device, rank=rank)
     tc = cfg.train
@@ -107,6 +120,8 @@ def train(cfg: DictConfig) -> Path:
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
     step = 0
+    if cfg.resume and not last_path.exists():
+        raise UserError(f"resume=true but {last_path} does not exist; check out= (or drop resume=true to start anew)")
     if cfg.resume and last_path.exists():
         ckpt = load_checkpoint(last_path, map_location=device)
         model.load_state_dict(ckpt["model"])
@@ -116,7 +131,7 @@ def train(cfg: DictConfig) -> Path:
         if rank == 0:
             print(f"resumed from {last_path} at step {step}")
     elif last_path.exists() and not cfg.resume and rank == 0:
-        raise FileExistsError(f"{out} already holds a run; pass resume=true to continue it or choose another out=")
+        raise UserError(f"{out} already holds a run; pass resume=true to continue it or choose another out=")
 
     train_windows = WindowSampler(splits.train, tc.window_steps, splits.normalizer)
     val_windows = WindowSampler(splits.val, tc.window_steps, splits.normalizer) if splits.val else None
@@ -132,7 +147,8 @@ def train(cfg: DictConfig) -> Path:
         save_checkpoint(path, {
             "model_type": name, "model_config": kwargs, "model": model.state_dict(), "ema": ema.state_dict(),
             "optimizer": opt.state_dict(), "step": step, "config": resolved, "dataset_id": cfg.dataset,
-            "env": cfg.env, "normalizer": splits.normalizer.state_dict(), "ref_scores": list(splits.ref_scores),
+            "env": cfg.env, "task": task.spec() if task is not None else None,
+            "normalizer": splits.normalizer.state_dict(), "ref_scores": list(splits.ref_scores),
         })
 
     per_rank_batch = max(1, tc.batch_size // world)

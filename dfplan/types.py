@@ -60,3 +60,26 @@ def split_observation(obs) -> tuple[np.ndarray, np.ndarray | None, bool]:
         if len(goal) != len(state):
             raise ValueError(f"{len(state)} observations but {len(goal)} goals")
     return state, goal, batched
+
+
+def safe_actions(action, low: float = -1.0, high: float = 1.0) -> tuple[np.ndarray, int]:
+    """(actions [N, Da] with non-finite rows replaced by zeros and everything clipped to [low, high], number of
+    rows replaced). Every controller ends with this: it never emits NaN or out-of-range actions."""
+    action = np.asarray(action, dtype=np.float32)
+    bad = ~np.isfinite(action).all(axis=-1)
+    if bad.any():
+        action = np.where(bad[..., None], 0.0, action).astype(np.float32)
+    return np.clip(action, low, high), int(bad.sum())
+
+
+def check_batch(name: str, x, dim: int, device=None, rows: int | None = None) -> torch.Tensor:
+    """`x` as a float32 tensor [B, dim] on `device`: a UserError for another shape, a ValueError for NaN/inf."""
+    from dfplan.errors import UserError
+
+    x = torch.as_tensor(x, dtype=torch.float32, device=device)
+    if x.dim() != 2 or x.shape[1] != dim or (rows is not None and x.shape[0] != rows):
+        want = f"[{rows if rows is not None else 'B'}, {dim}]"
+        raise UserError(f"{name} must be {want}, got shape {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} holds NaN or inf values: {x[~torch.isfinite(x).all(-1)][:3].tolist()}")
+    return x

@@ -63,20 +63,59 @@ MAZES: dict[str, MazeSpec] = {
 
 def get_maze(name: str) -> MazeSpec:
     if name not in MAZES:
-        raise ValueError(f"unknown env {name!r}; choose one of {sorted(MAZES)} (or pass maze_map=[[...], ...])")
+        from dfplan.errors import UserError
+
+        raise UserError(f"unknown env {name!r}; choose one of {sorted(MAZES)} (or pass maze_map=[[...], ...])")
     return MAZES[name]
+
+
+def validate_maze_map(maze_map) -> list[list[int]]:
+    """The map as rows of ints, or a UserError saying what is wrong: rows of equal length holding only 0 (free) and
+    1 (wall), walls all round (the point must not leave the maze), and at least two free cells, all connected
+    (the env draws a start and a different goal cell; with one free cell it would search forever)."""
+    from dfplan.errors import UserError
+
+    hint = "maze_map must be a list of equally long rows of 0 (free) and 1 (wall), e.g. [[1,1,1,1],[1,0,0,1],[1,1,1,1]]"
+    if not isinstance(maze_map, (list, tuple)) or not maze_map or not all(isinstance(r, (list, tuple)) for r in maze_map):
+        raise UserError(f"{hint}; got {maze_map!r}"[:300])
+    if len({len(r) for r in maze_map}) != 1:
+        raise UserError(f"{hint}; got rows of lengths {[len(r) for r in maze_map]}")
+    bad = [c for r in maze_map for c in r if isinstance(c, bool) or c not in (0, 1)]
+    if bad:
+        raise UserError(f"{hint}; got the cell value {bad[0]!r}")
+    rows = [[int(c) for c in r] for r in maze_map]
+    grid = np.array(rows)
+    if not (grid[0].all() and grid[-1].all() and grid[:, 0].all() and grid[:, -1].all()):
+        raise UserError("maze_map needs walls (1) all round its border")
+    layout = MazeLayout(rows)
+    if len(layout.free_cells) < 2:
+        raise UserError(f"maze_map has {len(layout.free_cells)} free cell(s); it needs at least 2 (a start and a goal)")
+    dist = layout.distances_to(layout.free_cells[0])
+    unreachable = [c for c in layout.free_cells if dist[c] < 0]
+    if unreachable:
+        raise UserError(f"maze_map's free cells are not all connected: {unreachable[0]} cannot be reached from "
+                        f"{layout.free_cells[0]}")
+    return rows
 
 
 def custom_maze(maze_map, goal_cell=None, max_episode_steps: int | None = None, name: str = "pointmaze-custom") -> MazeSpec:
     """A MazeSpec for a user's own layout; goal cell defaults to the free cell farthest from the first free cell."""
-    layout = MazeLayout(maze_map)
+    from dfplan.errors import UserError
+
+    layout = MazeLayout(validate_maze_map(maze_map))
     if goal_cell is None:
         start = layout.free_cells[0]
         dist = layout.distances_to(start)
         goal_cell = max(layout.free_cells, key=lambda c: dist[c])
+    goal_cell = tuple(int(v) for v in goal_cell)
+    if goal_cell not in layout.free_cells:
+        raise UserError(f"goal_cell={list(goal_cell)} is not a free cell of maze_map; free cells: "
+                        f"{[list(c) for c in layout.free_cells][:12]}")
     if max_episode_steps is None:
         max_episode_steps = int(100 * np.ceil(len(layout.free_cells) / 3 + 2))
-    return MazeSpec(name, tuple(map(tuple, layout.maze_map)), tuple(goal_cell), int(max_episode_steps))
+    if int(max_episode_steps) < 1:
+        raise UserError(f"max_episode_steps={max_episode_steps} must be >= 1")
+    return MazeSpec(name, tuple(map(tuple, layout.maze_map)), goal_cell, int(max_episode_steps))
 
 
 class MazeLayout:

@@ -33,6 +33,7 @@ TINY_MODEL = dict(frame_stack=4, hidden=32, mlp_hidden=32, emb_dim=16, num_level
 @pytest.fixture(scope="session")
 def tiny_checkpoint(minari_root, tmp_path_factory):
     """A DF checkpoint trained for a few hundred steps on the tiny dataset through the real training loop."""
+    from dfplan.tasks import get_task
     from dfplan.training import train
 
     out = tmp_path_factory.mktemp("run")
@@ -40,7 +41,7 @@ def tiny_checkpoint(minari_root, tmp_path_factory):
     torch.manual_seed(0)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINARI_DATASETS_PATH", str(minari_root))
-        train(cfg)
+        train(cfg, task=get_task("pointmaze-umaze"))
     return out / "final.pt"
 
 
@@ -48,23 +49,20 @@ def train_config(out, steps: int, **train_overrides):
     """A composed training config (the real Hydra config) with a tiny model."""
     from hydra import compose, initialize_config_module
 
-    overrides = [f"out={out}", f"train.steps={steps}", "train.batch_size=32", "train.window_steps=32",
+    overrides = [f"out={out}", "dataset=dfplan/pointmaze/umaze-v0", f"train.steps={steps}", "train.batch_size=32", "train.window_steps=32",
                  "train.warmup_steps=20", "train.ema_start=20", "train.val_every=100", "train.checkpoint_every=50",
                  "train.log_every=25", "train.progress=false"]
     overrides += [f"model.{k}={v}" for k, v in TINY_MODEL.items()]
     overrides += [f"train.{k}={v}" for k, v in train_overrides.items()]
     with initialize_config_module(config_module="dfplan.configs", version_base=None):
-        cfg = compose(config_name="train", overrides=overrides)
-    from dfplan.cli import _with_default_dataset
-
-    return _with_default_dataset(cfg)
+        return compose(config_name="train", overrides=overrides)
 
 
 def drive(controller, steps: int, seed: int = 0, env_name: str = "pointmaze-umaze"):
     """Reset a real env and the controller with `seed`, run `steps` steps; the actions taken [steps, Da]."""
     import numpy as np
 
-    from dfplan.envs import make_env
+    from dfplan import make_env
 
     env = make_env(env_name)
     obs, _ = env.reset(seed=seed)

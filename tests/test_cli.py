@@ -16,16 +16,55 @@ def run(args, cwd, env_extra=None, timeout=300):
 
 
 @pytest.mark.parametrize("cmd", ["dfplan-data", "dfplan-train", "dfplan-eval", "dfplan-plan", "dfplan-demo"])
-def test_every_console_script_has_help(cmd, tmp_path):
+def test_every_console_script_explains_itself(cmd, tmp_path):
     result = run([cmd, "--help"], tmp_path)
-    assert result.returncode == 0 and "Powered by Hydra" in result.stdout
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "usage: " + cmd in out and "example: " + cmd in out and "Powered by Hydra" not in out
+    assert "seed:" in out or "env:" in out  # keys with their defaults
+    assert ("model: df_rnn, diffuser" in out) == (cmd == "dfplan-train")  # groups only where they exist
 
 
-def test_unknown_key_and_bad_env_are_clear_errors(tmp_path):
-    result = run(["dfplan-data", "stepz=10"], tmp_path, {"MINARI_DATASETS_PATH": str(tmp_path)})
-    assert result.returncode != 0 and "stepz" in result.stderr
-    result = run(["dfplan-data", "env=pointmaze-huge", "steps=10"], tmp_path, {"MINARI_DATASETS_PATH": str(tmp_path)})
-    assert result.returncode == 2 and "unknown env 'pointmaze-huge'" in result.stderr
+# every user mistake: exit 2, one line that names the key, no traceback
+MISTAKES = [
+    (["dfplan-eval", "env=pointmaze-umaz"], "unknown env 'pointmaze-umaz'"),
+    (["dfplan-demo", "env=pointmaze-umaz"], "unknown env 'pointmaze-umaz'"),
+    (["dfplan-plan", "env=pointmaze-umaz"], "unknown env 'pointmaze-umaz'"),
+    (["dfplan-train", "env=pointmaze-umaz"], "unknown env 'pointmaze-umaz'"),
+    (["dfplan-eval", "episodes=0"], "episodes=0"),
+    (["dfplan-eval", "episodes=-1"], "episodes=-1"),
+    (["dfplan-demo", "episodes=0"], "episodes=0"),
+    (["dfplan-eval", "episodes=abc"], "episodes='abc'"),
+    (["dfplan-eval", "episdes=5"], "unknown key 'episdes' (did you mean 'episodes'?)"),
+    (["dfplan-eval", "+episdes=5"], "unknown key 'episdes'"),
+    (["dfplan-eval", "device=cuda"], "device="),
+    (["dfplan-eval", "goal=left"], "goal='left'"),
+    (["dfplan-eval", "guidance_scale=nan"], "guidance_scale=nan"),
+    (["dfplan-eval", "horizon=1.5"], "horizon=1.5"),
+    (["dfplan-eval", "planner=df", "checkpoint=missing.pt"], "missing.pt does not exist"),
+    (["dfplan-eval", "variant=best"], "variant='best'"),
+    (["dfplan-eval", "results=/no/such/dir/r.jsonl"], "cannot write /no/such/dir/r.jsonl"),
+    (["dfplan-eval", "env=pointmaze-umaze", "checkpoint=pointmaze-medium-dwell"], "trained for env=pointmaze-medium"),
+    (["dfplan-plan", "horizon=0"], "horizon=0"),
+    (["dfplan-plan", "starts=0"], "starts=0"),
+    (["dfplan-data", "stepz=10"], "unknown key 'stepz'"),
+    (["dfplan-data", "env=x", "maze_map=[[1,1,1],[1,0,1],[1,1,1]]"], "maze_map has 1 free cell"),
+    (["dfplan-data", "env=x", "maze_map=banana"], "maze_map must be"),
+    (["dfplan-data", "env=x", "maze_map=[[1,1,1,1],[1,0,a,1],[1,1,1,1]]"], "maze_map must be"),
+    (["dfplan-data", "env=pointmaze-umaze", "noise=0.3"], "noise= does not apply"),
+    (["dfplan-train", "train.steps=-1"], "train.steps=-1"),
+    (["dfplan-train", "train.batch_size=0"], "train.batch_size=0"),
+    (["dfplan-train", "train=huge"], "train/huge"),
+]
+
+
+@pytest.mark.parametrize("args,message", MISTAKES, ids=[" ".join(a) for a, _ in MISTAKES])
+def test_user_mistakes_are_one_clear_line(args, message, tmp_path):
+    result = run(args, tmp_path, {"MINARI_DATASETS_PATH": str(tmp_path)}, timeout=120)
+    assert result.returncode == 2, (result.returncode, result.stdout[-500:], result.stderr[-2000:])
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
+    assert message in lines[0], lines[0]
 
 
 def test_train_without_dataset_names_the_command(tmp_path):
@@ -42,8 +81,21 @@ def test_data_command_writes_a_dataset(tmp_path):
     assert (tmp_path / "dfplan/pointmaze/umaze-v0/data/main_data.hdf5").exists()
 
 
+def test_eval_prints_a_human_line_then_json(tmp_path):
+    import json
+
+    result = run(["dfplan-eval", "episodes=2", "max_episode_steps=40", "progress=false", "results=r.jsonl"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    human, line = result.stdout.strip().splitlines()[-2:]
+    assert "pointmaze-umaze (fixed goal), 2 episodes: normalized score" in human
+    summary = json.loads(line)
+    assert summary["settings"]["objective"] == "geodesic" and summary["episodes"] == 2
+    assert summary == json.loads((tmp_path / "r.jsonl").read_text())
+    assert all(len(str(v).split(".")[-1]) <= 4 for v in summary.values() if isinstance(v, float))
+
+
 def test_demo_runs_end_to_end(tmp_path):
-    result = run(["dfplan-demo", "episodes=1", "out=demo.png"], tmp_path, timeout=600)
+    result = run(["dfplan-demo", "episodes=2", "out=demo.png"], tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "normalized score" in result.stdout and "episode seed=0" in result.stdout
     assert (tmp_path / "demo.png").stat().st_size > 10_000
@@ -52,7 +104,26 @@ def test_demo_runs_end_to_end(tmp_path):
 def test_plan_command_draws_the_plans(tmp_path):
     result = run(["dfplan-plan", "starts=2", "horizon=8", "out=plan.png"], tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "end distance to goal" in result.stdout and (tmp_path / "plan.png").exists()
+    assert "end distance to goal" in result.stdout and "geodesic guidance" in result.stdout
+    assert "planned positions in walls" in result.stdout and (tmp_path / "plan.png").exists()
+
+
+@pytest.mark.slow
+def test_custom_maze_data_train_eval_plot(tmp_path):
+    """A user's own maze through the CLI: data -> train (tiny) -> eval -> plot, the task recovered from the data."""
+    env = {"MINARI_DATASETS_PATH": str(tmp_path / "data")}
+    maze = "maze_map=[[1,1,1,1,1],[1,0,0,0,1],[1,0,1,0,1],[1,0,0,0,1],[1,1,1,1,1]]"
+    steps = ["dfplan-data", "env=ring", maze, "steps=2000", "ref_episodes=2", "progress=false"]
+    assert run(steps, tmp_path, env).returncode == 0
+    train = ["dfplan-train", "env=ring", "out=run", "train.steps=30", "train.batch_size=16", "train.window_steps=16",
+             "train.warmup_steps=5", "train.ema_start=5", "train.val_every=30", "train.checkpoint_every=30",
+             "train.progress=false", "model.hidden=16", "model.mlp_hidden=16", "model.emb_dim=8", "device=cpu"]
+    result = run(train, tmp_path, env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    result = run(["dfplan-eval", "env=ring", "checkpoint=run/final.pt", "episodes=2", "max_episode_steps=20",
+                  "plot=ring.png", "progress=false", "horizon=4", "ddim_steps=2"], tmp_path, env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ring (fixed goal), 2 episodes" in result.stdout and (tmp_path / "ring.png").stat().st_size > 5_000
 
 
 def test_eval_writes_an_mp4_when_asked(tmp_path):

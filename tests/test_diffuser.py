@@ -9,9 +9,9 @@ import torch
 from dfplan.checkpoint import CheckpointError
 from dfplan.data import Batch, Normalizer
 from dfplan.models import build_model
-from dfplan.models.temporal_unet import DiffuserConfig, DiffuserModel, TemporalUnet
-from dfplan.planners.diffuser import (DiffuserController, DiffuserPlanner, load_diffuser, track_action,
-                                      tracking_target)
+from dfplan.diffuser.model import DiffuserConfig, DiffuserModel, TemporalUnet
+from dfplan.diffuser.controller import DiffuserController, track_action, tracking_target
+from dfplan.diffuser.planner import DiffuserPlanner, load_diffuser
 from dfplan.types import Controller, Planner
 
 TINY = dict(obs_dim=4, act_dim=2, horizon=16, n_diffusion_steps=5, dim=8, dim_mults=(1, 2, 4))
@@ -62,7 +62,7 @@ def test_default_config_matches_the_paper_size():
 
 
 @pytest.mark.parametrize("bad,match", [(dict(horizon=18), "divisible"), (dict(dim=6), "n_groups"),
-                                       (dict(objective="v"), "objective"), (dict(n_diffusion_steps=0), ">= 1")])
+                                       (dict(prediction="v"), "prediction"), (dict(n_diffusion_steps=0), ">= 1")])
 def test_config_errors_are_clear(bad, match):
     with pytest.raises(ValueError, match=match):
         DiffuserConfig(**{**TINY, **bad})
@@ -232,19 +232,18 @@ def test_controller_tracks_its_plan_batched_and_replaces_nans():
 def test_trains_through_the_shared_loop_and_loads_back(minari_root, monkeypatch, tmp_path):
     from hydra import compose, initialize_config_module
 
-    from dfplan.cli import _with_default_dataset
     from dfplan.training import train
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(minari_root))
     overrides = ["model=diffuser", "train=diffuser_cpu", f"out={tmp_path}", "train.steps=4", "train.batch_size=4",
                  "train.warmup_steps=2", "train.ema_start=2", "train.val_every=4", "train.val_batches=1",
-                 "train.checkpoint_every=4", "train.progress=false", "device=cpu"]
+                 "train.checkpoint_every=4", "train.progress=false", "device=cpu", "dataset=dfplan/pointmaze/umaze-v0"]
     overrides += [f"model.{k}={v}" for k, v in TINY.items() if k not in ("obs_dim", "act_dim", "dim_mults")]
     overrides += ["model.dim_mults=[1,2,4]"]
     with initialize_config_module(config_module="dfplan.configs", version_base=None):
         cfg = compose(config_name="train", overrides=overrides)
     assert cfg.train.window_steps == 16 and cfg.train.normalizer == "minmax"
-    final = train(_with_default_dataset(cfg))
+    final = train(cfg)
 
     planner = load_diffuser(final, device="cpu", seed=0)
     assert planner.normalizer.mode == "minmax" and planner.horizon == 16

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from dfplan.control import MPCController
-from dfplan.planners.df import load_planner
+from dfplan.df import MPCController
+from dfplan.df.planner import load_planner
 from conftest import drive
 
 pytestmark = pytest.mark.gpu
@@ -32,7 +32,7 @@ def test_training_on_cuda_with_autocast_loads_on_cpu(minari_root, monkeypatch, t
     cfg = train_config(tmp_path, steps=60)
     cfg.device = "cuda"
     final = train(cfg)
-    planner = load_planner(final, device="cpu", steps=3)
+    planner = load_planner(final, device="cpu", ddim_steps=3)
     assert all(p.device.type == "cpu" for p in planner.model.parameters())
     assert torch.isfinite(planner.plan(OBS, GOAL, 4, generator=torch.Generator().manual_seed(0)).states).all()
 
@@ -49,7 +49,7 @@ def test_model_outputs_agree_between_cpu_and_cuda(tiny_checkpoint):
 
 
 def test_guided_plan_on_cuda_is_finite_and_deterministic(tiny_checkpoint):
-    planner = load_planner(tiny_checkpoint, device="cuda", steps=4, guidance_scale=1.0)
+    planner = load_planner(tiny_checkpoint, device="cuda", ddim_steps=4, guidance_scale=1.0)
     plans = [planner.plan(OBS, GOAL, 6, generator=torch.Generator("cuda").manual_seed(3)) for _ in range(2)]
     assert torch.isfinite(plans[0].states).all() and torch.isfinite(plans[0].actions).all()
     assert torch.equal(plans[0].states, plans[1].states)
@@ -57,7 +57,7 @@ def test_guided_plan_on_cuda_is_finite_and_deterministic(tiny_checkpoint):
 
 
 def test_mpc_on_cuda_in_pointmaze(tiny_checkpoint):
-    planner = load_planner(tiny_checkpoint, device="cuda", steps=3)
+    planner = load_planner(tiny_checkpoint, device="cuda", ddim_steps=3)
     controller = MPCController(planner, horizon=4, replan_every=4)
     actions = drive(controller, 20)
     assert isinstance(actions, np.ndarray) and np.isfinite(actions).all() and np.abs(actions).max() <= 1.0
@@ -67,7 +67,7 @@ def test_mpc_on_cuda_in_pointmaze(tiny_checkpoint):
 def test_diffuser_on_cuda_holds_the_inpainted_states():
     from test_diffuser import tiny_model, umaze_normalizer
 
-    from dfplan.planners.diffuser import DiffuserPlanner
+    from dfplan.diffuser.planner import DiffuserPlanner
 
     planner = DiffuserPlanner(tiny_model(), umaze_normalizer(), device="cuda", seed=0)
     obs, goal = torch.tensor([[-1.0, -1.0, 0.0, 0.0]]), torch.tensor([[1.0, 1.0]])
@@ -78,8 +78,8 @@ def test_diffuser_on_cuda_holds_the_inpainted_states():
 
 
 def test_shipped_diffuser_loads_onto_cuda_and_plans():
-    from dfplan.control.factory import shipped_checkpoint
-    from dfplan.planners.diffuser import load_diffuser
+    from dfplan.controllers import shipped_checkpoint
+    from dfplan.diffuser.planner import load_diffuser
 
     planner = load_diffuser(shipped_checkpoint("pointmaze-umaze", "diffuser"), device="cuda", seed=0)
     plan = planner.plan(torch.tensor([[1.0, -1.0, 0.0, 0.0]]), torch.tensor([[-1.0, 1.0]]))

@@ -8,7 +8,9 @@ import torch
 
 from dfplan.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from dfplan.data import WindowSampler, load_runs
-from dfplan.models import DFConfig, DFRNN, build_model, from_tokens, to_tokens, token_mask
+from dfplan.df.model import DFConfig, DFRNN
+from dfplan.df.tokens import from_tokens, to_tokens, token_mask
+from dfplan.models import build_model
 from dfplan.training import train
 from conftest import TINY_MODEL, train_config
 
@@ -31,10 +33,10 @@ def test_tokens_round_trip_and_mask():
         to_tokens(obs[:, :8], act[:, :7], 4)
 
 
-@pytest.mark.parametrize("objective", ["x0", "eps", "v"])
-def test_step_and_sequence_agree_and_are_causal(objective):
+@pytest.mark.parametrize("prediction", ["x0", "eps", "v"])
+def test_step_and_sequence_agree_and_are_causal(prediction):
     torch.manual_seed(0)
-    m = tiny_model(objective=objective)
+    m = tiny_model(prediction=prediction)
     x, k = torch.randn(2, 5, 24), torch.randint(1, 100, (2, 5))
     z0 = m.init_state(torch.randn(2, 4))
     x0_seq, z_seq = m.forward_seq(x, k, z0)
@@ -90,7 +92,7 @@ def test_loss_decreases_on_tiny_dataset(datasets):
 
 
 def test_checkpoint_round_trip_gives_same_outputs(tiny_checkpoint):
-    from dfplan.planners.df import load_planner
+    from dfplan.df.planner import load_planner
 
     ckpt = load_checkpoint(tiny_checkpoint)
     assert ckpt["step"] == 300 and ckpt["model_type"] == "df_rnn" and "optimizer" in ckpt
@@ -105,7 +107,7 @@ def test_checkpoint_round_trip_gives_same_outputs(tiny_checkpoint):
 
 def test_inference_export_drops_the_optimizer_and_half_keeps_the_outputs(tiny_checkpoint, tmp_path):
     from dfplan.checkpoint import export_for_inference
-    from dfplan.planners.df import load_planner
+    from dfplan.df.planner import load_planner
 
     full, half = (export_for_inference(tiny_checkpoint, tmp_path / f"{n}.pt", half=n == "half") for n in ("full", "half"))
     assert "optimizer" not in load_checkpoint(full) and half.stat().st_size < 0.6 * full.stat().st_size
@@ -121,7 +123,7 @@ def test_resume_continues_at_the_saved_step(datasets, tmp_path):
     train(cfg)
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 60
     cfg.train.steps = 90
-    with pytest.raises(FileExistsError, match="resume=true"):
+    with pytest.raises(ValueError, match="resume=true"):
         train(cfg)
     cfg.resume = True
     train(cfg)

@@ -1,23 +1,21 @@
 import json
-import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from dfplan.control import MPCController
-from dfplan.envs import make_env
+import dfplan
+
+from dfplan.df import MPCController
+from dfplan import make_env
+from dfplan.tasks import get_task
 from dfplan.evaluation import evaluate
-from dfplan.planners.df import load_planner
+from dfplan.df.planner import load_planner
 from conftest import drive
-
-README = Path(__file__).parents[1] / "README.md"
-
 
 @pytest.fixture
 def planner(tiny_checkpoint):
-    return load_planner(tiny_checkpoint, device="cpu", steps=4, guidance_scale=0.5)
+    return load_planner(tiny_checkpoint, device="cpu", ddim_steps=4, guidance_scale=0.5)
 
 
 def test_controller_contract_single_and_batched(planner):
@@ -80,7 +78,7 @@ def test_memory_window_keeps_only_the_last_tokens(planner):
 
 
 def test_warm_start_feeds_the_unexecuted_rest_of_the_last_plan(tiny_checkpoint):
-    planner = load_planner(tiny_checkpoint, device="cpu", steps=4, warm_start_step=2)
+    planner = load_planner(tiny_checkpoint, device="cpu", ddim_steps=4, warm_start_step=2)
     seen = []
     plan_from = planner.plan_from
     planner.plan_from = lambda *a, init=None, **kw: (seen.append(init), plan_from(*a, init=init, **kw))[1]
@@ -99,43 +97,50 @@ def test_horizon_shrinks_with_the_remaining_time(planner):
 
 def test_short_real_evaluation(planner):
     c = MPCController(planner, horizon=4)
-    result = evaluate(c, "pointmaze-umaze", episodes=2, batch=2, max_episode_steps=24, ref_scores=(0.0, 100.0),
-                      progress=False, keep_plans=1)
-    s = result.summary()
+    task = get_task("pointmaze-umaze")
+    result = evaluate(c, task, episodes=2, batch=2, max_episode_steps=24, progress=False, keep_plans=1)
+    s = result.summary(task, (0.0, 100.0))
     assert s["episodes"] == 2 and 0 <= s["success_rate"] <= 1 and s["failures"] == 0
     assert result.episodes[0].path.shape == (25, 2) and len(result.episodes[0].plans) == 6
     assert "normalized_score_mean" in s
 
 
-def test_eval_cli_prints_one_json_line(tiny_checkpoint, tmp_path, capsys):
-    from hydra import compose, initialize_config_module
+def test_run_api_returns_the_summary_and_draws(tiny_checkpoint, tmp_path):
+    from dfplan import run
 
-    from dfplan.cli import run_evaluation
-
-    with initialize_config_module(config_module="dfplan.configs", version_base=None):
-        cfg = compose(config_name="eval", overrides=[f"checkpoint={tiny_checkpoint}", "episodes=2", "batch=2",
-                                                     "steps=3", "horizon=2", f"plot={tmp_path / 'paths.png'}",
-                                                     "progress=false"])
-    from omegaconf import open_dict
-
-    with open_dict(cfg):
-        cfg.max_episode_steps = 16
-    summary = run_evaluation(cfg)
-    line = json.loads(json.dumps(summary))
+    r = run.evaluate(checkpoint=tiny_checkpoint, episodes=2, batch=2, ddim_steps=3, horizon=2, max_episode_steps=16,
+                     plot=tmp_path / "paths.png", progress=False)
+    line = json.loads(json.dumps(r.summary))
     for key in ("env", "planner", "goal", "episodes", "seed", "normalized_score_mean", "normalized_score_se",
-                "success_rate", "mean_time_to_goal", "seconds", "commit"):
+                "success_rate", "mean_time_to_goal", "seconds", "commit", "settings"):
         assert key in line
+    assert line["env"] == "pointmaze-umaze" and line["settings"]["horizon"] == 2  # the task came from the checkpoint
+    assert r.line.startswith("pointmaze-umaze (fixed goal), 2 episodes")
     assert (tmp_path / "paths.png").stat().st_size > 10_000
 
 
-def test_readme_embedding_snippet_runs(tiny_checkpoint, monkeypatch):
-    """The README's own-control-loop example, executed with the tiny checkpoint and a short episode."""
-    text = README.read_text()
-    snippet = re.search(r"<!-- embed-start -->\s*```python\n(.*?)```", text, re.S).group(1)
-    snippet = snippet.replace('dfplan.load_planner("dfplan/checkpoints/pointmaze-umaze-dwell.pt")',
-                              f'dfplan.load_planner(r"{tiny_checkpoint}", steps=3)')
-    assert "tiny" in snippet or str(tiny_checkpoint) in snippet  # the checkpoint was swapped in
-    snippet = snippet.replace("range(300)", "range(12)")
-    namespace: dict = {}
-    exec(compile(snippet, "README.md", "exec"), namespace)
-    assert np.isfinite(namespace["action"]).all()
+def test_controller_from_a_planner_takes_the_checkpoint_settings():
+    """MPCController(planner) is the controller dfplan-eval runs: the tuned horizon, replanning, memory, objective."""
+    from dfplan.guidance import GeodesicGuide
+
+    planner = dfplan.load_planner("pointmaze-umaze")
+    c = MPCController(planner)
+    tuned = planner.settings.controller
+    assert (c.horizon, c.replan_every, c.memory) == (tuned.horizon, tuned.replan_every, tuned.memory) == (16, 8, False)
+    assert isinstance(c.objective, GeodesicGuide)
+    c2 = MPCController(planner, horizon=4, objective="goal_distance")
+    assert c2.horizon == 4 and not isinstance(c2.objective, GeodesicGuide)
+
+
+def test_act_refuses_wrong_shapes_and_a_changed_batch(planner):
+    c = MPCController(planner, horizon=4)
+    c.reset(seed=0)
+    good = {"observation": np.zeros((2, 4)), "desired_goal": np.ones((2, 2))}
+    c.act(good)
+    with pytest.raises(ValueError, match="reset"):
+        c.act({"observation": np.zeros((3, 4)), "desired_goal": np.ones((3, 2))})
+    c.reset()
+    with pytest.raises(ValueError, match=r"observations \[N, 4\]"):
+        c.act({"observation": np.zeros((2, 5)), "desired_goal": np.ones((2, 2))})
+    with pytest.raises(ValueError, match=r"goals \[N, 2\]"):
+        c.act({"observation": np.zeros((2, 4)), "desired_goal": np.ones((2, 3))})

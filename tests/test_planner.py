@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from dfplan.guidance import goal_distance, goal_reward
-from dfplan.planners.df import load_planner
-from dfplan.planners.df_sampler import SamplerConfig, sample
+from dfplan.df.planner import load_planner
+from dfplan.df.sampler import SamplerSettings, sample
 
 OBS = torch.tensor([[0.5, 1.0, 0.0, 0.0], [1.0, -1.0, 0.0, 0.0], [-1.0, -1.0, 0.5, 0.0]])
 GOAL = torch.tensor([[-1.0, 1.0]] * 3)
@@ -12,7 +12,7 @@ GOAL = torch.tensor([[-1.0, 1.0]] * 3)
 
 @pytest.fixture(scope="module")
 def planner(tiny_checkpoint):
-    return load_planner(tiny_checkpoint, device="cpu", steps=5)
+    return load_planner(tiny_checkpoint, device="cpu", ddim_steps=5)
 
 
 def gen(seed=0):
@@ -69,13 +69,13 @@ def test_prefix_cache_matches_full_recomputation(planner):
     """Caching the finished prefix's latent gives the same tokens as feeding the whole prefix every row."""
     torch.manual_seed(0)
     z0 = planner.initial_latent(OBS)
-    cfg = SamplerConfig(steps=4, schedule="autoregressive", stabilization_level=0)
+    cfg = SamplerSettings(ddim_steps=4, schedule="autoregressive", stabilization_level=0)
     tokens = sample(planner.model, z0, 3, cfg, generator=gen(2)).tokens
     # autoregressive without stabilization == sampling each token after feeding the clean prefix
     z, out = z0, []
     g = gen(2)
     for t in range(3):
-        res = sample(planner.model, z, 1, SamplerConfig(steps=4, schedule="full_sequence", stabilization_level=0),
+        res = sample(planner.model, z, 1, SamplerSettings(ddim_steps=4, schedule="full_sequence", stabilization_level=0),
                      generator=g, return_latent=True)
         out.append(res.tokens)
         z = res.z_end
@@ -90,8 +90,8 @@ def test_warm_start_stays_near_the_previous_plan(planner):
     cold = planner.plan_from(z, OBS, GOAL, 6, generator=gen(1), init=rest).info["tokens"]  # warm_start_step=0
     assert warm.shape == cold.shape == (3, 6, rest.shape[-1])
     assert (warm[:, :4] - rest).norm() < (cold[:, :4] - rest).norm()
-    with pytest.raises(ValueError, match="warm_start_step must be in 0..steps"):
-        SamplerConfig(steps=3, warm_start_step=4)
+    with pytest.raises(ValueError, match="warm_start_step=4 must be in 0..ddim_steps=3"):
+        SamplerSettings(ddim_steps=3, warm_start_step=4)
 
 
 def test_same_seed_same_plan(planner):
@@ -105,7 +105,7 @@ def test_bad_inputs_are_clear_errors(planner):
         planner.plan(OBS, torch.zeros(3, 3), 2)
     with pytest.raises(ValueError, match="NaN"):
         planner.plan(torch.tensor([[float("nan"), 0, 0, 0]]), GOAL[:1], 2)
-    with pytest.raises(ValueError, match="horizon must be >= 1"):
+    with pytest.raises(ValueError, match="horizon=0 must be a whole number of tokens >= 1"):
         planner.plan(OBS, GOAL, 0)
     with pytest.raises(ValueError, match=r"obs must be \[B, 4\]"):
         planner.plan(torch.zeros(3, 5), GOAL, 2)
@@ -160,12 +160,14 @@ def test_geodesic_guidance_leads_round_the_wall_not_into_it():
     assert len(guide._fields) == 2
 
 
-def test_controller_objective_choice():
-    from dfplan.control.factory import guidance_objective
+def test_objectives_are_chosen_by_the_task():
+    from dfplan.guidance import GeodesicGuide
+    from dfplan.tasks import get_task
 
-    assert guidance_objective("goal_distance", None) is None
-    assert guidance_objective("geodesic", "pointmaze-umaze") is not None
-    with pytest.raises(ValueError, match="needs the maze"):
-        guidance_objective("geodesic", None)
-    with pytest.raises(ValueError, match="unknown objective"):
-        guidance_objective("euclid", "pointmaze-umaze")
+    task = get_task("pointmaze-umaze")
+    assert isinstance(task.objective("geodesic"), GeodesicGuide)
+    assert callable(task.objective(None)(torch.zeros(1, 2)))  # the default: the paper's straight line
+    with pytest.raises(ValueError, match="objective='euclid' is not allowed; choose one of"):
+        task.objective("euclid")
+
+

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dfplan.errors import UserError
 
-class DatasetNotFoundError(FileNotFoundError):
+
+class DatasetNotFoundError(UserError, FileNotFoundError):
     pass
 
 
@@ -34,8 +36,9 @@ def hint_for(dataset_id: str) -> str:
 
     if dataset_id.startswith(NAMESPACE + "/"):
         maze = dataset_id.removeprefix(NAMESPACE + "/").rsplit("-v", 1)[0]
-        return f"make it with: dfplan-data env=pointmaze-{maze}"
-    return "check MINARI_DATASETS_PATH, or make one of ours with: dfplan-data env=pointmaze-umaze"
+        return f"make it with: dfplan-data env=pointmaze-{maze}" if "-dwell" not in maze else \
+            f"make it with: dfplan-data env=pointmaze-{maze.split('-dwell')[0]} dwell={maze.split('-dwell')[1]}"
+    return "check MINARI_DATASETS_PATH, or make one of ours with: dfplan-data env=<task>"
 
 
 def load_minari(dataset_id: str):

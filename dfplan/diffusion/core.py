@@ -106,3 +106,14 @@ def sampling_levels(num_levels: int, steps: int) -> torch.Tensor:
     if not 1 <= steps <= num_levels:
         raise ValueError(f"DDIM steps must be in [1, {num_levels}], got {steps}")
     return torch.round(torch.linspace(0, num_levels, steps + 1)).long()
+
+
+def ddpm_step(x_k, x0_hat, k: int, schedule, noise=None):
+    """One ancestral DDPM step from level k to k-1: the mean of the posterior q(x_{k-1} | x_k, x0_hat), plus its
+    noise (none at k = 1, where the posterior variance is 0). `k` is one level shared by the whole batch."""
+    ab, ab_prev = schedule.alphas_bar[k].to(x_k), schedule.alphas_bar[k - 1].to(x_k)
+    beta = 1 - ab / ab_prev
+    mean = (beta * ab_prev.sqrt() / (1 - ab)) * x0_hat + ((1 - ab_prev) * (1 - beta).sqrt() / (1 - ab)) * x_k
+    if k > 1 and noise is not None:
+        mean = mean + (beta * (1 - ab_prev) / (1 - ab)).clamp(min=1e-20).sqrt() * noise
+    return mean

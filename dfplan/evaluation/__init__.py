@@ -1,3 +1,3 @@
-from .rollouts import GOAL_RADIUS, EpisodeResult, EvalResult, evaluate
+from .rollouts import EvalResult, evaluate
 
-__all__ = ["GOAL_RADIUS", "EpisodeResult", "EvalResult", "evaluate"]
+__all__ = ["EvalResult", "evaluate"]

@@ -1,4 +1,4 @@
-"""Pictures of mazes, plans and executed paths (matplotlib, headless)."""
+"""Pictures of mazes, plans and executed paths (matplotlib, headless). Tasks pick the drawing they need."""
 
 from __future__ import annotations
 
@@ -9,11 +9,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
-from dfplan.envs import MazeLayout  # noqa: E402
-
-
-def draw_maze(ax, layout: MazeLayout) -> None:
+def draw_maze(ax, layout) -> None:
     for i, j in zip(*np.nonzero(layout.walls)):
         x0, y1 = layout.cell_to_xy((i, j)) - layout.scale / 2 * np.array([1, -1])
         ax.add_patch(plt.Rectangle((x0, y1 - layout.scale), layout.scale, layout.scale, color="0.35"))
@@ -24,47 +22,66 @@ def draw_maze(ax, layout: MazeLayout) -> None:
     ax.set_yticks([])
 
 
-def plot_paths(layout: MazeLayout, episodes, path: str | Path, title: str = "", max_episodes: int = 6,
-               plans_every: int = 4) -> Path:
-    """One panel per episode: executed path (solid), plans made along the way (thin), start, goal."""
-    episodes = list(episodes)[:max_episodes]
-    cols = min(3, len(episodes))
-    rows = int(np.ceil(len(episodes) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows * layout.n_rows / layout.n_cols + 0.4),
-                             squeeze=False)
-    for ax in axes.flat[len(episodes):]:
+def _legend_handles(planned: str | None, radius: float) -> list:
+    handles = [Line2D([], [], color="tab:blue", lw=2, label="executed")]
+    if planned:
+        handles.insert(0, Line2D([], [], color="tab:orange", lw=1, label=planned))
+    return handles + [Line2D([], [], color="tab:green", marker="o", ls="", label="start"),
+                      Line2D([], [], color="tab:red", marker="*", ms=12, ls="", label="goal"),
+                      Line2D([], [], color="tab:red", ls="--", label=f"goal radius {radius}")]
+
+
+def plot_maze_episodes(layout, episodes, path: str | Path, title: str = "", labels=None, max_panels: int = 12,
+                       plans_every: int = 4, radius: float = 0.45) -> Path:
+    """One panel per episode (up to `max_panels`): executed path, plans made along the way, start, goal.
+    `labels`: a title per episode (e.g. its normalized score)."""
+    episodes = list(episodes)
+    shown = episodes[:max_panels]
+    cols = min(4, len(shown))
+    rows = int(np.ceil(len(shown) / cols))
+    aspect = layout.n_rows / layout.n_cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows * aspect + 1.0), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat[len(shown):]:
         ax.axis("off")
-    for ax, ep in zip(axes.flat, episodes):
+    for k, (ax, ep) in enumerate(zip(axes.flat, shown)):
         draw_maze(ax, layout)
-        for k, plan in enumerate(ep.plans[::plans_every]):
-            ax.plot(plan[:, 0], plan[:, 1], color="tab:orange", lw=0.8, alpha=0.5, label="planned" if k == 0 else None)
-        ax.plot(ep.path[:, 0], ep.path[:, 1], color="tab:blue", lw=2, label="executed")
-        ax.scatter(*ep.path[0], color="tab:green", s=60, zorder=5, label="start")
-        ax.scatter(*ep.goal, color="tab:red", marker="*", s=200, zorder=5, label="goal")
-        ax.add_patch(plt.Circle(ep.goal, 0.45, color="tab:red", fill=False, ls="--", lw=1))
-        ax.set_title(f"seed {ep.seed}: return {ep.ret:.0f}", fontsize=9)
-    axes.flat[0].legend(loc="lower left", fontsize=7, framealpha=0.8)
-    if title:
-        fig.suptitle(title, fontsize=10)
+        for plan in ep.plans[::plans_every]:
+            ax.plot(plan[:, 0], plan[:, 1], color="tab:orange", lw=0.8, alpha=0.5)
+        ax.plot(ep.path[:, 0], ep.path[:, 1], color="tab:blue", lw=2)
+        ax.scatter(*ep.path[0], color="tab:green", s=50, zorder=5)
+        ax.scatter(*ep.goal, color="tab:red", marker="*", s=180, zorder=5)
+        ax.add_patch(plt.Circle(ep.goal, radius, color="tab:red", fill=False, ls="--", lw=1))
+        label = labels[k] if labels is not None else f"return {ep.ret:.0f}"
+        ax.set_title(f"seed {ep.seed}: {label}", fontsize=8)
+    more = f" (first {len(shown)} of {len(episodes)} episodes)" if len(episodes) > len(shown) else ""
+    fig.suptitle(title + more, fontsize=10)
+    fig.legend(handles=_legend_handles("planned" if any(ep.plans for ep in shown) else None, radius), loc="outside lower center",
+               ncol=5, fontsize=8, frameon=False)
     return _save(fig, path)
 
 
-def plot_plan(layout: MazeLayout, states: np.ndarray, goal: np.ndarray, path: str | Path, title: str = "") -> Path:
-    """Planned paths [B, H+1, Ds] from their start states to the goal(s), all in one panel."""
-    fig, ax = plt.subplots(figsize=(5, 5 * layout.n_rows / layout.n_cols))
+def plot_maze_plans(layout, states: np.ndarray, goal: np.ndarray, path: str | Path, title: str = "",
+                    radius: float = 0.45) -> Path:
+    """Planned paths [B, H+1, Ds] from their start states to the goal(s), all in one panel, with a legend."""
+    fig, ax = plt.subplots(figsize=(5, 5 * layout.n_rows / layout.n_cols + 0.8), layout="constrained")
     draw_maze(ax, layout)
     goal = np.broadcast_to(np.asarray(goal), (len(states), 2))
-    for k, s in enumerate(states):
-        ax.plot(s[:, 0], s[:, 1], lw=1.5, alpha=0.8, label="plan" if k == 0 else None)
+    for s in states:
+        ax.plot(s[:, 0], s[:, 1], lw=1.5, alpha=0.8)
         ax.scatter(*s[0, :2], color="tab:green", s=30, zorder=5)
     for g in np.unique(goal, axis=0):
         ax.scatter(*g, color="tab:red", marker="*", s=200, zorder=6)
+        ax.add_patch(plt.Circle(g, radius, color="tab:red", fill=False, ls="--", lw=1))
+    handles = [Line2D([], [], color="0.3", lw=1.5, label="plan (one colour each)"),
+               Line2D([], [], color="tab:green", marker="o", ls="", label="start"),
+               Line2D([], [], color="tab:red", marker="*", ms=12, ls="", label="goal")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     ax.set_title(title, fontsize=9)
     return _save(fig, path)
 
 
 def _save(fig, path: str | Path) -> Path:
-    fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

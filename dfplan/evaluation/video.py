@@ -6,15 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
-from dfplan.envs import make_env
+from dfplan.errors import UserError
 
 
-def record_video(controller, env_name: str, goal: str, seed: int, path: str | Path, fps: int = 30) -> Path:
+def record_video(controller, task, goal: str, seed: int, path: str | Path, fps: int = 30) -> Path:
+    """Run one episode of `task` (env seed `seed`) with `controller` and write it as an mp4."""
     try:
         import imageio.v2 as imageio
     except ImportError as err:
-        raise RuntimeError("videos need imageio with ffmpeg: pip install 'dfplan[video]'") from err
-    env = make_env(env_name, goal=goal, render_mode="rgb_array")
+        raise UserError("videos need imageio with ffmpeg: pip install 'dfplan[video]'") from err
+    env = task.make_env(goal=goal, render_mode="rgb_array")
     obs, _ = env.reset(seed=seed)
     if hasattr(controller, "max_episode_steps"):
         controller.max_episode_steps = env.spec.max_episode_steps

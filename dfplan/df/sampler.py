@@ -18,25 +18,9 @@ import torch
 
 from dfplan.diffusion import ddim_step, eps_from_x0, q_sample, sampling_levels, x0_from_eps
 from dfplan.schedules import scheduling_matrix, warm_start
+from dfplan.settings import SamplerSettings
 
 TokenObjective = Callable[[torch.Tensor], torch.Tensor]  # normalized clean tokens [B, H, D] -> [B]
-
-
-@dataclass
-class SamplerConfig:
-    steps: int = 10  # DDIM steps per token
-    schedule: str = "pyramid"  # pyramid | full_sequence | autoregressive | trapezoid
-    uncertainty: float = 1.0  # pyramid/trapezoid: rows of lag per token
-    eta: float = 0.0  # DDIM stochasticity (0 = deterministic)
-    stabilization_level: int = 10  # noise level (of K) at which finished tokens are fed back
-    guidance_scale: float = 0.0  # strength of the objective's gradient; 0 = unguided
-    mc_samples: int = 1  # Monte Carlo Guidance samples R (1 = plain guidance)
-    clip_x0: float = 10.0  # clamp predicted clean tokens (normalized units) for numerical safety
-    warm_start_step: int = 0  # > 0: tokens given as `init` (a previous plan) start re-noised at this DDIM step
-
-    def __post_init__(self):
-        if not 0 <= self.warm_start_step <= self.steps:
-            raise ValueError(f"warm_start_step must be in 0..steps={self.steps}, got {self.warm_start_step}")
 
 
 @dataclass
@@ -56,7 +40,7 @@ def feed_context(model, tokens: torch.Tensor, z: torch.Tensor, level: int, noise
     return z
 
 
-def sample(model, z0: torch.Tensor, horizon: int, cfg: SamplerConfig, objective: TokenObjective | None = None,
+def sample(model, z0: torch.Tensor, horizon: int, cfg: SamplerSettings, objective: TokenObjective | None = None,
            generator: torch.Generator | None = None, return_latent: bool = False,
            init: torch.Tensor | None = None) -> SampleResult:
     """Sample `horizon` tokens after latent z0 [B, Hz]; `return_latent` also feeds the plan back for `z_end`
@@ -64,11 +48,11 @@ def sample(model, z0: torch.Tensor, horizon: int, cfg: SamplerConfig, objective:
     `init` [B, n, D] (normalized clean tokens, e.g. the unexecuted rest of the previous plan) seeds the first n
     tokens, re-noised to that step, instead of pure noise."""
     B, D, device = z0.shape[0], model.cfg.token_dim, z0.device
-    matrix = scheduling_matrix(cfg.schedule, horizon, cfg.steps, cfg.uncertainty)
+    matrix = scheduling_matrix(cfg.schedule, horizon, cfg.ddim_steps, cfg.uncertainty)
     n_init = 0 if init is None or cfg.warm_start_step <= 0 else min(init.shape[1], horizon)
     if n_init:
         matrix = warm_start(matrix, n_init, cfg.warm_start_step)
-    step_levels = sampling_levels(model.cfg.num_levels, cfg.steps).to(device)
+    step_levels = sampling_levels(model.cfg.num_levels, cfg.ddim_steps).to(device)
     levels = step_levels[torch.as_tensor(matrix, device=device)]  # [rows, H] noise levels
     schedule = model.schedule
     guided = objective is not None and cfg.guidance_scale > 0
@@ -113,7 +97,7 @@ def _train_mode(model):
         model.train(was_training)
 
 
-def _predict(model, x_act, k, z_prefix, prefix, cfg: SamplerConfig, objective, randn):
+def _predict(model, x_act, k, z_prefix, prefix, cfg: SamplerSettings, objective, randn):
     """(x0, eps) for the active tokens; guided by the objective's gradient when one is given."""
     schedule = model.schedule
     if objective is None:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dfplan.diffusion import NoiseSchedule, make_noise_schedule, q_sample, target_for, to_x0
+from dfplan.diffusion import NoiseSchedule, ddpm_step, make_noise_schedule, q_sample, target_for, to_x0
 
 
 @dataclass
@@ -32,7 +32,7 @@ class DiffuserConfig:
     dim_mults: tuple = (1, 4, 8)  # channel multipliers per resolution
     kernel_size: int = 5  # temporal conv kernel
     n_groups: int = 8  # GroupNorm groups
-    objective: str = "x0"  # what the network predicts: x0 (Diffuser's maze2d setting) | eps
+    prediction: str = "x0"  # what the network predicts: x0 (Diffuser's maze2d setting) | eps
     action_weight: float = 1.0  # loss weight of the first action (maze2d config: 1; locomotion: 10)
     loss_discount: float = 1.0  # step t of the loss is weighted by discount**t (normalized to mean 1)
     clip_denoised: bool = True  # clamp x0 estimates to [-1, 1] while sampling (min-max normalized data)
@@ -51,8 +51,8 @@ class DiffuserConfig:
                 raise ValueError(f"channels dim*mult = {channels} are not divisible by n_groups = {self.n_groups}")
         if self.n_diffusion_steps < 1:
             raise ValueError(f"n_diffusion_steps must be >= 1, got {self.n_diffusion_steps}")
-        if self.objective not in ("x0", "eps"):
-            raise ValueError(f"objective must be 'x0' or 'eps', got {self.objective!r}")
+        if self.prediction not in ("x0", "eps"):
+            raise ValueError(f"prediction must be 'x0' or 'eps', got {self.prediction!r}")
 
     @property
     def transition_dim(self) -> int:
@@ -183,7 +183,7 @@ class DiffuserModel(nn.Module):
     def predict_x0(self, x_k: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """x0 estimate for noisy trajectories x_k [B, H, D] at levels k [B] (before any clipping)."""
         out = self.net(x_k, k)
-        return to_x0(self.cfg.objective, out, x_k, k[:, None].expand(x_k.shape[:2]), self.schedule)
+        return to_x0(self.cfg.prediction, out, x_k, k[:, None].expand(x_k.shape[:2]), self.schedule)
 
     def conditions(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The inpainted values from normalized states [B, H, Ds]: (first [B, Ds], last [B, Ds] or None)."""
@@ -215,7 +215,7 @@ class DiffuserModel(nn.Module):
         first, last = self.conditions(x0[..., Da:])
         x_k = apply_conditioning(q_sample(x0, k_steps, noise, self.schedule), first, last, Da)
         out = self.net(x_k, k)
-        target = target_for(self.cfg.objective, x0, noise, k_steps, self.schedule)
+        target = target_for(self.cfg.prediction, x0, noise, k_steps, self.schedule)
         # Conditioned states are known, not predicted: overwriting them (as the original does for x0) zeroes
         # their error; for eps we drop them instead, since their "noise" was never added.
         free = apply_conditioning(torch.ones_like(x0), torch.zeros_like(first),
@@ -241,13 +241,8 @@ class DiffuserModel(nn.Module):
         x0 = self.predict_x0(x_k, levels)
         if self.cfg.clip_denoised:
             x0 = x0.clamp(-1.0, 1.0)
-        ab, ab_prev = self.alphas_bar[k], self.alphas_bar[k - 1]
-        beta = 1 - ab / ab_prev
-        mean = (beta * ab_prev.sqrt() / (1 - ab)) * x0 + ((1 - ab_prev) * (1 - beta).sqrt() / (1 - ab)) * x_k
-        if k > 1:  # no noise on the last step (its posterior variance is 0)
-            var = beta * (1 - ab_prev) / (1 - ab)
-            noise = torch.randn(x_k.shape, device=x_k.device, generator=generator, dtype=x_k.dtype)
-            mean = mean + var.clamp(min=1e-20).sqrt() * noise
+        noise = torch.randn(x_k.shape, device=x_k.device, generator=generator, dtype=x_k.dtype) if k > 1 else None
+        mean = ddpm_step(x_k, x0, k, self.schedule, noise)
         return apply_conditioning(mean, first, last, self.cfg.act_dim)
 
     @torch.no_grad()

@@ -9,50 +9,69 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
 import torch
 
-from dfplan.guidance import Objective
-from dfplan.planners.df import DFPlanner
-from dfplan.types import split_observation
+from dfplan.df.planner import DFPlanner
+from dfplan.errors import UserError
+from dfplan.guidance import Objective, goal_distance
+from dfplan.types import safe_actions, split_observation
+
+
+def _objective_builder(planner: DFPlanner, name: str):
+    """goal -> objective for the named objective of the planner's task (straight line when the task is unknown)."""
+    if planner.task is not None:
+        return planner.task.objective(name)
+    if name != "goal_distance":
+        raise UserError(f"objective={name!r} needs the task the checkpoint was made for, and it names none")
+    return lambda goal: goal_distance(goal, planner.goal_dims)
 
 
 class MPCController:
-    def __init__(self, planner: DFPlanner, horizon: int = 32, replan_every: int | None = None, memory: bool = True,
+    """The DF MPC controller: `reset(seed)`, `act(obs) -> action`. Built from a planner alone it uses the settings
+    tuned for the planner's checkpoint (horizon, replanning, memory, objective); keyword arguments override them
+    (`dfplan.settings.ControllerSettings` documents each)."""
+
+    def __init__(self, planner: DFPlanner, horizon: int | None = None, replan_every: int | None = None,
+                 memory: bool | None = None, memory_tokens: int | None = None,
+                 objective: str | Callable[[torch.Tensor], Objective] | None = None,
                  max_episode_steps: int | None = None, action_low: float = -1.0, action_high: float = 1.0,
-                 seed: int | None = None, objective: Callable[[torch.Tensor], Objective] | None = None,
-                 memory_tokens: int | None = None):
+                 seed: int | None = None):
         """
         horizon: planning horizon in tokens (shrinks to the episode's remaining time when `max_episode_steps` is set).
-        replan_every: env steps between plans; default one token (`planner.frame_stack` steps).
+        replan_every: env steps between plans; None = one token (`planner.frame_stack` steps).
         memory: carry the RNN latent across replans (needs `replan_every` to be a multiple of `frame_stack`).
         memory_tokens: with memory, build the latent from only the last this-many executed tokens (re-encoded at
             each replan from the observation before them), so it never holds more history than the model was
             trained on; None = the whole episode.
-        objective: goal [B, 2] -> guidance objective (e.g. `GeodesicGuide(layout)`); default the planner's
-            goal distance.
+        objective: a guidance objective by name (the planner's task lists them, e.g. "geodesic") or a builder
+            goal [B, Dg] -> objective (e.g. `GeodesicGuide(layout)`).
         """
-        self.objective = objective
+        named = objective if isinstance(objective, str) else None
+        settings = replace(planner.settings.controller, **{k: v for k, v in dict(
+            horizon=horizon, replan_every=replan_every, memory=memory, memory_tokens=memory_tokens,
+            objective=named).items() if v is not None})
+        self.settings = settings
         self.planner = planner
+        self.objective = objective if callable(objective) else _objective_builder(planner, settings.objective)
         self.fs = planner.frame_stack
-        self.horizon = int(horizon)
-        self.replan_every = int(replan_every or self.fs)
-        if self.horizon < 1 or self.replan_every < 1:
-            raise ValueError(f"horizon and replan_every must be >= 1, got {horizon} and {replan_every}")
+        self.horizon = settings.horizon
+        self.replan_every = settings.replan_every or self.fs
         if self.replan_every > self.horizon * self.fs:
-            raise ValueError(f"replan_every={self.replan_every} exceeds the plan length {self.horizon * self.fs} steps")
-        if memory and self.replan_every % self.fs:
-            raise ValueError(f"memory=True needs replan_every to be a multiple of frame_stack={self.fs}")
-        self.memory = memory
-        if memory_tokens is not None and memory_tokens < 0:
-            raise ValueError(f"memory_tokens must be >= 0 or None, got {memory_tokens}")
-        self.memory_tokens = memory_tokens
+            raise UserError(f"replan_every={self.replan_every} exceeds the plan length {self.horizon * self.fs} steps "
+                            f"(horizon={self.horizon} tokens x frame_stack={self.fs})")
+        if settings.memory and self.replan_every % self.fs:
+            raise UserError(f"memory=true needs replan_every to be a multiple of frame_stack={self.fs}, "
+                            f"got {self.replan_every}")
+        self.memory, self.memory_tokens = settings.memory, settings.memory_tokens
         self.max_episode_steps = max_episode_steps
         self.low, self.high = action_low, action_high
         self.failures = 0
         self.plans_made = 0
+        self.plan_seconds = 0.0
         self.reset(seed)
 
     def reset(self, seed: int | None = None) -> None:
@@ -73,9 +92,19 @@ class MPCController:
             self.generator = torch.Generator(device=self.planner.device).manual_seed(int(seed))
 
     def act(self, obs) -> np.ndarray:
+        """A Gymnasium dict observation (single or batched) -> action [Da] or [N, Da], always finite and inside
+        [action_low, action_high]. Rows with NaN/inf inputs get a zero action (counted in `failures`); wrong
+        shapes and a batch size that changed without `reset()` raise a UserError."""
         states, goals, batched = split_observation(obs)
         if goals is None:
-            raise ValueError("MPCController needs the goal: pass the env's dict observation (with 'desired_goal')")
+            raise UserError("MPCController needs the goal: pass the env's dict observation (with 'desired_goal')")
+        p = self.planner
+        if states.shape[1] != p.obs_dim or goals.shape[1] != len(p.goal_dims):
+            raise UserError(f"act() needs observations [N, {p.obs_dim}] and goals [N, {len(p.goal_dims)}], got "
+                            f"{states.shape} and {goals.shape}")
+        if self.plan is not None and len(states) != len(self.plan):
+            raise UserError(f"act() got {len(states)} observations but the episode started with {len(self.plan)}; "
+                            f"call reset() before changing the batch size")
         finite = np.isfinite(states).all(-1) & np.isfinite(goals).all(-1)
         states, goals = np.where(finite[:, None], states, 0.0), np.where(finite[:, None], goals, 0.0)
         self._remember(states)
@@ -84,11 +113,9 @@ class MPCController:
         action = self.plan[:, self.plan_step].copy()
         self.plan_step += 1
         self.t += 1
-        bad = ~np.isfinite(action).all(-1) | ~finite
-        if bad.any():  # never emit NaN: hold still instead, and count it
-            self.failures += int(bad.sum())
-            action[bad] = 0.0
-        action = np.clip(action, self.low, self.high)
+        action[~finite] = 0.0  # never act on an observation we could not read: hold still instead
+        action, bad = safe_actions(action, self.low, self.high)
+        self.failures += bad + int((~finite).sum())
         self.pending_actions.append(action)
         return action if batched else action[0]
 
@@ -145,10 +172,13 @@ class MPCController:
             z = self._latent(obs_t)
             objective = self.objective(goal_t) if self.objective is not None else None
             plan = self.planner.plan_from(z, obs_t, goal_t, horizon, objective, generator=self.generator, init=init)
+            self.plan_seconds += plan.info["seconds"]
             self.plan = plan.actions.cpu().numpy()
             self.plan_states = plan.states.cpu().numpy()
             self.plan_tokens = plan.info["tokens"]
-        except (RuntimeError, ValueError) as err:  # a planning failure must not crash the control loop
+        except UserError:
+            raise
+        except (RuntimeError, ValueError) as err:  # a numerical failure must not crash the control loop
             self.failures += len(states)
             self.last_error = err
             self.plan = np.zeros((len(states), self.replan_every, self.planner.act_dim), dtype=np.float32)

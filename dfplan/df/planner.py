@@ -8,17 +8,15 @@ from dataclasses import replace
 import torch
 
 from dfplan.data import Normalizer
+from dfplan.df.model import DFRNN
+from dfplan.df.sampler import SampleResult, feed_context, sample
+from dfplan.df.tokens import from_tokens
+from dfplan.errors import UserError
 from dfplan.guidance import Objective, goal_distance
-from dfplan.models import DFRNN, from_tokens
-from dfplan.planners.df_sampler import SampleResult, SamplerConfig, feed_context, sample
-from dfplan.types import Plan
+from dfplan.settings import SAMPLER_KEYS, DFSettings, resolve_settings
+from dfplan.types import Plan, check_batch
 
-
-def check_finite(name: str, x: torch.Tensor, shape_hint: str, dim: int | None = None) -> None:
-    if x.dim() != 2 or (dim is not None and x.shape[1] != dim):
-        raise ValueError(f"{name} must be {shape_hint}, got shape {tuple(x.shape)}")
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{name} holds NaN or inf values: {x[~torch.isfinite(x).all(-1)][:3].tolist()}")
+OBS_LIMIT = 50.0  # |normalized observation| beyond this means nothing to the model: clamp (extreme inputs stay finite)
 
 
 class DFPlanner:
@@ -29,31 +27,47 @@ class DFPlanner:
     objective with any differentiable `f(states [B,H+1,Ds], actions [B,H,Da]) -> [B]`.
     """
 
-    def __init__(self, model: DFRNN, normalizer: Normalizer, sampler: SamplerConfig | None = None,
-                 device: str | torch.device = "cpu", default_horizon: int = 32):
+    def __init__(self, model: DFRNN, normalizer: Normalizer, settings: DFSettings | None = None,
+                 device: str | torch.device = "cpu", task=None, meta: dict | None = None):
+        """settings: the tuned sampler and controller settings (`dfplan.settings`); task: the `dfplan.tasks.Task`
+        the model was trained for (goal dims and guidance objectives); meta: what the checkpoint says of itself
+        (dataset id, reference scores)."""
         from dfplan.devices import resolve_device
 
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval().requires_grad_(False)
         self.normalizer = normalizer
-        self.sampler = sampler or SamplerConfig()
+        self.settings = settings or DFSettings()
+        self.task, self.meta = task, dict(meta or {})
         self.obs_dim, self.act_dim = model.cfg.obs_dim, model.cfg.act_dim
+        self.goal_dims = tuple(task.goal_dims) if task is not None else (0, 1)
         self.frame_stack = model.cfg.frame_stack
-        self.default_horizon = default_horizon
+
+    @property
+    def sampler(self):
+        return self.settings.sampler
+
+    @property
+    def default_horizon(self) -> int:
+        return self.settings.controller.horizon
+
+    def _obs(self, obs) -> torch.Tensor:
+        """Raw observations [B, Ds] -> normalized, clamped to what the model can mean."""
+        obs = check_batch("obs", obs, self.obs_dim, self.device)
+        return self.normalizer.norm_obs(obs).clamp(-OBS_LIMIT, OBS_LIMIT)
 
     # --- latents -------------------------------------------------------------------------------
     @torch.no_grad()
     def initial_latent(self, obs: torch.Tensor) -> torch.Tensor:
         """Latent from raw observations [B, Ds]."""
-        check_finite("obs", obs, f"[B, {self.obs_dim}]", self.obs_dim)
-        return self.model.init_state(self.normalizer.norm_obs(obs.to(self.device, torch.float32)))
+        return self.model.init_state(self._obs(obs))
 
     @torch.no_grad()
     def advance_latent(self, z: torch.Tensor, actions: torch.Tensor, next_obs: torch.Tensor,
                        generator: torch.Generator | None = None) -> torch.Tensor:
         """Feed executed steps (raw actions [B, fs*n, Da], observations after them [B, fs*n, Ds]) as context."""
-        steps = torch.cat([self.normalizer.norm_act(actions.to(self.device)),
-                           self.normalizer.norm_obs(next_obs.to(self.device))], dim=-1)
+        steps = torch.cat([self.normalizer.norm_act(actions.to(self.device)).clamp(-OBS_LIMIT, OBS_LIMIT),
+                           self.normalizer.norm_obs(next_obs.to(self.device)).clamp(-OBS_LIMIT, OBS_LIMIT)], dim=-1)
         tokens = steps.reshape(steps.shape[0], -1, self.model.cfg.token_dim)
         noise = torch.randn(tokens.shape, device=self.device, generator=generator)
         return feed_context(self.model, tokens, z, self.sampler.stabilization_level, noise)
@@ -61,8 +75,8 @@ class DFPlanner:
     # --- planning ------------------------------------------------------------------------------
     def plan(self, obs: torch.Tensor, goal: torch.Tensor | None = None, horizon: int | None = None,
              objective: Objective | None = None, generator: torch.Generator | None = None, **overrides) -> Plan:
-        """obs [B, Ds], goal [B, 2] raw; `horizon` in tokens (any length >= 1). Returns a Plan in env steps."""
-        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        """obs [B, Ds], goal [B, Dg] raw; `horizon` in tokens (any length >= 1). Returns a Plan in env steps."""
+        obs = check_batch("obs", obs, self.obs_dim, self.device)
         return self.plan_from(self.initial_latent(obs), obs, goal, horizon, objective, generator, **overrides)
 
     def plan_from(self, z: torch.Tensor, obs: torch.Tensor, goal: torch.Tensor | None = None,
@@ -72,21 +86,26 @@ class DFPlanner:
         of a previous plan (`plan.info["tokens"]`, already shifted to start now) to warm-start from, used when
         the sampler's `warm_start_step` > 0."""
         t0 = time.perf_counter()
-        horizon = self.default_horizon if horizon is None else int(horizon)
-        if horizon < 1:
-            raise ValueError(f"horizon must be >= 1 token, got {horizon}")
-        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-        check_finite("obs", obs, f"[B, {self.obs_dim}]", self.obs_dim)
+        horizon = self.default_horizon if horizon is None else horizon
+        if isinstance(horizon, bool) or not float(horizon).is_integer() or horizon < 1:
+            raise UserError(f"horizon={horizon!r} must be a whole number of tokens >= 1")
+        obs = check_batch("obs", obs, self.obs_dim, self.device)
         if objective is None and goal is not None:
-            goal = torch.as_tensor(goal, dtype=torch.float32, device=self.device)
-            check_finite("goal", goal, "[B, 2]")
-            if goal.shape != (obs.shape[0], 2):
-                raise ValueError(f"goal must be [B, 2] = [{obs.shape[0]}, 2] (x, y), got shape {tuple(goal.shape)}")
-            objective = goal_distance(goal)
+            goal = check_batch("goal", goal, len(self.goal_dims), self.device, rows=obs.shape[0])
+            objective = self.default_objective()(goal)
+        unknown = set(overrides) - set(SAMPLER_KEYS)
+        if unknown:
+            raise UserError(f"unknown sampler setting {sorted(unknown)[0]!r}; settings: {list(SAMPLER_KEYS)}")
         cfg = replace(self.sampler, **overrides) if overrides else self.sampler
         token_objective = None if objective is None else self._token_objective(objective, obs)
-        result = sample(self.model, z.to(self.device), horizon, cfg, token_objective, generator, init=init)
+        result = sample(self.model, z.to(self.device), int(horizon), cfg, token_objective, generator, init=init)
         return self._to_plan(result, obs, time.perf_counter() - t0)
+
+    def default_objective(self):
+        """goal -> objective: the checkpoint's tuned guidance objective (the task's), else the straight line."""
+        if self.task is not None:
+            return self.task.objective(self.settings.controller.objective)
+        return lambda goal: goal_distance(goal, self.goal_dims)
 
     def _token_objective(self, objective: Objective, obs: torch.Tensor):
         def token_objective(tokens: torch.Tensor) -> torch.Tensor:
@@ -123,7 +142,7 @@ class DFPlanner:
         z = self.initial_latent(obs0)
         level = self.sampler.stabilization_level if stabilize else 0
         cfg = replace(self.sampler, schedule="full_sequence", guidance_scale=0.0, stabilization_level=level,
-                      steps=steps or self.sampler.steps)
+                      ddim_steps=steps or self.sampler.ddim_steps, warm_start_step=0)
         tokens = []
         t0 = time.perf_counter()
         for _ in range(n_tokens):
@@ -134,22 +153,47 @@ class DFPlanner:
         return self._to_plan(out, obs0, time.perf_counter() - t0)
 
 
-def load_planner(checkpoint, device: str | torch.device = "auto", ema: bool = True, **sampler_overrides):
-    """A ready planner from a checkpoint file: `dfplan.load_planner("ckpt.pt").plan(obs, goal, horizon)`."""
-    from dfplan.checkpoint import CheckpointError, load_checkpoint
+def load_planner(checkpoint, device: str | torch.device = "auto", ema: bool = True, **overrides):
+    """A ready planner from a checkpoint file or a shipped name, from any directory:
+
+        dfplan.load_planner("pointmaze-umaze")              # the task's default shipped checkpoint
+        dfplan.load_planner("runs/umaze/final.pt", guidance_scale=1.0, horizon=16)
+
+    `overrides` are settings (`dfplan.settings`) that replace the checkpoint's tuned values. A Diffuser checkpoint
+    gives a `DiffuserPlanner`."""
+    from dfplan.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
     from dfplan.models import build_model
 
-    ckpt = load_checkpoint(checkpoint)
+    path = resolve_checkpoint(checkpoint)
+    ckpt = load_checkpoint(path)
+    if ckpt.get("model_type") == "diffuser":
+        from dfplan.diffuser.planner import load_diffuser
+
+        if overrides:
+            raise UserError(f"{path} is a Diffuser checkpoint: DF settings {sorted(overrides)} do not apply")
+        return load_diffuser(path, device=device)
+    if ckpt.get("model_type") != "df_rnn":
+        raise CheckpointError(f"{path}: no planner for model type {ckpt.get('model_type')!r}")
     model = build_model(ckpt["model_type"], **ckpt["model_config"])
     model.load_state_dict(ckpt["ema" if ema else "model"])
     normalizer = Normalizer.from_state_dict(ckpt["normalizer"])
-    if ckpt["model_type"] == "diffuser":
-        from dfplan.planners.diffuser import DiffuserPlanner
+    settings = resolve_settings(ckpt.get("planner"), **overrides)
+    return DFPlanner(model, normalizer, settings, device=device, task=checkpoint_task(ckpt), meta=checkpoint_meta(ckpt, path))
 
-        return DiffuserPlanner(model, normalizer, device=device)
-    if ckpt["model_type"] != "df_rnn":
-        raise CheckpointError(f"{checkpoint}: no planner for model type {ckpt['model_type']!r}")
-    planner_cfg = ckpt.get("planner", {})
-    sampler = SamplerConfig(**{**planner_cfg.get("sampler", {}), **sampler_overrides})
-    return DFPlanner(model, normalizer, sampler, device=device,
-                     default_horizon=int(planner_cfg.get("horizon", 32)))
+
+def checkpoint_task(ckpt: dict):
+    """The task a checkpoint was trained for (stored spec, or the env name of older checkpoints); None if unknown."""
+    from dfplan.tasks import get_task, task_from_spec
+
+    if ckpt.get("task"):
+        return task_from_spec(ckpt["task"])
+    try:
+        return get_task(ckpt.get("env"))
+    except UserError:
+        return None
+
+
+def checkpoint_meta(ckpt: dict, path) -> dict:
+    ref = ckpt.get("ref_scores")
+    return {"path": str(path), "dataset_id": ckpt.get("dataset_id"), "env": ckpt.get("env"),
+            "ref_scores": list(ref) if ref and None not in ref else None, "step": ckpt.get("step")}

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dfplan.models.tokens import to_tokens, token_mask
+from dfplan.df.tokens import to_tokens, token_mask
 from dfplan.diffusion import NoiseSchedule, make_noise_schedule, q_sample, target_for, to_x0
 
 
@@ -32,7 +32,7 @@ class DFConfig:
     emb_dim: int = 64  # noise-level embedding size
     num_levels: int = 1000  # K, diffusion noise levels
     noise_schedule: str = "linear"  # linear | cosine | sigmoid
-    objective: str = "x0"  # what the network predicts: x0 | eps | v
+    prediction: str = "x0"  # what the network predicts: x0 | eps | v
 
     @property
     def token_dim(self) -> int:
@@ -91,7 +91,7 @@ class DFRNN(nn.Module):
     def forward_seq(self, x: torch.Tensor, k: torch.Tensor, z: torch.Tensor):
         """x0 estimates for noisy tokens x [B, T, D] at levels k [B, T] after latent z; -> (x0_hat, z_T)."""
         out, z_next = self.forward_raw(x, k, z)
-        return to_x0(self.cfg.objective, out, x, k, self.schedule), z_next
+        return to_x0(self.cfg.prediction, out, x, k, self.schedule), z_next
 
     def step(self, x_k: torch.Tensor, k: torch.Tensor, z: torch.Tensor):
         """One token: x_k [B, D] at levels k [B] -> (x0_hat [B, D], z_next [B, H])."""
@@ -106,7 +106,7 @@ class DFRNN(nn.Module):
         noise = torch.randn(tokens.shape, device=tokens.device, generator=generator)
         x_k = q_sample(tokens, k, noise, self.schedule)
         out, _ = self.forward_raw(x_k, k, self.init_state(obs0))
-        target = target_for(self.cfg.objective, tokens, noise, k, self.schedule)
+        target = target_for(self.cfg.prediction, tokens, noise, k, self.schedule)
         per_token = F.mse_loss(out, target, reduction="none").mean(-1)
         m = mask.float()
         return (per_token * m).sum() / m.sum().clamp(min=1.0)

@@ -1,3 +1,0 @@
-from .mpc import MPCController
-
-__all__ = ["MPCController"]

@@ -1,0 +1,53 @@
+"""Build a controller by method name: the one place where `planner=` of the CLI, the run API and the benchmarks
+turns into an object with `reset(seed)` / `act(obs)`."""
+
+from __future__ import annotations
+
+from dfplan.errors import check_choice
+
+DIFFUSER_MODES = {"diffuser": "plan_once", "diffuser-replan": "replan", "diffuser-actions": "actions"}
+PLANNERS = ("df", *DIFFUSER_MODES, "expert")
+
+
+def make_controller(planner: str, task, checkpoint=None, variant: str | None = None, device="auto",
+                    replan_every: int | None = None, **settings):
+    """A controller for `task` (a `dfplan.tasks.Task`).
+
+    planner: "df" (the MPC controller; `settings` override the checkpoint's tuned ones), "diffuser" (plan once +
+    tracking, the paper's protocol), "diffuser-replan" (every `replan_every` steps, default 64), "diffuser-actions"
+    (its own actions), or "expert" (the task's scripted expert). checkpoint: a path or shipped name; None = the
+    checkpoint shipped for the task (`variant` picks among the DF ones).
+    """
+    check_choice("planner", planner, PLANNERS)
+    if planner == "expert":
+        return task.expert()
+    from dfplan.checkpoint import resolve_checkpoint
+
+    path = resolve_checkpoint(checkpoint, planner) if checkpoint is not None else task.shipped_checkpoint(
+        "diffuser" if planner in DIFFUSER_MODES else "df", variant)
+    if planner == "df":
+        from dfplan.df import MPCController, load_planner
+
+        sampler_keys, controller = _split(settings)
+        df = load_planner(path, device=device, **sampler_keys)
+        return MPCController(df, replan_every=replan_every, **controller)
+    from dfplan.diffuser.controller import DiffuserController
+    from dfplan.diffuser.planner import load_diffuser
+
+    if settings:
+        from dfplan.errors import UserError
+
+        raise UserError(f"DF settings {sorted(settings)} do not apply to planner={planner}")
+    mode = DIFFUSER_MODES[planner]
+    every = replan_every or (64 if mode == "replan" else None)
+    return DiffuserController(load_diffuser(path, device=device), mode=mode, replan_every=every)
+
+
+def _split(settings: dict) -> tuple[dict, dict]:
+    """(sampler settings for the planner, controller settings for the MPC controller); None = keep the tuned one."""
+    from dfplan.settings import CONTROLLER_KEYS, resolve_settings
+
+    resolve_settings(None, **settings)  # unknown keys and bad values fail here, with the key named
+    given = {k: v for k, v in settings.items() if v is not None}
+    return ({k: v for k, v in given.items() if k not in CONTROLLER_KEYS},
+            {k: v for k, v in given.items() if k in CONTROLLER_KEYS})

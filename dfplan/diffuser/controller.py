@@ -1,0 +1,100 @@
+"""DiffuserController: execute a Diffuser plan the paper's way (track the planned states), or replan, or execute
+the plan's own diffused actions (the variant the paper reports failing)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from dfplan.diffuser.planner import DiffuserPlanner
+from dfplan.types import Plan, safe_actions, split_observation
+
+MODES = ("plan_once", "replan", "actions")
+
+
+def track_action(state: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Diffuser's maze2d controller: a = (target_xy - xy) + (target_v - v).
+
+    state, target: [..., 2n] as [position (n), velocity (n)] -> action [..., n] (unclipped)."""
+    state, target = np.asarray(state, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    n = state.shape[-1] // 2
+    if state.shape[-1] != 2 * n or target.shape[-1] != state.shape[-1]:
+        raise ValueError(f"state and target must be [..., 2n] (position, velocity), got {state.shape} and {target.shape}")
+    return (target[..., :n] - state[..., :n]) + (target[..., n:] - state[..., n:])
+
+
+def tracking_target(states: np.ndarray, t: int) -> np.ndarray:
+    """The state to steer to at step t since planning: states[t+1]; past the plan, the last position at rest.
+
+    states [N, H, Ds] -> [N, Ds]."""
+    if t + 1 < states.shape[1]:
+        return states[:, t + 1]
+    target = states[:, -1].copy()
+    target[:, states.shape[-1] // 2:] = 0.0
+    return target
+
+
+class DiffuserController:
+    """Controller protocol around a `DiffuserPlanner`.
+
+    mode="plan_once": plan at the first act() after reset, then track the planned states (the paper's setting).
+    mode="replan": the same, replanning every `replan_every` env steps.
+    mode="actions": execute the plan's own diffused actions, replanning when they run out (or every
+        `replan_every` steps if given).
+    All envs of a batched observation step in lockstep and are planned together.
+    """
+
+    def __init__(self, planner: DiffuserPlanner, mode: str = "plan_once", replan_every: int | None = None):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode == "replan" and replan_every is None:
+            raise ValueError("mode='replan' needs replan_every (env steps between plans)")
+        if replan_every is not None and replan_every < 1:
+            raise ValueError(f"replan_every must be >= 1, got {replan_every}")
+        if planner.obs_dim % 2:
+            raise ValueError(f"tracking needs states [position, velocity] of even size, got obs_dim {planner.obs_dim}")
+        self.planner, self.mode, self.replan_every = planner, mode, replan_every
+        self.failures = 0  # rows whose action was not finite (replaced by zeros)
+        self.n_plans, self.plan_seconds = 0, 0.0
+        self.reset()
+
+    def reset(self, seed: int | None = None) -> None:
+        """Forget the plan; the next act() plans anew. `seed` reseeds the planner's sampling noise."""
+        self.plan: Plan | None = None
+        self.states = self.actions = None  # the current plan as numpy, [N, H, Ds] / [N, H-1, Da]
+        self.t = 0  # env steps since the current plan was made
+        if seed is not None:
+            self.planner.generator = torch.Generator(self.planner.device).manual_seed(seed)
+
+    def _needs_plan(self, n: int) -> bool:
+        if self.plan is None:
+            return True
+        if len(self.states) != n:
+            raise ValueError(f"act() got {n} observations but the current plan is for {len(self.states)}; call reset()")
+        if self.replan_every is not None and self.mode != "plan_once" and self.t >= self.replan_every:
+            return True
+        return self.mode == "actions" and self.t >= self.actions.shape[1]
+
+    def _make_plan(self, state: np.ndarray, goal: np.ndarray) -> None:
+        self.plan = self.planner.plan(torch.from_numpy(state), torch.from_numpy(goal))
+        self.states = self.plan.states.cpu().numpy()
+        self.actions = self.plan.actions.cpu().numpy()
+        self.t = 0
+        self.n_plans += 1
+        self.plan_seconds += self.plan.info["seconds"]
+
+    def act(self, obs) -> np.ndarray:
+        """A Gymnasium dict observation (single or batched) -> action [Da] or [N, Da] in [-1, 1], always finite."""
+        state, goal, batched = split_observation(obs)
+        if goal is None:
+            raise ValueError("Diffuser needs the goal: pass the dict observation with a 'desired_goal' entry")
+        if self._needs_plan(len(state)):
+            self._make_plan(state, goal)
+        if self.mode == "actions":
+            action = self.actions[:, self.t]
+        else:
+            action = track_action(state, tracking_target(self.states, self.t))
+        self.t += 1
+        action, bad = safe_actions(action)
+        self.failures += bad
+        return action if batched else action[0]

@@ -1,0 +1,101 @@
+"""The Diffuser baseline (Janner et al. 2022, maze2d setting): plan by inpainting (its controller lives in
+`dfplan.diffuser.controller`).
+
+`DiffuserPlanner` samples a whole trajectory with the full DDPM reverse chain, holding the first state at the
+current observation and the last at `[goal, 0, 0]` after every denoising step. `DiffuserController` executes
+it the way the paper did (plan once per episode and track the planned states with a hand-written controller),
+or replans periodically, or executes the plan's own diffused actions (the variant the paper reports failing).
+
+Diffuser's trajectory holds H states s_0..s_{H-1} and H actions, action t taken at state t. As a `Plan` (step t
+takes actions[t] from states[t] to states[t+1]) that is H-1 steps: states [B, H, Ds], actions [B, H-1, Da];
+the last diffused action, which leads past the plan's end, is kept in `info["last_action"]`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from dfplan.checkpoint import CheckpointError, load_checkpoint
+from dfplan.data import Normalizer
+from dfplan.devices import resolve_device
+from dfplan.types import Plan
+
+class DiffuserPlanner:
+    """Planner protocol for a trained `DiffuserModel`. obs [B, Ds], goal [B, Dg] raw units, Dg <= Ds."""
+
+    def __init__(self, model, normalizer: Normalizer, device="auto", seed: int | None = None, task=None,
+                 meta: dict | None = None):
+        self.device = resolve_device(device)
+        self.task, self.meta = task, dict(meta or {})
+        self.model = model.to(self.device).eval()
+        self.normalizer = normalizer
+        self.obs_dim, self.act_dim = model.cfg.obs_dim, model.cfg.act_dim
+        if (normalizer.obs_dim, normalizer.act_dim) != (self.obs_dim, self.act_dim):
+            raise ValueError(f"normalizer dims (obs {normalizer.obs_dim}, act {normalizer.act_dim}) do not match the "
+                             f"model's (obs {self.obs_dim}, act {self.act_dim})")
+        self.generator = None if seed is None else torch.Generator(self.device).manual_seed(seed)
+
+    @property
+    def horizon(self) -> int:
+        """Trajectory length H in states; a plan covers H-1 env steps."""
+        return self.model.cfg.horizon
+
+    def _inputs(self, obs, goal) -> tuple[torch.Tensor, torch.Tensor]:
+        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        goal = torch.as_tensor(goal, dtype=torch.float32, device=self.device)
+        if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
+            raise ValueError(f"obs must be [B, {self.obs_dim}], got shape {tuple(obs.shape)}")
+        if goal.ndim != 2 or goal.shape[0] != obs.shape[0] or not 1 <= goal.shape[1] <= self.obs_dim:
+            raise ValueError(f"goal must be [B={obs.shape[0]}, Dg] with 1 <= Dg <= {self.obs_dim} (it fills the first "
+                             f"Dg state dims of the last planned state), got shape {tuple(goal.shape)}")
+        if not (torch.isfinite(obs).all() and torch.isfinite(goal).all()):
+            raise ValueError("obs and goal must be finite (got NaN or inf)")
+        return obs, goal
+
+    def goal_state(self, goal: torch.Tensor) -> torch.Tensor:
+        """[B, Dg] goal -> [B, Ds] raw target state: the goal position with zero velocity (the rest zeros)."""
+        pad = goal.new_zeros(goal.shape[0], self.obs_dim - goal.shape[1])
+        return torch.cat([goal, pad], dim=1)
+
+    @torch.no_grad()
+    def plan(self, obs, goal, horizon: int | None = None, generator: torch.Generator | None = None) -> Plan:
+        """obs [B, Ds], goal [B, Dg] raw -> Plan(actions [B, H-1, Da], states [B, H, Ds]) raw, H = model horizon."""
+        if horizon is not None and horizon != self.horizon:
+            raise ValueError(f"Diffuser plans a fixed horizon of {self.horizon} states (set when the model was trained); "
+                             f"got horizon={horizon}. Pass horizon=None, or train a model with model.horizon={horizon}")
+        obs, goal = self._inputs(obs, goal)
+        t0 = time.perf_counter()
+        nz, Da = self.normalizer, self.act_dim
+        last = self.goal_state(goal)
+        first_n = nz.norm_obs(obs)
+        last_n = nz.norm_obs(last) if self.model.cfg.condition_last else None
+        x = self.model.sample(first_n, last_n, generator=generator or self.generator)
+        states = nz.denorm_obs(x[..., Da:])
+        actions = nz.denorm_act(x[..., :Da])
+        states[:, 0] = obs  # the conditioned states, exactly (denorm(norm(v)) is off by rounding)
+        if last_n is not None:
+            states[:, -1] = last
+        info = {"seconds": time.perf_counter() - t0, "last_action": actions[:, -1]}
+        return Plan(actions=actions[:, :-1], states=states, info=info)
+
+
+def load_diffuser(checkpoint_path: str | Path, device="auto", seed: int | None = None) -> DiffuserPlanner:
+    """A `DiffuserPlanner` with the EMA weights and the normalizer of a `dfplan-train model=diffuser` checkpoint."""
+    from dfplan.checkpoint import resolve_checkpoint
+
+    checkpoint_path = resolve_checkpoint(checkpoint_path, "diffuser")
+    device = resolve_device(device)
+    ckpt = load_checkpoint(checkpoint_path, map_location=device)
+    if ckpt.get("model_type") != "diffuser":
+        raise CheckpointError(f"{checkpoint_path} holds a {ckpt.get('model_type')!r} model, not a Diffuser; "
+                              f"train one with: dfplan-train model=diffuser train=diffuser_cpu")
+    from dfplan.df.planner import checkpoint_meta, checkpoint_task
+    from dfplan.models import build_model
+
+    model = build_model(ckpt["model_type"], **ckpt["model_config"])
+    model.load_state_dict(ckpt["ema"])
+    return DiffuserPlanner(model, Normalizer.from_state_dict(ckpt["normalizer"]), device=device, seed=seed,
+                           task=checkpoint_task(ckpt), meta=checkpoint_meta(ckpt, checkpoint_path))

@@ -1,0 +1,170 @@
+"""The one run API behind `dfplan-eval`, `dfplan-demo`, `dfplan-plan` and the benchmarks.
+
+    import dfplan
+    run = dfplan.evaluate("pointmaze-umaze", episodes=20)          # the shipped DF checkpoint, tuned settings
+    print(run.line)                                                # one human line
+    run.summary["score_mean"], run.summary["success_rate"]
+
+Each call loads its checkpoint once, validates every argument where it enters (a `UserError` naming the key),
+and returns the summary the CLI prints as JSON.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dfplan.errors import UserError, check_int
+
+
+@dataclass
+class Run:
+    summary: dict  # what dfplan-eval prints as JSON
+    line: str  # one human line
+    result: object  # dfplan.evaluation.EvalResult (per-episode records)
+    task: object
+    controller: object
+
+
+def resolve_task(env: str | None, checkpoint=None, dataset_id: str | None = None):
+    """The task to run: `env` by name (named tasks, a checkpoint's own custom maze, a dataset's), else the task the
+    checkpoint was made for, else PointMaze U-Maze."""
+    from dfplan.tasks import get_task
+
+    spec = None
+    if checkpoint is not None:
+        from dfplan.checkpoint import load_checkpoint, resolve_checkpoint
+
+        ckpt = load_checkpoint(resolve_checkpoint(checkpoint))
+        spec = ckpt.get("task") or ({"name": ckpt.get("env")} if ckpt.get("env") else None)
+        if env is None and spec:
+            env = spec["name"]
+        spec = ckpt.get("task")
+    return get_task(env or "pointmaze-umaze", spec=spec, dataset_id=dataset_id)
+
+
+def check_task_match(task, controller, allow_task_mismatch: bool) -> None:
+    """Refuse a checkpoint made for another task (a Medium model scored against U-Maze's reference scores)."""
+    planner = getattr(controller, "planner", None)
+    made_for = getattr(planner, "meta", {}).get("env")
+    if made_for and made_for != task.name and not allow_task_mismatch:
+        raise UserError(f"the checkpoint {planner.meta['path']} was trained for env={made_for}, not {task.name}; "
+                        f"pass env={made_for} (or allow_task_mismatch=true if you mean it)")
+
+
+def reference_scores(task, controller):
+    """(min, max) reference returns: the checkpoint's (from its dataset), else those of the task's shipped one."""
+    meta = getattr(getattr(controller, "planner", None), "meta", {})
+    if meta.get("ref_scores"):
+        return tuple(meta["ref_scores"])
+    try:
+        from dfplan.checkpoint import load_checkpoint
+
+        ref = load_checkpoint(task.shipped_checkpoint()).get("ref_scores")
+        return tuple(ref) if ref and None not in ref else None
+    except UserError:
+        return None
+
+
+def evaluate(env: str | None = None, planner: str = "df", checkpoint=None, variant: str | None = None,
+             episodes: int = 10, goal: str | None = None, seed: int = 0, batch: int = 50, device: str = "auto",
+             max_episode_steps: int | None = None, plot: str | None = None, video: str | None = None,
+             progress: bool = True, allow_task_mismatch: bool = False, replan_every: int | None = None,
+             **settings) -> Run:
+    """Evaluate a planner in closed loop on `episodes` episodes (env seeds seed, seed+1, ...).
+
+    env: task name (None = the checkpoint's task); planner: df | diffuser | diffuser-replan | diffuser-actions |
+    expert; checkpoint: path or shipped name (None = the task's shipped one, `variant` picks which DF one);
+    `settings`: DF settings overriding the checkpoint's tuned values (`dfplan.settings`)."""
+    from dfplan.controllers import make_controller
+    from dfplan.evaluation import evaluate as run_episodes
+
+    episodes = check_int("episodes", episodes, 1)
+    batch = check_int("batch", batch, 1)
+    seed = check_int("seed", seed, 0)
+    max_episode_steps = check_int("max_episode_steps", max_episode_steps, 1, allow_none=True)
+    task = resolve_task(env, checkpoint)
+    goal = task.check_goal(goal)
+    controller = make_controller(planner, task, checkpoint, variant=variant, device=device,
+                                 replan_every=replan_every, **settings)
+    check_task_match(task, controller, allow_task_mismatch)
+    ref = reference_scores(task, controller)
+    for path in (plot, video):
+        _check_writable(path)
+    result = run_episodes(controller, task, goal=goal, episodes=episodes, seed=seed, batch=batch,
+                          keep_plans=12 if plot else 0, progress=progress, max_episode_steps=max_episode_steps)
+    planner_obj = getattr(controller, "planner", None)
+    summary = {"env": task.name, "planner": planner, "goal": goal, "seed": seed,
+               "checkpoint": getattr(planner_obj, "meta", {}).get("path"),
+               **result.summary(task, ref), "settings": _settings_of(controller), "commit": git_commit()}
+    if plot:
+        task.plot_episodes(result.episodes, plot, title=f"{planner} on {task.name} ({goal} goal)", ref_scores=ref)
+    if video:
+        from dfplan.evaluation.video import record_video
+
+        record_video(controller, task, goal, seed, video)
+    return Run(summary, task.describe(summary), result, task, controller)
+
+
+def plan_once(env: str | None = None, checkpoint=None, variant: str | None = None, starts: int = 6,
+              goal: str | None = None, seed: int = 0, horizon: int | None = None, device: str = "auto",
+              out: str | None = None, **settings) -> dict:
+    """Plan once (open loop) from `starts` reset states of the task; stats of the plans, and a picture at `out`."""
+    import torch
+
+    from dfplan.df import load_planner
+
+    starts = check_int("starts", starts, 1)
+    seed = check_int("seed", seed, 0)
+    task = resolve_task(env, checkpoint)
+    goal = task.check_goal(goal)
+    _check_writable(out)
+    path = checkpoint if checkpoint is not None else task.shipped_checkpoint("df", variant)
+    planner = load_planner(path, device=device, **({"horizon": horizon} if horizon is not None else {}), **settings)
+    env_ = task.make_env(goal=goal)
+    resets = [env_.reset(seed=seed + i)[0] for i in range(starts)]
+    obs = np.stack([o["observation"] for o in resets]).astype(np.float32)
+    goals = np.stack([o["desired_goal"] for o in resets]).astype(np.float32)
+    gen = torch.Generator(device=planner.device).manual_seed(seed)
+    plan = planner.plan(torch.from_numpy(obs), torch.from_numpy(goals), generator=gen)
+    states = plan.states.cpu().numpy()
+    stats = {"env": task.name, "plans": starts, "steps": plan.horizon, "ms": 1000 * plan.info["seconds"],
+             "objective": planner.settings.controller.objective, **task.plan_stats(states, goals)}
+    if out:
+        task.plot_plans(states, goals, out, title=f"{task.name}: {starts} plans of {plan.horizon} steps "
+                                                  f"({stats['objective']} guidance), {stats['ms']:.0f} ms")
+    return stats
+
+
+def _settings_of(controller) -> dict:
+    settings = getattr(controller, "settings", None)
+    planner = getattr(controller, "planner", None)
+    if settings is not None and hasattr(planner, "settings"):
+        from dataclasses import asdict
+
+        return {**asdict(planner.settings.sampler), **asdict(settings)}
+    return {k: getattr(controller, k) for k in ("mode", "replan_every") if hasattr(controller, k)}
+
+
+def _check_writable(path) -> None:
+    """Fail before the work, not after it, when an output file cannot be written."""
+    if path is None:
+        return
+    parent = Path(path).expanduser().resolve().parent
+    if not parent.is_dir():
+        raise UserError(f"cannot write {path}: the folder {parent} does not exist")
+    import os
+
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"cannot write {path}: the folder {parent} is not writable")
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None

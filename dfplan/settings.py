@@ -1,0 +1,112 @@
+"""The DF planner's and controller's settings: one home, typed, validated, stored in checkpoints.
+
+Every place that plans (the CLI, the Python API, the benchmarks) gets its settings from `resolve_settings`:
+the values tuned for a checkpoint (stored in it by `dfplan.checkpoint.export_for_inference`), then the
+caller's explicit overrides, each checked once here. Override keys are flat (`guidance_scale=0.5`,
+`horizon=16`): every field name is unique across the two groups.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+from dfplan.errors import UserError, check_bool, check_choice, check_float, check_int, choices_hint
+
+SCHEDULES = ("pyramid", "full_sequence", "autoregressive", "trapezoid")
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """How one plan is sampled (`dfplan.df.sampler.sample`)."""
+
+    ddim_steps: int = 10  # DDIM steps per token
+    schedule: str = "pyramid"  # scheduling matrix: pyramid | full_sequence | autoregressive | trapezoid
+    uncertainty: float = 1.0  # pyramid/trapezoid: rows of lag per token
+    eta: float = 0.0  # DDIM stochasticity (0 = deterministic)
+    stabilization_level: int = 10  # noise level (of K) at which finished tokens are fed back as context
+    guidance_scale: float = 0.0  # strength of the objective's gradient; 0 = unguided
+    mc_samples: int = 1  # Monte Carlo Guidance samples R (1 = plain guidance)
+    clip_x0: float = 10.0  # clamp predicted clean tokens (normalized units) for numerical safety
+    warm_start_step: int = 0  # > 0: a previous plan's rest starts re-noised at this DDIM step (0 = off)
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen: normalize types once)
+        set_("ddim_steps", check_int("ddim_steps", self.ddim_steps, 1))
+        check_choice("schedule", self.schedule, SCHEDULES)
+        set_("uncertainty", check_float("uncertainty", self.uncertainty, 0.0))
+        set_("eta", check_float("eta", self.eta, 0.0))
+        set_("stabilization_level", check_int("stabilization_level", self.stabilization_level, 0))
+        set_("guidance_scale", check_float("guidance_scale", self.guidance_scale, 0.0))
+        set_("mc_samples", check_int("mc_samples", self.mc_samples, 1))
+        set_("clip_x0", check_float("clip_x0", self.clip_x0, 0.0))
+        set_("warm_start_step", check_int("warm_start_step", self.warm_start_step, 0))
+        if self.warm_start_step > self.ddim_steps:
+            raise UserError(f"warm_start_step={self.warm_start_step} must be in 0..ddim_steps={self.ddim_steps}")
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    """How the MPC controller uses the planner (`dfplan.df.controller.MPCController`)."""
+
+    horizon: int = 32  # planning horizon in tokens (shrinks with the episode's remaining time)
+    replan_every: int | None = None  # env steps between plans; None = one token
+    memory: bool = True  # carry the RNN latent across replans (a causal rollout over the executed history)
+    memory_tokens: int | None = None  # with memory: keep only the last N executed tokens; None = the whole episode
+    objective: str = "goal_distance"  # guidance objective, by name; the task lists its objectives
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
+        set_("horizon", check_int("horizon", self.horizon, 1))
+        set_("replan_every", check_int("replan_every", self.replan_every, 1, allow_none=True))
+        set_("memory", check_bool("memory", self.memory))
+        set_("memory_tokens", check_int("memory_tokens", self.memory_tokens, 0, allow_none=True))
+        if not isinstance(self.objective, str):
+            raise UserError(f"objective={self.objective!r} must be the name of one of the task's objectives")
+
+
+@dataclass(frozen=True)
+class DFSettings:
+    sampler: SamplerSettings = SamplerSettings()
+    controller: ControllerSettings = ControllerSettings()
+
+    def as_dict(self) -> dict:
+        """The form stored in checkpoints."""
+        return {"sampler": asdict(self.sampler), "controller": asdict(self.controller)}
+
+    def flat(self) -> dict:
+        return {**asdict(self.sampler), **asdict(self.controller)}
+
+
+SAMPLER_KEYS = tuple(f.name for f in fields(SamplerSettings))
+CONTROLLER_KEYS = tuple(f.name for f in fields(ControllerSettings))
+OVERRIDE_KEYS = SAMPLER_KEYS + CONTROLLER_KEYS
+_LEGACY_NAMES = {"steps": "ddim_steps"}  # checkpoints written before the settings had one home
+
+
+def _from_stored(stored: dict | None) -> DFSettings:
+    """Settings stored in a checkpoint (current or pre-0.2 layout, where `horizon` sat at the top level)."""
+    stored = dict(stored or {})
+    sampler = {_LEGACY_NAMES.get(k, k): v for k, v in stored.get("sampler", {}).items()}
+    controller = dict(stored.get("controller", {}))
+    if "horizon" in stored:
+        controller.setdefault("horizon", stored["horizon"])
+    unknown = (set(sampler) - set(SAMPLER_KEYS)) | (set(controller) - set(CONTROLLER_KEYS))
+    if unknown:
+        raise UserError(f"the checkpoint's planner settings hold unknown keys {sorted(unknown)}; "
+                        f"re-export it with benchmarks/ship_checkpoint.py")
+    return DFSettings(SamplerSettings(**sampler), ControllerSettings(**controller))
+
+
+def resolve_settings(stored: dict | None = None, **overrides) -> DFSettings:
+    """The tuned settings of a checkpoint (`stored`, its "planner" entry), then explicit overrides; None values
+    in `overrides` mean "keep the tuned value". Unknown keys and bad values raise a `UserError`."""
+    base = _from_stored(stored)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    unknown = set(given) - set(OVERRIDE_KEYS)
+    if unknown:
+        key = sorted(unknown)[0]
+        raise UserError(f"unknown planner setting {key!r}{choices_hint(key, OVERRIDE_KEYS)}; "
+                        f"settings: {list(OVERRIDE_KEYS)}")
+    sampler = replace(base.sampler, **{k: v for k, v in given.items() if k in SAMPLER_KEYS})
+    controller = replace(base.controller, **{k: v for k, v in given.items() if k in CONTROLLER_KEYS})
+    return DFSettings(sampler, controller)

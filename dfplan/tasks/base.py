@@ -1,0 +1,138 @@
+"""The task interface: everything the CLI, evaluation, benchmarks and plots need to know about an environment.
+
+A task says how to make its env (fixed or random goal), how its dataset is made and named, which state dims the
+goal refers to, which guidance objectives it offers, when an episode succeeded, how episodes are scored and drawn,
+and which checkpoints ship for it. Nothing outside a task module looks at env names.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from dfplan.errors import UserError, check_choice
+
+ObjectiveBuilder = Callable  # goal [B, Dg] tensor -> Objective (states [B,H+1,Ds], actions [B,H,Da]) -> [B]
+
+
+@dataclass
+class EpisodeResult:
+    """One evaluated episode, in the env's own units."""
+
+    seed: int
+    ret: float  # sum of the env's rewards
+    success: bool  # by the task's rule (`Task.success_rule`)
+    time_to_goal: int | None  # first step at which the env reported success
+    path: np.ndarray  # achieved goal over time [T+1, Dg] (maze: the point's xy; manipulation: the object)
+    goal: np.ndarray  # [Dg]
+    plans: list = field(default_factory=list)  # planned states [H+1, Ds] made along the way (for pictures)
+    states: np.ndarray | None = None  # full observations [T+1, Ds] (kept for pictures of the first episodes)
+
+
+def standard_error(x) -> float:
+    x = np.asarray(x, dtype=float)
+    return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0
+
+
+class Task(ABC):
+    """One environment family member, e.g. PointMaze U-Maze or Fetch Push."""
+
+    name: str
+    family: str  # the task module's family: "pointmaze", "fetch", ...
+    goal_modes: tuple[str, ...] = ("fixed", "random")
+    default_goal: str = "fixed"
+    success_rule: str = "any"  # "any": success once reached (maze); "end": success at the last step (manipulation)
+    score_name: str = "score"  # what `summarize` calls `score_mean`
+    objectives: tuple[str, ...] = ()  # guidance objectives by name; the first is the default
+    variants: tuple[str, ...] = ()  # shipped DF checkpoint variants; the first is the default
+    data_options: tuple[str, ...] = ()  # dfplan-data keys this task's recipe takes (besides seed and dataset_id)
+
+    # --- env ---------------------------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def max_episode_steps(self) -> int: ...
+
+    @abstractmethod
+    def make_env(self, goal: str | None = None, max_episode_steps: int | None = None, render_mode: str | None = None):
+        """A Gymnasium env with dict observations (observation, achieved_goal, desired_goal)."""
+
+    @property
+    @abstractmethod
+    def goal_dims(self) -> tuple[int, ...]:
+        """The state dims the goal (`desired_goal`) refers to: maze xy, the object's position, ..."""
+
+    def step_success(self, obs: dict, info: dict) -> bool:
+        """Did this step reach the goal? Default: the env's own `info["success"]` / `info["is_success"]`."""
+        return bool(info.get("success", info.get("is_success", False)))
+
+    def check_goal(self, goal: str | None) -> str:
+        goal = self.default_goal if goal is None else goal
+        check_choice("goal", goal, self.goal_modes)
+        return goal
+
+    # --- data --------------------------------------------------------------------------------------
+    @abstractmethod
+    def default_dataset_id(self, **options) -> str: ...
+
+    @abstractmethod
+    def generate_dataset(self, dataset_id: str, seed: int, overwrite: bool, progress: bool, **options):
+        """Write the task's dataset with its recipe (atomically) and return it loaded through Minari."""
+
+    # --- guidance ----------------------------------------------------------------------------------
+    def objective(self, name: str | None) -> ObjectiveBuilder:
+        """The builder of the named guidance objective: goal [B, Dg] -> objective."""
+        name = self.objectives[0] if name is None else name
+        check_choice("objective", name, self.objectives)
+        return self._objective(name)
+
+    @abstractmethod
+    def _objective(self, name: str) -> ObjectiveBuilder: ...
+
+    # --- scoring and pictures ------------------------------------------------------------------------
+    def summarize(self, episodes: list[EpisodeResult], ref_scores=None) -> dict:
+        """Task-level summary; the generic part (returns, success, time to goal) is added by the evaluation."""
+        success = [100.0 * e.success for e in episodes]
+        return {"score_name": "success %", "score_mean": float(np.mean(success)), "score_se": standard_error(success)}
+
+    def describe(self, summary: dict) -> str:
+        """A one-line human summary of `summarize`'s output plus the generic keys."""
+        return (f"{self.name}: success {summary['success_rate']:.0%} over {summary['episodes']} episodes "
+                f"(± {summary['score_se']:.1f} points s.e.), {summary['episodes_per_minute']:.0f} episodes/min")
+
+    @abstractmethod
+    def plot_episodes(self, episodes: list[EpisodeResult], path: str | Path, title: str = "",
+                      ref_scores=None) -> Path: ...
+
+    @abstractmethod
+    def plot_plans(self, states: np.ndarray, goals: np.ndarray, path: str | Path, title: str = "") -> Path: ...
+
+    def plan_stats(self, states: np.ndarray, goals: np.ndarray) -> dict:
+        """Numbers that say whether open-loop plans [B, H+1, Ds] make sense: where they end relative to the goal."""
+        end = np.linalg.norm(states[:, -1, list(self.goal_dims)] - goals, axis=-1)
+        return {"end_distance": float(end.mean())}
+
+    def expert(self):
+        """A scripted controller (reset / act) that knows the task: the benchmarks' ceiling."""
+        raise UserError(f"{self.name} has no scripted expert")
+
+    # --- provenance --------------------------------------------------------------------------------
+    def spec(self) -> dict:
+        """What a checkpoint stores to rebuild this task (`dfplan.tasks.task_from_spec`)."""
+        return {"family": self.family, "name": self.name}
+
+    def shipped_checkpoint(self, planner: str = "df", variant: str | None = None) -> Path:
+        """The checkpoint shipped in the package for this task: DF (by variant) or Diffuser."""
+        from dfplan.checkpoint import shipped_path
+
+        if planner == "diffuser":
+            return shipped_path(f"{self.name}-diffuser", train_hint=f"dfplan-train env={self.name} model=diffuser "
+                                                                   f"train=diffuser_cpu")
+        if not self.variants:
+            raise UserError(f"no DF checkpoint ships for {self.name}; train one with dfplan-train env={self.name}")
+        variant = self.variants[0] if variant is None else variant
+        check_choice("variant", variant, self.variants)
+        return shipped_path(f"{self.name}-{variant}", train_hint=f"dfplan-train env={self.name}")

@@ -1,0 +1,193 @@
+"""PointMaze (Gymnasium-Robotics PointMaze-v3): the named D4RL mazes and users' own maps, as tasks.
+
+Score: D4RL-style normalized return (100 = the waypoint expert, 0 = a random policy, the reference scores coming
+from the dataset the checkpoint was trained on). Success: the goal reached at any step (continuing task).
+Objectives: `goal_distance` (the Diffusion Forcing paper's straight line) and `geodesic` (shortest path around the
+walls; uses the map). Variants of the shipped DF checkpoints: `dwell` (trained on the dwell data, the default)
+and `d4rl` (the D4RL recipe).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from dfplan.errors import UserError, check_int
+from dfplan.tasks.base import EpisodeResult, Task, standard_error
+
+FAMILY = "pointmaze"
+GOAL_RADIUS = 0.45  # PointMaze-v3 pays reward (and reports success) within this distance of the goal
+
+
+class PointMazeTask(Task):
+    family = FAMILY
+    goal_modes = ("fixed", "random")
+    success_rule = "any"
+    score_name = "normalized score"
+    objectives = ("goal_distance", "geodesic")
+    variants = ("dwell", "d4rl")
+    data_options = ("steps", "dwell", "ref_episodes")
+
+    def __init__(self, spec):
+        self.maze = spec  # dfplan.envs.MazeSpec
+        self.name = spec.name
+
+    @property
+    def max_episode_steps(self) -> int:
+        return self.maze.max_episode_steps
+
+    @property
+    def goal_dims(self) -> tuple[int, ...]:
+        return (0, 1)
+
+    @cached_property
+    def layout(self):
+        from dfplan.envs import MazeLayout
+
+        return MazeLayout(self.maze.maze_map)
+
+    def make_env(self, goal=None, max_episode_steps=None, render_mode=None):
+        from dfplan.envs import make_env
+
+        return make_env(self.maze, goal=self.check_goal(goal), max_episode_steps=max_episode_steps,
+                        render_mode=render_mode)
+
+    # --- data --------------------------------------------------------------------------------------
+    def default_dataset_id(self, dwell: int = 0, **_) -> str:
+        from dfplan.envs.recipes import default_dataset_id
+
+        return default_dataset_id(self.name, check_int("dwell", dwell, 0))
+
+    def generate_dataset(self, dataset_id, seed, overwrite, progress, steps: int = 1_000_000, dwell: int = 0,
+                         ref_episodes: int = 100):
+        from dfplan.envs.recipes import generate_pointmaze_dataset
+
+        return generate_pointmaze_dataset(self.maze, steps=check_int("steps", steps, 1), seed=check_int("seed", seed, 0),
+                                          dataset_id=dataset_id, overwrite=overwrite,
+                                          ref_episodes=check_int("ref_episodes", ref_episodes, 1),
+                                          dwell=check_int("dwell", dwell, 0), progress=progress)
+
+    # --- guidance ----------------------------------------------------------------------------------
+    def _objective(self, name):
+        from dfplan.guidance import GeodesicGuide, goal_distance
+
+        if name == "geodesic":
+            return GeodesicGuide(self.layout)
+        return lambda goal: goal_distance(goal, self.goal_dims)
+
+    # --- scoring and pictures ------------------------------------------------------------------------
+    def summarize(self, episodes: list[EpisodeResult], ref_scores=None) -> dict:
+        ref_min, ref_max = (ref_scores or (None, None))[:2]
+        if ref_min is None or ref_max is None:  # no reference scores: fall back to the success rate
+            return super().summarize(episodes)
+        norm = self.normalized(episodes, ref_min, ref_max)
+        se = standard_error(norm)
+        return {"score_name": self.score_name, "score_mean": float(norm.mean()), "score_se": se,
+                "normalized_score_mean": float(norm.mean()), "normalized_score_se": se,
+                "ref_scores": [float(ref_min), float(ref_max)]}
+
+    @staticmethod
+    def normalized(episodes, ref_min: float, ref_max: float) -> np.ndarray:
+        return 100.0 * (np.array([e.ret for e in episodes]) - ref_min) / (ref_max - ref_min)
+
+    def describe(self, s: dict) -> str:
+        ttg = "never reached" if s["mean_time_to_goal"] is None else f"time to goal {s['mean_time_to_goal']:.0f} steps"
+        score = (f"normalized score {s['score_mean']:.1f} ± {s['score_se']:.1f} (100 = waypoint expert)"
+                 if s["score_name"] == self.score_name else "no reference scores")
+        return (f"{self.name} ({s['goal']} goal), {s['episodes']} episodes: {score}, success {s['success_rate']:.0%}, "
+                f"{ttg}, {s['episodes_per_minute']:.0f} episodes/min")
+
+    def plot_episodes(self, episodes, path, title="", ref_scores=None) -> Path:
+        from dfplan.evaluation.plots import plot_maze_episodes
+
+        labels = None
+        if ref_scores and None not in ref_scores[:2]:
+            labels = [f"score {s:.0f}" for s in self.normalized(episodes, *ref_scores[:2])]
+        return plot_maze_episodes(self.layout, episodes, path, title=title, labels=labels, radius=GOAL_RADIUS)
+
+    def plot_plans(self, states, goals, path, title="") -> Path:
+        from dfplan.evaluation.plots import plot_maze_plans
+
+        return plot_maze_plans(self.layout, states, goals, path, title=title, radius=GOAL_RADIUS)
+
+    def plan_stats(self, states, goals) -> dict:
+        end = np.linalg.norm(states[:, -1, :2] - goals, axis=-1)
+        return {"end_distance": float(end.mean()), "reached": float(np.mean(end <= GOAL_RADIUS)),
+                "in_wall": float(self.layout.in_wall(states[..., :2]).mean()),
+                "through_wall": float(self.layout.in_wall(states[..., :2]).any(axis=1).mean())}
+
+    def expert(self, lookahead: bool = False):
+        return MazeExpertController(self.layout, lookahead)
+
+    # --- provenance --------------------------------------------------------------------------------
+    def spec(self) -> dict:
+        m = self.maze
+        return {"family": FAMILY, "name": m.name, "maze_map": [list(r) for r in m.maze_map],
+                "eval_goal_cell": list(m.eval_goal_cell), "max_episode_steps": int(m.max_episode_steps)}
+
+
+class MazeExpertController:
+    """The waypoint expert (or the faster look-ahead oracle) as a controller: reset / act(dict obs)."""
+
+    def __init__(self, layout, lookahead: bool = False):
+        from dfplan.envs import WaypointExpert
+
+        self.expert = WaypointExpert(layout, lookahead=lookahead)
+
+    def reset(self, seed=None) -> None:
+        pass
+
+    def act(self, obs):
+        from dfplan.types import split_observation
+
+        states, goals, batched = split_observation(obs)
+        actions = np.stack([self.expert({"observation": s, "desired_goal": g}) for s, g in zip(states, goals)])
+        actions = actions.astype(np.float32)
+        return actions if batched else actions[0]
+
+
+# --- the family: named mazes, custom maps ------------------------------------------------------------
+def named_tasks() -> dict:
+    from dfplan.envs import MAZES
+
+    return {name: (lambda spec=spec: PointMazeTask(spec)) for name, spec in MAZES.items()}
+
+
+def from_spec(spec: dict) -> PointMazeTask:
+    from dfplan.envs import custom_maze
+
+    return PointMazeTask(custom_maze(spec["maze_map"], goal_cell=spec.get("eval_goal_cell"),
+                                     max_episode_steps=spec.get("max_episode_steps"), name=spec["name"]))
+
+
+def custom_task(name: str, maze_map, goal_cell=None, max_episode_steps=None) -> PointMazeTask:
+    """A task for a user's own map (validated: rows of 0/1, walls all round, >= 2 connected free cells)."""
+    from dfplan.envs import custom_maze
+
+    return PointMazeTask(custom_maze(maze_map, goal_cell=goal_cell, max_episode_steps=max_episode_steps, name=name))
+
+
+def from_dataset(name: str, dataset_id: str | None) -> PointMazeTask | None:
+    """The custom maze `name` recovered from its dataset (the eval env spec holds the map, goal marked "g")."""
+    from dfplan.envs.recipes import dataset_exists, default_dataset_id
+
+    dataset_id = dataset_id or default_dataset_id(name)
+    if not dataset_exists(dataset_id):
+        return None
+    from dfplan.data import load_minari
+    from dfplan.envs.maze import G
+
+    import json
+
+    spec = json.loads(load_minari(dataset_id).storage.metadata.get("eval_env_spec") or "{}")
+    kwargs = spec.get("kwargs") or {}
+    if "maze_map" not in kwargs:
+        return None
+    rows = [list(r) for r in kwargs["maze_map"]]
+    goal = next(((i, j) for i, r in enumerate(rows) for j, c in enumerate(r) if c == G), None)
+    plain = [[0 if c == G else c for c in r] for r in rows]
+    if goal is None:
+        raise UserError(f"dataset {dataset_id!r} has no evaluation goal cell in its eval env's maze_map")
+    return custom_task(name, plain, goal_cell=goal, max_episode_steps=spec.get("max_episode_steps"))
