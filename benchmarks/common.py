@@ -288,35 +288,65 @@ def sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def require_checkpoint(args) -> Path:
-    """The DF checkpoint of `args.checkpoint` or the shipped one of `args.env`; recorded back into `args`."""
-    checkpoint = default_checkpoint(args.env, args.checkpoint)
-    if checkpoint is None:
-        raise ArgError(f"error: no shipped checkpoint for {args.env}; pass checkpoint=PATH")
-    args["checkpoint"] = str(checkpoint)
-    return checkpoint
-
-
-def default_checkpoint(env: str, given: str | None = None, planner: str = "df") -> Path | None:
-    """`given`, else the shipped checkpoint of `env` (None when there is none)."""
-    if given:
-        return Path(given)
-    from dfplan.checkpoint import CheckpointError
-    from dfplan.controllers import shipped_checkpoint
+def task_of(env):
+    """The `dfplan.tasks.Task` named `env` (a Task passes through); an unknown name is an ArgError."""
+    if not isinstance(env, str):
+        return env
+    from dfplan.errors import UserError
+    from dfplan.tasks import get_task
 
     try:
-        return shipped_checkpoint(env, planner)
-    except CheckpointError:
+        return get_task(env)
+    except UserError as err:
+        raise ArgError(f"error: {err}") from None
+
+
+def require_checkpoint(args):
+    """(task, DF checkpoint) for `args.env` / `args.checkpoint` / `args.variant`: the checkpoint given (a path or a
+    shipped name), else the task's shipped one of that variant (None = the task's default); the task is `env`, else
+    the one the checkpoint was made for (`dfplan.run.resolve_task`). Both are recorded back into `args`."""
+    from dfplan.errors import UserError, check_choice
+    from dfplan.run import resolve_task
+
+    variant = args.get("variant")
+    try:
+        task = resolve_task(args.env, args.checkpoint)
+        if variant is not None and not args.checkpoint:
+            check_choice("variant", variant, task.variants)
+    except UserError as err:
+        raise ArgError(f"error: {err}") from None
+    checkpoint = default_checkpoint(task, args.checkpoint, "df", variant)
+    if checkpoint is None:
+        raise ArgError(f"error: no DF checkpoint ships for {task.name}"
+                       f"{'' if variant is None else f' (variant={variant})'}; pass checkpoint=PATH")
+    args["env"], args["checkpoint"] = task.name, str(checkpoint)
+    return task, checkpoint
+
+
+def default_checkpoint(task, given: str | None = None, planner: str = "df", variant: str | None = None) -> Path | None:
+    """The checkpoint `given` (a path or a shipped name; one that does not exist is an ArgError), else the one the
+    task (a Task or its name) ships for `planner` ("df": of `variant`, None = the task's default; "diffuser"), or
+    None when it ships none."""
+    from dfplan.checkpoint import resolve_checkpoint
+    from dfplan.errors import UserError
+
+    if given:
+        try:
+            return resolve_checkpoint(given, planner)
+        except UserError as err:
+            raise ArgError(f"error: {err}") from None
+    try:
+        return task_of(task).shipped_checkpoint(planner, variant)
+    except UserError:
         return None
 
 
-def reset_states(env_name: str, seeds: Iterable[int], goal: str = "fixed"):
-    """(observations [N, Ds], goals [N, 2]) numpy float32 of `make_env(env_name, goal)` reset with each seed."""
+def reset_states(task, seeds: Iterable[int], goal: str | None = None):
+    """(observations [N, Ds], goals [N, Dg]) numpy float32 of the task's env (a Task or its name; `goal`: its goal
+    protocol, None = the task's default) reset with each seed."""
     import numpy as np
 
-    from dfplan.envs import make_env
-
-    env = make_env(env_name, goal=goal)
+    env = task_of(task).make_env(goal=goal)
     obs, goals = [], []
     for s in seeds:
         o, _ = env.reset(seed=int(s))
@@ -324,6 +354,35 @@ def reset_states(env_name: str, seeds: Iterable[int], goal: str = "fixed"):
         goals.append(o["desired_goal"])
     env.close()
     return np.asarray(obs, dtype=np.float32), np.asarray(goals, dtype=np.float32)
+
+
+def controller_settings(controller) -> dict:
+    """The settings a controller runs with, for a results row: a DF MPC controller's sampler and controller
+    settings (`dataclasses.asdict` of `controller.planner.settings.sampler` and `controller.settings`, the form
+    checkpoints store); other controllers' dataclass `settings` if they have one, else their mode, replanning
+    period and plan length where they have those."""
+    from dataclasses import asdict, is_dataclass
+
+    settings = getattr(controller, "settings", None)
+    planner_settings = getattr(getattr(controller, "planner", None), "settings", None)
+    if is_dataclass(settings) and is_dataclass(planner_settings) and hasattr(planner_settings, "sampler"):
+        return {"sampler": asdict(planner_settings.sampler), "controller": asdict(settings)}
+    if is_dataclass(settings):
+        return asdict(settings)
+    out = {k: getattr(controller, k) for k in ("mode", "replan_every") if hasattr(controller, k)}
+    if hasattr(getattr(controller, "planner", None), "horizon"):
+        out["horizon"] = controller.planner.horizon
+    return out
+
+
+def user_errors_as_exit(main: Callable[[], Any]) -> Any:
+    """Run `main`; a `dfplan.errors.UserError` (a bad key, value or file) ends it with one line, as the CLI does."""
+    from dfplan.errors import UserError
+
+    try:
+        return main()
+    except UserError as err:
+        raise ArgError(f"error: {err}") from None
 
 
 def outside_maze(layout, xy):

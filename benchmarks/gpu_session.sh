@@ -36,8 +36,8 @@ datasets() {  # the 1M-step recipe datasets, generated in parallel on the CPU co
 }
 
 timings() {  # CUDA latency of DF plans, DF vs Diffuser speed (shipped checkpoints)
-  python3 benchmarks/planning.py part=latency device=cuda horizons=16,32,64 steps=3,10 mc=1,4 batches=1,50 \
-    results="$LOG/planning.jsonl" 2>&1 | tail -16
+  python3 benchmarks/planning.py part=latency device=cuda variant=d4rl horizons=16,32,64 ddim_steps=3,10 mc=1,4 \
+    batches=1,50 results="$LOG/planning.jsonl" 2>&1 | tail -16
   python3 benchmarks/speed.py env=pointmaze-umaze device=cuda episodes=50 results="$LOG/speed.jsonl" 2>&1 | tail -10
 }
 
@@ -50,7 +50,7 @@ if [ "$stage" = check ]; then
   wait
   python3 benchmarks/train_throughput.py device=cuda presets=df,df-gpu,diffuser-gpu results="$LOG/train.jsonl" \
     2>&1 | tail -12
-  python3 benchmarks/train_throughput.py device=cuda presets=diffuser-gpu dataset=dfplan/pointmaze/large-v0 \
+  python3 benchmarks/train_throughput.py device=cuda presets=diffuser-gpu env=pointmaze-large \
     "overrides=model.horizon=384;model.n_diffusion_steps=256" results="$LOG/train.jsonl" 2>&1 | tail -8
 elif [ "$stage" = train ]; then
   steps=$2

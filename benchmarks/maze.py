@@ -5,8 +5,9 @@
     python benchmarks/maze.py checkpoint_pointmaze-medium=runs/medium/model.pt diffuser_checkpoint_pointmaze-medium=PATH
     python benchmarks/maze.py quick=true threads=1                # smoke test, < 1 minute on 2 cores
 
-Methods (controllers built by `dfplan.controllers.make_controller`, as `dfplan-eval` does):
-  df             the DF MPC controller with the checkpoint's tuned settings
+Methods (controllers built by `dfplan.controllers.make_controller` for the task of `dfplan.tasks.get_task(env)`,
+as `dfplan-eval` does; the recorded settings are the controller's own, `dataclasses.asdict` of its settings):
+  df             the DF MPC controller of the D4RL-recipe checkpoint (variant d4rl) with its tuned settings
   df-no-mcg      mc_samples=1 (plain guidance)        df-mcg      mc_samples=4 (Monte Carlo Guidance)
   df-no-memory   memory=false (latent re-initialized at every replan, the paper's setting)
   df-replan8     replan_every=8 env steps (two tokens)    df-replan4  replan every token
@@ -14,24 +15,27 @@ Methods (controllers built by `dfplan.controllers.make_controller`, as `dfplan-e
   df-geodesic, df-goal-distance  guidance objective: shortest-path distance around the walls (knows the map) /
                  straight-line distance (the paper's)
   df-dwell, df-dwell-geodesic, df-dwell-goal-distance   the DF checkpoint trained on the dwell dataset variant
-                 (`dwell_checkpoint_<env>=PATH`, else the shipped `<env>-dwell.pt`); df-dwell-memory,
-                 df-dwell-no-memory   the same with memory on / off
+                 (variant dwell, the task's default); df-dwell-memory, df-dwell-no-memory   the same with memory
+                 on / off
   diffuser, diffuser-replan, diffuser-actions   the Diffuser baseline, when a Diffuser checkpoint is available
-  expert         WaypointExpert(layout): the D4RL expert that defines score 100
-  oracle         WaypointExpert(layout, lookahead=True): a faster scripted ceiling
-DF checkpoints: `checkpoint_<env>=PATH`, else the shipped `dfplan/checkpoints/<env>.pt`; an env without one is
-skipped with a note. Diffuser: `diffuser_checkpoint_<env>=PATH` (else a shipped `<env>-diffuser.pt` if any).
+  expert         the task's scripted expert, `task.expert(lookahead=False)` (PointMaze: the D4RL waypoint expert
+                 that defines score 100)
+  oracle         `task.expert(lookahead=True)` (PointMaze: the look-ahead waypoint expert, a faster ceiling)
+Checkpoints: `checkpoint_<env>=PATH` (the `df*` methods), `dwell_checkpoint_<env>=PATH` (the `df-dwell*` ones),
+`diffuser_checkpoint_<env>=PATH`, each a path or a shipped name; else the task's shipped ones
+(`task.shipped_checkpoint`: `dfplan/checkpoints/<env>-d4rl.pt`, `<env>-dwell.pt`, `<env>-diffuser.pt`).
+Methods whose checkpoint is missing are skipped with a note.
 Seed s runs episodes with env seeds s*episodes .. (s+1)*episodes-1 (the same for every method), all `episodes`
-in one batch by default. Tables: normalized score (100 = expert, 0 = random; the checkpoint's reference
-scores) and success rate as mean ± s.e. over seeds, time to goal (steps, among episodes that reached it),
-episodes per minute. `render=FILE.md` writes the tables to a Markdown file.
+in one batch by default. Tables: the task's score (PointMaze: normalized score, 100 = expert, 0 = random, from
+the checkpoint's reference scores, `dfplan.run.reference_scores`) and success rate as mean ± s.e. over seeds,
+time to goal (steps, among episodes that reached it), episodes per minute. `render=FILE.md` writes the tables
+to a Markdown file.
 """
 
 from __future__ import annotations
 
 import sys
 
-import numpy as np
 import torch
 
 import common
@@ -65,112 +69,89 @@ QUICK = {"envs": ["pointmaze-umaze"], "goals": ["fixed"], "methods": ["df", "df-
 PREFIXES = ("checkpoint_", "diffuser_checkpoint_", "dwell_checkpoint_")
 
 
-class ScriptedController:
-    """A WaypointExpert as a controller: reset(seed) / act(single or batched dict observation)."""
-
-    def __init__(self, layout, lookahead: bool):
-        from dfplan.envs import WaypointExpert
-
-        self.expert = WaypointExpert(layout, lookahead=lookahead)
-        self.failures = 0
-
-    def reset(self, seed: int | None = None) -> None:
-        pass
-
-    def act(self, obs) -> np.ndarray:
-        from dfplan.types import split_observation
-
-        states, goals, batched = split_observation(obs)
-        actions = np.stack([self.expert({"observation": s, "desired_goal": g}) for s, g in zip(states, goals)])
-        actions = actions.astype(np.float32)
-        return actions if batched else actions[0]
+def df_variant(method: str) -> str:
+    """The shipped DF checkpoint variant a `df*` method runs: dwell for the `df-dwell*` methods, else d4rl."""
+    return "dwell" if DF_METHODS[method].get("checkpoint") == "dwell" else "d4rl"
 
 
-def build(method: str, env: str, df_ckpt, diff_ckpt, dwell_ckpt, device: str):
-    """(controller, settings dict, checkpoint used for the reference scores)."""
+def build(method: str, task, checkpoints: dict, device: str):
+    """The controller of `method` on `task`; `checkpoints`: {"d4rl" | "dwell" | "diffuser": path} (those found)."""
     from dfplan.controllers import make_controller
-    from dfplan.envs import MazeLayout, get_maze
 
     if method in SCRIPTED:
-        layout = MazeLayout(get_maze(env).maze_map)
-        return ScriptedController(layout, SCRIPTED[method]), {"lookahead": SCRIPTED[method]}, df_ckpt
+        return task.expert(lookahead=SCRIPTED[method])
     if method in DF_METHODS:
-        ov = dict(DF_METHODS[method])
-        ckpt = dwell_ckpt if ov.pop("checkpoint", None) == "dwell" else df_ckpt
-        c = make_controller("df", ckpt, device=device, env=env, **ov)
-        s = c.planner.sampler
-        settings = {"horizon": c.horizon, "replan_every": c.replan_every, "memory": c.memory,
-                    "objective": type(c.objective).__name__ if c.objective else "goal_distance",
-                    "sampler": {k: getattr(s, k) for k in ("steps", "schedule", "guidance_scale", "mc_samples",
-                                                           "warm_start_step")}}
-        return c, settings, ckpt
-    c = make_controller(method, diff_ckpt, device=device)
-    return c, {"mode": c.mode, "replan_every": c.replan_every, "horizon": c.planner.horizon}, diff_ckpt
+        overrides = {k: v for k, v in DF_METHODS[method].items() if k != "checkpoint"}
+        variant = df_variant(method)
+        return make_controller("df", task, checkpoints[variant], variant=variant, device=device, **overrides)
+    return make_controller(method, task, checkpoints["diffuser"], device=device)
+
+
+def needs(method: str) -> str | None:
+    """Which checkpoint a method needs (a key of `build`'s `checkpoints`), None for the scripted ones."""
+    if method in DF_METHODS:
+        return df_variant(method)
+    return "diffuser" if method in DIFFUSER_METHODS else None
 
 
 def main() -> None:
     args = common.parse_args(DEFAULTS, QUICK, __doc__, prefixes=PREFIXES)
-    from dfplan.envs import MAZES
-
     known = set(DF_METHODS) | set(DIFFUSER_METHODS) | set(SCRIPTED)
-    for key, values, allowed in (("methods", args.methods, known), ("envs", args.envs, set(MAZES)),
-                                 ("goals", args.goals, {"fixed", "random"})):
-        bad = [v for v in values if v not in allowed]
+    bad = [m for m in args.methods if m not in known]
+    if bad:
+        raise common.ArgError(f"error: unknown methods {bad}; choose from {sorted(known)}")
+    tasks = {env: common.task_of(env) for env in args.envs}
+    for task in tasks.values():
+        bad = [g for g in args.goals if g not in task.goal_modes]
         if bad:
-            raise common.ArgError(f"error: unknown {key} {bad}; choose from {sorted(allowed)}")
-    for prefix in PREFIXES:
-        bad = [e for e in common.prefixed(args, prefix) if e not in MAZES]
-        if bad:
-            raise common.ArgError(f"error: {prefix}<env> for unknown envs {bad}; envs: {sorted(MAZES)}")
+            raise common.ArgError(f"error: unknown goals {bad} for {task.name}; choose from {list(task.goal_modes)}")
+    given = {prefix: common.prefixed(args, prefix) for prefix in PREFIXES}
+    for prefix, envs in given.items():
+        for env in envs:
+            common.task_of(env)  # an unknown env is an error, with the known ones
+    found = {env: {  # the checkpoint given (a missing file is an error), else the shipped one, else None
+        "d4rl": common.default_checkpoint(task, given["checkpoint_"].get(env), "df", "d4rl"),
+        "dwell": common.default_checkpoint(task, given["dwell_checkpoint_"].get(env), "df", "dwell"),
+        "diffuser": common.default_checkpoint(task, given["diffuser_checkpoint_"].get(env), "diffuser"),
+    } for env, task in tasks.items()}
+    hint = {"d4rl": "checkpoint_", "dwell": "dwell_checkpoint_", "diffuser": "diffuser_checkpoint_"}
     command = common.print_command()
-    from dfplan.checkpoint import load_checkpoint
     from dfplan.evaluation import evaluate
+    from dfplan.run import reference_scores
 
     device = common.resolve_device(args.device)
     max_steps = args.max_episode_steps or None
-    df_given, diff_given = common.prefixed(args, "checkpoint_"), common.prefixed(args, "diffuser_checkpoint_")
     results = common.Results("maze", args, command)
     notes, rows = [], []
-    for env in args.envs:
-        df_ckpt = common.default_checkpoint(env, df_given.get(env), "df")
-        if df_ckpt is None or not df_ckpt.is_file():
-            notes.append(f"{env}: skipped, no DF checkpoint ({df_ckpt or 'none shipped'}); pass checkpoint_{env}=PATH "
-                         f"(train with: dfplan-train env={env})")
-            print("note: " + notes[-1], flush=True)
-            continue
-        diff_ckpt = common.default_checkpoint(env, diff_given.get(env), "diffuser")
-        methods = list(args.methods)
-        if diff_ckpt is None and any(m in DIFFUSER_METHODS for m in methods):
-            methods = [m for m in methods if m not in DIFFUSER_METHODS]
-            notes.append(f"{env}: Diffuser rows skipped, no Diffuser checkpoint; pass diffuser_checkpoint_{env}=PATH")
-            print("note: " + notes[-1], flush=True)
-        dwell_ckpt = common.default_checkpoint(env, common.prefixed(args, "dwell_checkpoint_").get(env), "dwell")
-        dwell_methods = [m for m in methods if DF_METHODS.get(m, {}).get("checkpoint") == "dwell"]
-        if dwell_ckpt is None and dwell_methods:
-            methods = [m for m in methods if m not in dwell_methods]
-            notes.append(f"{env}: dwell rows skipped, no dwell checkpoint; pass dwell_checkpoint_{env}=PATH")
-            print("note: " + notes[-1], flush=True)
+    for env, task in tasks.items():
+        checkpoints = found[env]
+        methods = []
+        for method in args.methods:
+            need = needs(method)
+            if need is not None and checkpoints[need] is None:
+                notes.append(f"{env}: {method} skipped, no {need} checkpoint ships for it; pass "
+                             f"{hint[need]}{env}=PATH")
+                print("note: " + notes[-1], flush=True)
+            else:
+                methods.append(method)
         for goal in args.goals:
             for method in methods:
-                controller, settings, ref_ckpt = build(method, env, df_ckpt, diff_ckpt, dwell_ckpt, device)
-                ref = load_checkpoint(ref_ckpt).get("ref_scores")
+                controller = build(method, task, checkpoints, device)
+                ref = reference_scores(task, controller)
+                settings = common.controller_settings(controller)
+                checkpoint = getattr(getattr(controller, "planner", None), "meta", {}).get("path")
                 for seed in range(args.seeds):
-                    res = evaluate(controller, env, goal=goal, episodes=args.episodes, seed=seed * args.episodes,
-                                   batch=args.batch or args.episodes,
-                                   ref_scores=tuple(ref) if ref and None not in ref else None, progress=False,
-                                   max_episode_steps=max_steps)
-                    s = res.summary()
+                    res = evaluate(controller, task, goal=goal, episodes=args.episodes, seed=seed * args.episodes,
+                                   batch=args.batch or args.episodes, progress=False, max_episode_steps=max_steps)
+                    s = res.summary(task, ref)
                     row = results.add({"env": env, "goal": goal, "method": method, "seed": seed, "device": device,
-                                       "checkpoint": str(ref_ckpt) if method not in SCRIPTED else None,
-                                       "settings": settings, "max_episode_steps": max_steps,
+                                       "checkpoint": checkpoint, "settings": settings, "max_episode_steps": max_steps,
                                        "first_env_seed": seed * args.episodes, **s,
-                                       "normalized_scores": res.normalized().tolist() if res.ref_min is not None else None},
-                                      device)
+                                       "episode_returns": [e.ret for e in res.episodes],
+                                       "episode_success": [e.success for e in res.episodes]}, device)
                     rows.append(row)
-                    score = s.get("normalized_score_mean")
-                    print(f"  {env} {goal:6s} {method:16s} seed {seed}: score "
-                          f"{'n/a' if score is None else f'{score:6.1f}'}  success {s['success_rate']:.0%}  "
-                          f"{s['episodes_per_minute']:.1f} ep/min", flush=True)
+                    print(f"  {env} {goal:6s} {method:16s} seed {seed}: {s['score_name']} {s['score_mean']:6.1f}  "
+                          f"success {s['success_rate']:.0%}  {s['episodes_per_minute']:.1f} ep/min", flush=True)
 
     def ttg(group):
         return common.fmt_mean_se((r["mean_time_to_goal"] for r in group), 0)
@@ -179,8 +160,9 @@ def main() -> None:
     trunc = (f"Episodes truncated to {max_steps} steps: scores are not comparable with full-length episodes."
              if max_steps else None)
     for env in dict.fromkeys(r["env"] for r in rows):
-        table = common.aggregate_table([r for r in rows if r["env"] == env], ["goal", "method"], [
-            ("normalized score", common.col_mean_se("normalized_score_mean", 1)),
+        env_rows = [r for r in rows if r["env"] == env]
+        table = common.aggregate_table(env_rows, ["goal", "method"], [
+            (" / ".join(dict.fromkeys(r["score_name"] for r in env_rows)), common.col_mean_se("score_mean", 1)),
             ("success", common.col_mean_se("success_rate", 0, pct=True)),
             ("time to goal (steps)", ttg),
             ("episodes/min", common.col_mean_se("episodes_per_minute", 1)),
@@ -195,9 +177,9 @@ def main() -> None:
     print("\n".join(sections))
     print(f"appended {len(results.rows)} rows to {results.path}")
     if args.render:
-        path = common.write_markdown(args.render, sections, command, "PointMaze closed-loop results")
+        path = common.write_markdown(args.render, sections, command, "Closed-loop results")
         print(f"wrote {path}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.user_errors_as_exit(main))

@@ -1,12 +1,16 @@
 """Long causal rollouts of the DF model, with and without Diffusion Forcing's stabilization.
 
-    python benchmarks/rollout_stability.py checkpoint=dfplan/checkpoints/pointmaze-umaze.pt env=pointmaze-umaze
+    python benchmarks/rollout_stability.py env=pointmaze-umaze variant=d4rl
+    python benchmarks/rollout_stability.py checkpoint=runs/umaze/final.pt   # env: the task the checkpoint was made for
     python benchmarks/rollout_stability.py quick=true threads=1           # smoke test, < 1 minute on 2 cores
 
+Checkpoint: `checkpoint=` (a path or a shipped name), else the one the task (`env`, default pointmaze-umaze)
+ships of `variant` (none = the task's default, e.g. dwell; the committed results used the D4RL-recipe one,
+variant=d4rl). Needs a maze task (one with a `layout`: walls to stay out of); states are [x, y, vx, vy].
 `DFPlanner.rollout` samples token after token, unguided, for `multiples` x the training window
 (`load_checkpoint(path)["config"]["train"]["window_steps"]` env steps = window_steps / frame_stack tokens),
-from `rollouts` start states: env reset states (`starts=reset`, seeds 0..rollouts-1) or observations drawn from
-the checkpoint's dataset (`starts=dataset`). Variants: `stabilize=True` (finished tokens fed back at the
+from `rollouts` start states: the task's env reset states (`starts=reset`, seeds 0..rollouts-1) or observations
+drawn from the checkpoint's dataset (`starts=dataset`). Variants: `stabilize=True` (finished tokens fed back at the
 stabilization noise level) and `stabilize=False` (fed back clean). `seeds` repeats everything with different
 sampling noise; tables show mean ± s.e. over those seeds.
 
@@ -30,8 +34,9 @@ import torch
 import common
 
 DEFAULTS = {
-    "checkpoint": None,
-    "env": "pointmaze-umaze",
+    "checkpoint": None,  # a path or a shipped name; default: the shipped checkpoint of env (of variant)
+    "env": None,  # task; default: the checkpoint's, else pointmaze-umaze
+    "variant": None,  # shipped DF checkpoint variant (dwell | d4rl for PointMaze); default: the task's
     "device": "cpu",
     "rollouts": 64,
     "multiples": 10,  # rollout length in training windows
@@ -54,12 +59,15 @@ def main() -> None:
     args = common.parse_args(DEFAULTS, QUICK, __doc__)
     if args.starts not in ("reset", "dataset"):
         raise common.ArgError(f"error: starts must be reset or dataset, got {args.starts!r}")
+    task, checkpoint = common.require_checkpoint(args)
+    layout = getattr(task, "layout", None)
+    if layout is None:
+        raise common.ArgError(f"error: rollout_stability measures rollouts against a maze's walls; {task.name} has "
+                              f"no maze layout")
     command = common.print_command()
     from dfplan.checkpoint import load_checkpoint
-    from dfplan.envs import MazeLayout, get_maze
     from dfplan.df.planner import load_planner
 
-    checkpoint = common.require_checkpoint(args)
     ckpt = load_checkpoint(checkpoint)
     device = common.resolve_device(args.device)
     planner = load_planner(checkpoint, device=device)
@@ -69,7 +77,6 @@ def main() -> None:
     window = window_tokens * fs
     n_tokens = args.multiples * window_tokens
     report_at = [m for m in args.report_at if m <= args.multiples]
-    layout = MazeLayout(get_maze(args.env).maze_map)
 
     nz = ckpt["normalizer"]
     pos_mean, pos_std = nz["obs_shift"][:2].numpy(), nz["obs_scale"][:2].numpy()
@@ -90,7 +97,7 @@ def main() -> None:
     rows = []
     for seed in range(args.seeds):
         if args.starts == "reset":
-            obs0, _ = common.reset_states(args.env, range(seed * args.rollouts, (seed + 1) * args.rollouts))
+            obs0, _ = common.reset_states(task, range(seed * args.rollouts, (seed + 1) * args.rollouts))
         else:
             obs0 = data_obs[np.random.default_rng(seed).integers(0, len(data_obs), args.rollouts)]
         for stabilize in (True, False):
@@ -117,7 +124,7 @@ def main() -> None:
                     "nonfinite_fraction": float(1 - np.isfinite(states[:, 1 + c * window: 1 + (c + 1) * window]).all(-1).mean()),
                 })
             row = results.add({
-                "env": args.env, "method": "stabilized" if stabilize else "clean feedback", "stabilize": stabilize,
+                "env": task.name, "method": "stabilized" if stabilize else "clean feedback", "stabilize": stabilize,
                 "seed": seed, "starts": args.starts, "rollouts": args.rollouts, "window_steps": window,
                 "tokens": n_tokens, "env_steps": n_tokens * fs, "seconds": seconds, **inside,
                 "exited_fraction": float(out.any(1).mean()),
@@ -153,9 +160,9 @@ def main() -> None:
            f"vel std {[round(float(x), 3) for x in vel_std]} (checkpoint normalizer). Chunk c covers env steps "
            f"{window}(c-1)+1 .. {window}c of the rollout.")
     sections = [
-        common.section(f"Rollouts staying inside the maze, {args.env}: {args.rollouts} {args.starts} starts, "
+        common.section(f"Rollouts staying inside the maze, {task.name}: {args.rollouts} {args.starts} starts, "
                        f"{n_tokens} tokens; mean ± s.e. over {args.seeds} seeds", inside_table, command),
-        common.section(f"Drift of state statistics per window-length chunk, {args.env}", drift_table, command, ref),
+        common.section(f"Drift of state statistics per window-length chunk, {task.name}", drift_table, command, ref),
     ]
     print()
     print("\n".join(sections))
@@ -163,4 +170,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.user_errors_as_exit(main))

@@ -1,9 +1,16 @@
 """Export a trained run into the small checkpoint shipped in the package, with its tuned planner settings.
 
-    python benchmarks/ship_checkpoint.py runs/umaze/final.pt pointmaze-umaze guidance_scale=1.0 memory=true
+    python benchmarks/ship_checkpoint.py SRC NAME [key=value ...]
+    python benchmarks/ship_checkpoint.py runs/umaze/final.pt pointmaze-umaze-d4rl guidance_scale=1.5 ddim_steps=3
     python benchmarks/ship_checkpoint.py runs/umaze-dwell/final.pt pointmaze-umaze-dwell objective=geodesic
 
-The second argument names the file: dfplan/checkpoints/<name>.pt.
+SRC: a training checkpoint; NAME names the file, dfplan/checkpoints/<NAME>.pt (a task's shipped ones are
+<env>-<variant>.pt, e.g. pointmaze-umaze-dwell, and <env>-diffuser.pt). The `key=value` pairs are the DF planner
+settings (`dfplan.settings`: SamplerSettings and ControllerSettings fields, e.g. ddim_steps, schedule,
+guidance_scale, mc_samples, horizon, replan_every, memory, objective); values are read as true/false, none,
+int, float, else text. They are validated and completed with the defaults by
+`dfplan.settings.resolve_settings(None, **pairs)`, and stored as `DFSettings.as_dict()`: settings not given get
+the defaults of `dfplan.settings`, not those of an earlier export.
 """
 
 from __future__ import annotations
@@ -11,27 +18,44 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from dfplan.checkpoint import export_for_inference
 
-DEFAULTS = {"horizon": 32, "steps": 10, "schedule": "pyramid", "guidance_scale": 1.0, "mc_samples": 1,
-            "memory": True, "replan_every": 4, "objective": "goal_distance"}
-CONTROLLER_KEYS = ("memory", "replan_every", "objective")
+def parse_value(raw: str):
+    """'true'/'false' -> bool, 'none'/'null' -> None, then int, float, else the text itself."""
+    low = raw.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return raw
 
 
 def main(argv: list[str]) -> None:
-    src, env, *pairs = argv
-    settings = dict(DEFAULTS)
-    for pair in pairs:
-        key, value = pair.split("=", 1)
-        if key not in settings:
-            raise SystemExit(f"unknown setting {key!r}; known: {sorted(settings)}")
-        settings[key] = type(settings[key])(value) if not isinstance(settings[key], bool) else value == "true"
-    planner = {"horizon": settings["horizon"],
-               "sampler": {k: settings[k] for k in ("steps", "schedule", "guidance_scale", "mc_samples")},
-               "controller": {k: settings[k] for k in CONTROLLER_KEYS}}
-    dst = Path(__file__).resolve().parents[1] / "dfplan" / "checkpoints" / f"{env}.pt"
-    export_for_inference(src, dst, planner)
-    print(f"wrote {dst} ({dst.stat().st_size / 1e6:.1f} MB) with {planner}; command: python {' '.join(sys.argv)}")
+    if any(a in ("-h", "--help", "help") for a in argv):
+        print(__doc__.strip())
+        return
+    if len(argv) < 2 or "=" in argv[0] or "=" in argv[1]:
+        raise SystemExit(f"error: usage: python benchmarks/ship_checkpoint.py SRC NAME [key=value ...]; got {argv}")
+    src, name, *pairs = argv
+    bad = [p for p in pairs if "=" not in p]
+    if bad:
+        raise SystemExit(f"error: settings are key=value, got {bad}")
+    from dfplan.checkpoint import export_for_inference
+    from dfplan.errors import UserError
+    from dfplan.settings import resolve_settings
+
+    given = dict(pair.split("=", 1) for pair in pairs)
+    try:
+        settings = resolve_settings(None, **{k: parse_value(v) for k, v in given.items()}).as_dict()
+        dst = Path(__file__).resolve().parents[1] / "dfplan" / "checkpoints" / f"{name}.pt"
+        export_for_inference(src, dst, settings)
+    except UserError as err:
+        raise SystemExit(f"error: {err}") from None
+    print(f"wrote {dst} ({dst.stat().st_size / 1e6:.1f} MB) with {settings}; command: python {' '.join(sys.argv)}")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 
     python benchmarks/summary.py benchmarks/results/maze-final.jsonl benchmarks/results/gpu/maze-*.jsonl
 
-One line per maze x goal protocol, one column per method: normalized score mean ± s.e. over seeds, and the success
-rate. When a (env, goal, method, seed) appears more than once, the latest row wins. Prints the commands and
-machines the rows came from, so every number traces back to a run.
+One line per env x goal protocol (envs in the order of `dfplan.tasks.task_names()`), one column per method: the
+score mean ± s.e. over seeds (the task's score, e.g. PointMaze's normalized score; `normalized_score_mean` in rows
+written before the tasks had a score of their own), and the success rate. Rows of other scripts are left out.
+When a (env, goal, method, seed) appears more than once, the latest row wins. Prints the commands and machines
+the rows came from, so every number traces back to a run.
 """
 
 from __future__ import annotations
@@ -25,31 +27,43 @@ def load(paths: list[str]) -> list[dict]:
         for line in Path(path).read_text().splitlines():
             if line.strip():
                 row = json.loads(line)
+                if row.get("script", "maze") != "maze":
+                    continue
                 latest[(row["env"], row["goal"], row["method"], row["seed"])] = row
     return list(latest.values())
+
+
+def score(row: dict):
+    """The row's score: the task's (`score_mean`), else the normalized score of rows from before the tasks."""
+    return row.get("score_mean", row.get("normalized_score_mean"))
 
 
 def cell(group: list[dict]) -> str:
     if not group:
         return "–"
-    score = common.fmt_mean_se((r.get("normalized_score_mean") for r in group), 1)
+    score_ = common.fmt_mean_se((score(r) for r in group), 1)
     success, _, _ = common.mean_se(r.get("success_rate") for r in group)
-    return f"{score} ({success:.0%})"
+    return f"{score_} ({success:.0%})"
 
 
 def main(paths: list[str]) -> None:
-    if not paths:
-        raise SystemExit(__doc__)
+    if not paths or any(a in ("-h", "--help", "help") for a in paths):
+        print(__doc__.strip())
+        raise SystemExit(0 if paths else 2)
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise SystemExit(f"error: no such results file: {', '.join(missing)}")
+    from dfplan.tasks import task_names
+
     rows = load(paths)
     methods = [m for m in ORDER if any(r["method"] == m for r in rows)]
     methods += sorted({r["method"] for r in rows} - set(methods))
     lines = []
-    maze_order = ["pointmaze-umaze", "pointmaze-medium", "pointmaze-large"]
-    rows = sorted(rows, key=lambda r: (maze_order.index(r["env"]) if r["env"] in maze_order else 9, r["goal"]))
+    order = task_names()
+    rows = sorted(rows, key=lambda r: (order.index(r["env"]) if r["env"] in order else len(order), r["env"], r["goal"]))
     for (env, goal), group in common.group_rows(rows, ["env", "goal"]):
-        lines.append([env.removeprefix("pointmaze-"), goal] +
-                     [cell([r for r in group if r["method"] == m]) for m in methods])
-    print(common.markdown_table(["maze", "goal"] + methods, lines))
+        lines.append([env, goal] + [cell([r for r in group if r["method"] == m]) for m in methods])
+    print(common.markdown_table(["env", "goal"] + methods, lines))
     print()
     for (command, device), group in common.group_rows(rows, ["command", "device"]):
         seeds = {r["seed"] for r in group}

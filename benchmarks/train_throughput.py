@@ -1,8 +1,11 @@
 """Training throughput of the real training-loop pieces for the shipped presets.
 
-    python benchmarks/train_throughput.py dataset=dfplan/pointmaze/umaze-v0 device=cpu
+    python benchmarks/train_throughput.py env=pointmaze-umaze device=cpu      # the task's own dataset
+    python benchmarks/train_throughput.py dataset=dfplan/pointmaze/umaze-dwell100-v0
     python benchmarks/train_throughput.py quick=true threads=1            # smoke test, < 1 minute on 2 cores
 
+The data: `dataset` (any Minari id), else the task's own (`dfplan.tasks.get_task(env).default_dataset_id()`,
+what `dfplan-train env=...` trains on).
 Presets (composed with Hydra's compose API from `dfplan.configs`, exactly as `dfplan-train` would):
   df        model=df_rnn   train=cpu            (the DF CPU preset)
   diffuser  model=diffuser train=diffuser_cpu   (the Diffuser CPU preset)
@@ -32,7 +35,8 @@ import common
 PRESETS = {"df": ["model=df_rnn", "train=cpu"], "diffuser": ["model=diffuser", "train=diffuser_cpu"],
            "df-gpu": ["model=df_rnn", "train=gpu"], "diffuser-gpu": ["model=diffuser", "train=diffuser_gpu"]}
 DEFAULTS = {
-    "dataset": "dfplan/pointmaze/umaze-v0",  # any Minari id under MINARI_DATASETS_PATH
+    "env": "pointmaze-umaze",  # task (its default dataset, when `dataset` is not given)
+    "dataset": None,  # any Minari id under MINARI_DATASETS_PATH; default: the task's
     "presets": ["df", "diffuser"],
     "device": "cpu",  # cpu | cuda | auto
     "steps": 50,
@@ -44,12 +48,13 @@ DEFAULTS = {
 QUICK = {"steps": 6, "warmup": 1, "repeats": 2}
 
 
-def compose(preset: str, dataset: str, extra: list[str]):
+def compose(preset: str, env: str, dataset: str, extra: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
 
     with initialize_config_module(config_module="dfplan.configs", version_base=None):
-        return hydra_compose(config_name="train", overrides=PRESETS[preset] + [f"dataset={dataset}"] + extra)
+        return hydra_compose(config_name="train",
+                             overrides=PRESETS[preset] + [f"env={env}", f"dataset={dataset}"] + extra)
 
 
 def time_preset(cfg, splits, device: torch.device, steps: int, warmup: int, seed: int) -> dict:
@@ -101,6 +106,8 @@ def main() -> None:
     unknown = [p for p in args.presets if p not in PRESETS]
     if unknown:
         raise common.ArgError(f"error: unknown presets {unknown}; choose from {sorted(PRESETS)}")
+    task = common.task_of(args.env)
+    args["dataset"] = args.dataset or task.default_dataset_id()
     command = common.print_command()
     from dfplan.data import Normalizer, load_runs
 
@@ -112,7 +119,7 @@ def main() -> None:
     from dfplan.data import DatasetNotFoundError
 
     try:
-        cfgs = {p: compose(p, args.dataset, extra) for p in args.presets}
+        cfgs = {p: compose(p, task.name, args.dataset, extra) for p in args.presets}
     except HydraException as err:
         raise common.ArgError(f"error: cannot compose the presets with overrides {extra}: {err}") from err
     t0 = time.perf_counter()
@@ -135,7 +142,7 @@ def main() -> None:
             splits.normalizer = Normalizer.fit(train_obs, train_act, mode=cfg.train.normalizer)
         for rep in range(args.repeats):
             m = time_preset(cfg, splits, device, args.steps, args.warmup, args.seed + rep)
-            row = results.add({"dataset": args.dataset, "method": preset, "seed": rep,
+            row = results.add({"env": task.name, "dataset": args.dataset, "method": preset, "seed": rep,
                                "device": str(device), "preset": PRESETS[preset] + extra, "load_seconds": load_s, **m},
                               str(device))
             rows.append(row)
@@ -159,4 +166,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.user_errors_as_exit(main))
