@@ -6,7 +6,7 @@ from __future__ import annotations
 from dfplan.errors import check_choice
 
 DIFFUSER_MODES = {"diffuser": "plan_once", "diffuser-replan": "replan", "diffuser-actions": "actions"}
-PLANNERS = ("df", *DIFFUSER_MODES, "expert")
+PLANNERS = ("df", *DIFFUSER_MODES, "bc", "expert")
 
 
 def make_controller(planner: str, task, checkpoint=None, variant: str | None = None, device="auto",
@@ -15,7 +15,7 @@ def make_controller(planner: str, task, checkpoint=None, variant: str | None = N
 
     planner: "df" (the MPC controller; `settings` override the checkpoint's tuned ones), "diffuser" (plan once +
     tracking, the paper's protocol), "diffuser-replan" (every `replan_every` steps, default 64), "diffuser-actions"
-    (its own actions), or "expert" (the task's scripted expert). checkpoint: a path or shipped name; None = the
+    (its own actions), "bc" (a behaviour-cloning policy), or "expert" (the task's scripted expert). checkpoint: a path or shipped name; None = the
     checkpoint shipped for the task (`variant` picks among the DF ones).
     """
     check_choice("planner", planner, PLANNERS)
@@ -23,8 +23,16 @@ def make_controller(planner: str, task, checkpoint=None, variant: str | None = N
         return task.expert()
     from dfplan.checkpoint import resolve_checkpoint
 
-    path = resolve_checkpoint(checkpoint, planner) if checkpoint is not None else task.shipped_checkpoint(
-        "diffuser" if planner in DIFFUSER_MODES else "df", variant)
+    kind = "diffuser" if planner in DIFFUSER_MODES else planner
+    path = resolve_checkpoint(checkpoint, planner) if checkpoint is not None else task.shipped_checkpoint(kind, variant)
+    if planner == "bc":
+        from dfplan.bc import load_bc
+
+        if settings or replan_every:
+            from dfplan.errors import UserError
+
+            raise UserError(f"DF settings {sorted(settings)} do not apply to planner=bc")
+        return load_bc(path, device=device)
     if planner == "df":
         from dfplan.df import MPCController, load_planner
 
@@ -40,7 +48,8 @@ def make_controller(planner: str, task, checkpoint=None, variant: str | None = N
         raise UserError(f"DF settings {sorted(settings)} do not apply to planner={planner}")
     mode = DIFFUSER_MODES[planner]
     every = replan_every or (64 if mode == "replan" else None)
-    return DiffuserController(load_diffuser(path, device=device), mode=mode, replan_every=every)
+    return DiffuserController(load_diffuser(path, device=device), mode=mode, replan_every=every,
+                              tracker=task.track_action)
 
 
 def _split(settings: dict) -> tuple[dict, dict]:

@@ -15,12 +15,24 @@ import torch.nn.functional as F
 Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def goal_distance(goal: torch.Tensor, pos_dims: tuple[int, int] = (0, 1)) -> Objective:
-    """The Diffusion Forcing maze objective: J = -sum_t ||pos_t - goal||_2 over all planned steps."""
+def goal_distance(goal: torch.Tensor, pos_dims: tuple[int, ...] = (0, 1)) -> Objective:
+    """The Diffusion Forcing maze objective: J = -sum_t ||pos_t - goal||_2 over all planned steps (`pos_dims`: the
+    state dims the goal refers to: the maze position, a manipulated object's position, ...)."""
 
     def objective(states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         pos = states[:, 1:, list(pos_dims)]
         return -(pos - goal[:, None, :]).norm(dim=-1).sum(-1)
+
+    return objective
+
+
+def point_distance(a_dims: tuple[int, ...], b_dims: tuple[int, ...]) -> Objective:
+    """J = -sum_t ||states[a_dims] - states[b_dims]||: bring two points of the state together (e.g. the gripper to
+    the object it must grasp)."""
+
+    def objective(states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        s = states[:, 1:]
+        return -(s[..., list(a_dims)] - s[..., list(b_dims)]).norm(dim=-1).sum(-1)
 
     return objective
 

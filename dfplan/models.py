@@ -1,11 +1,12 @@
-"""Model types by name, as stored in checkpoints: the DF RNN and Diffuser's temporal U-Net."""
+"""Model types by name, as stored in checkpoints: the DF RNN, Diffuser's temporal U-Net, the BC policy."""
 
 from __future__ import annotations
 
+from dfplan.bc.model import BCConfig, BCPolicy
 from dfplan.df.model import DFRNN, DFConfig
 from dfplan.diffuser.model import DiffuserConfig, DiffuserModel
 
-MODEL_TYPES = {"df_rnn": (DFRNN, DFConfig), "diffuser": (DiffuserModel, DiffuserConfig)}
+MODEL_TYPES = {"df_rnn": (DFRNN, DFConfig), "diffuser": (DiffuserModel, DiffuserConfig), "bc": (BCPolicy, BCConfig)}
 
 
 def build_model(name: str, **config):

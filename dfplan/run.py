@@ -132,7 +132,7 @@ def plan_once(env: str | None = None, checkpoint=None, variant: str | None = Non
     plan = planner.plan(torch.from_numpy(obs), torch.from_numpy(goals), generator=gen)
     states = plan.states.cpu().numpy()
     stats = {"env": task.name, "plans": starts, "steps": plan.horizon, "ms": 1000 * plan.info["seconds"],
-             "objective": planner.settings.controller.objective, **task.plan_stats(states, goals)}
+             "objective": planner.settings.controller.objective or task.objectives[0], **task.plan_stats(states, goals)}
     if out:
         task.plot_plans(states, goals, out, title=f"{task.name}: {starts} plans of {plan.horizon} steps "
                                                   f"({stats['objective']} guidance), {stats['ms']:.0f} ms")

@@ -52,7 +52,7 @@ class ControllerSettings:
     replan_every: int | None = None  # env steps between plans; None = one token
     memory: bool = True  # carry the RNN latent across replans (a causal rollout over the executed history)
     memory_tokens: int | None = None  # with memory: keep only the last N executed tokens; None = the whole episode
-    objective: str = "goal_distance"  # guidance objective, by name; the task lists its objectives
+    objective: str | None = None  # guidance objective by name (the task lists them); None = the task's default
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -60,7 +60,7 @@ class ControllerSettings:
         set_("replan_every", check_int("replan_every", self.replan_every, 1, allow_none=True))
         set_("memory", check_bool("memory", self.memory))
         set_("memory_tokens", check_int("memory_tokens", self.memory_tokens, 0, allow_none=True))
-        if not isinstance(self.objective, str):
+        if self.objective is not None and not isinstance(self.objective, str):
             raise UserError(f"objective={self.objective!r} must be the name of one of the task's objectives")
 
 

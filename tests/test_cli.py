@@ -22,7 +22,7 @@ def test_every_console_script_explains_itself(cmd, tmp_path):
     out = result.stdout
     assert "usage: " + cmd in out and "example: " + cmd in out and "Powered by Hydra" not in out
     assert "seed:" in out or "env:" in out  # keys with their defaults
-    assert ("model: df_rnn, diffuser" in out) == (cmd == "dfplan-train")  # groups only where they exist
+    assert ("model: bc, df_rnn, diffuser" in out) == (cmd == "dfplan-train")  # groups only where they exist
 
 
 # every user mistake: exit 2, one line that names the key, no traceback

@@ -21,11 +21,11 @@ from dfplan.guidance import Objective, goal_distance
 from dfplan.types import safe_actions, split_observation
 
 
-def _objective_builder(planner: DFPlanner, name: str):
+def _objective_builder(planner: DFPlanner, name: str | None):
     """goal -> objective for the named objective of the planner's task (straight line when the task is unknown)."""
     if planner.task is not None:
         return planner.task.objective(name)
-    if name != "goal_distance":
+    if name not in (None, "goal_distance"):
         raise UserError(f"objective={name!r} needs the task the checkpoint was made for, and it names none")
     return lambda goal: goal_distance(goal, planner.goal_dims)
 

@@ -12,7 +12,7 @@ from dfplan.types import Plan, safe_actions, split_observation
 MODES = ("plan_once", "replan", "actions")
 
 
-def track_action(state: np.ndarray, target: np.ndarray) -> np.ndarray:
+def track_action(state: np.ndarray, target: np.ndarray, planned_action: np.ndarray | None = None) -> np.ndarray:
     """Diffuser's maze2d controller: a = (target_xy - xy) + (target_v - v).
 
     state, target: [..., 2n] as [position (n), velocity (n)] -> action [..., n] (unclipped)."""
@@ -44,16 +44,20 @@ class DiffuserController:
     All envs of a batched observation step in lockstep and are planned together.
     """
 
-    def __init__(self, planner: DiffuserPlanner, mode: str = "plan_once", replan_every: int | None = None):
+    def __init__(self, planner: DiffuserPlanner, mode: str = "plan_once", replan_every: int | None = None,
+                 tracker=None):
+        """tracker: (states [N, Ds], target states [N, Ds], planned actions [N, Da]) -> actions, the task's
+        controller toward the next planned state; default Diffuser's maze2d one (`track_action`)."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if mode == "replan" and replan_every is None:
             raise ValueError("mode='replan' needs replan_every (env steps between plans)")
         if replan_every is not None and replan_every < 1:
             raise ValueError(f"replan_every must be >= 1, got {replan_every}")
-        if planner.obs_dim % 2:
+        if tracker is None and planner.obs_dim % 2:
             raise ValueError(f"tracking needs states [position, velocity] of even size, got obs_dim {planner.obs_dim}")
         self.planner, self.mode, self.replan_every = planner, mode, replan_every
+        self.tracker = tracker or track_action
         self.failures = 0  # rows whose action was not finite (replaced by zeros)
         self.n_plans, self.plan_seconds = 0, 0.0
         self.reset()
@@ -93,7 +97,8 @@ class DiffuserController:
         if self.mode == "actions":
             action = self.actions[:, self.t]
         else:
-            action = track_action(state, tracking_target(self.states, self.t))
+            planned = self.actions[:, min(self.t, self.actions.shape[1] - 1)]
+            action = self.tracker(state, tracking_target(self.states, self.t), planned)
         self.t += 1
         action, bad = safe_actions(action)
         self.failures += bad

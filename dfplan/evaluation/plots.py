@@ -81,6 +81,57 @@ def plot_maze_plans(layout, states: np.ndarray, goal: np.ndarray, path: str | Pa
     return _save(fig, path)
 
 
+def plot_manipulation_episodes(episodes, path: str | Path, title: str = "", grip_dims=(0, 1, 2), radius: float = 0.05,
+                               max_episodes: int = 6) -> Path:
+    """Per episode a top view (x, y) and a side view (x, z): the gripper's and the object's paths against the goal."""
+    shown = list(episodes)[:max_episodes]
+    fig, axes = plt.subplots(2, len(shown), figsize=(2.8 * len(shown), 5.6), squeeze=False, layout="constrained")
+    for k, ep in enumerate(shown):
+        for row, (a, b, name) in enumerate(((0, 1, "top (x, y)"), (0, 2, "side (x, z)"))):
+            ax = axes[row, k]
+            if ep.states is not None:
+                grip = ep.states[:, list(grip_dims)]
+                ax.plot(grip[:, a], grip[:, b], color="tab:orange", lw=1.2)
+            ax.plot(ep.path[:, a], ep.path[:, b], color="tab:blue", lw=2)
+            ax.scatter(ep.path[0, a], ep.path[0, b], color="tab:green", s=40, zorder=5)
+            ax.scatter(ep.goal[a], ep.goal[b], color="tab:red", marker="*", s=160, zorder=6)
+            ax.add_patch(plt.Circle((ep.goal[a], ep.goal[b]), radius, color="tab:red", fill=False, ls="--", lw=1))
+            ax.set_aspect("equal", adjustable="datalim")
+            ax.tick_params(labelsize=6)
+            ax.set_title(f"seed {ep.seed}: {'success' if ep.success else 'failure'}, {name}", fontsize=8)
+    handles = [Line2D([], [], color="tab:orange", lw=1.2, label="gripper"),
+               Line2D([], [], color="tab:blue", lw=2, label="object"),
+               Line2D([], [], color="tab:green", marker="o", ls="", label="object start"),
+               Line2D([], [], color="tab:red", marker="*", ms=12, ls="", label="goal"),
+               Line2D([], [], color="tab:red", ls="--", label=f"success radius {radius} m")]
+    fig.suptitle(title, fontsize=10)
+    fig.legend(handles=handles, loc="outside lower center", ncol=5, fontsize=8, frameon=False)
+    return _save(fig, path)
+
+
+def plot_manipulation_plans(states: np.ndarray, goals: np.ndarray, path: str | Path, title: str = "",
+                            grip_dims=(0, 1, 2), object_dims=(3, 4, 5)) -> Path:
+    """Planned gripper and object paths [B, H+1, Ds] from each start, top and side views, with the goals."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.4), layout="constrained")
+    for s, g in zip(states, goals):
+        for ax, (a, b) in zip(axes, ((0, 1), (0, 2))):
+            grip, obj = s[:, list(grip_dims)], s[:, list(object_dims)]
+            ax.plot(grip[:, a], grip[:, b], color="tab:orange", lw=1, alpha=0.8)
+            ax.plot(obj[:, a], obj[:, b], color="tab:blue", lw=1.5, alpha=0.8)
+            ax.scatter(obj[0, a], obj[0, b], color="tab:green", s=25, zorder=5)
+            ax.scatter(g[a], g[b], color="tab:red", marker="*", s=120, zorder=6)
+    for ax, name in zip(axes, ("top view (x, y)", "side view (x, z)")):
+        ax.set_title(name, fontsize=9)
+        ax.set_aspect("equal", adjustable="datalim")
+    handles = [Line2D([], [], color="tab:orange", label="planned gripper"),
+               Line2D([], [], color="tab:blue", lw=1.5, label="planned object"),
+               Line2D([], [], color="tab:green", marker="o", ls="", label="object start"),
+               Line2D([], [], color="tab:red", marker="*", ms=12, ls="", label="goal")]
+    fig.suptitle(title, fontsize=10)
+    fig.legend(handles=handles, loc="outside lower center", ncol=4, fontsize=8, frameon=False)
+    return _save(fig, path)
+
+
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -115,6 +115,13 @@ class Task(ABC):
         end = np.linalg.norm(states[:, -1, list(self.goal_dims)] - goals, axis=-1)
         return {"end_distance": float(end.mean())}
 
+    def track_action(self, states: np.ndarray, targets: np.ndarray, planned_actions: np.ndarray) -> np.ndarray:
+        """The controller that steers from `states` [N, Ds] toward planned `targets` [N, Ds] (how Diffuser's plans are
+        executed); default: Diffuser's maze2d tracker on [position, velocity] states."""
+        from dfplan.diffuser.controller import track_action
+
+        return track_action(states, targets)
+
     def expert(self):
         """A scripted controller (reset / act) that knows the task: the benchmarks' ceiling."""
         raise UserError(f"{self.name} has no scripted expert")
@@ -128,9 +135,9 @@ class Task(ABC):
         """The checkpoint shipped in the package for this task: DF (by variant) or Diffuser."""
         from dfplan.checkpoint import shipped_path
 
-        if planner == "diffuser":
-            return shipped_path(f"{self.name}-diffuser", train_hint=f"dfplan-train env={self.name} model=diffuser "
-                                                                   f"train=diffuser_cpu")
+        if planner in ("diffuser", "bc"):
+            return shipped_path(f"{self.name}-{planner}", train_hint=f"dfplan-train env={self.name} model={planner} "
+                                                                    f"train={planner}_cpu")
         if not self.variants:
             raise UserError(f"no DF checkpoint ships for {self.name}; train one with dfplan-train env={self.name}")
         variant = self.variants[0] if variant is None else variant

@@ -1,11 +1,140 @@
-"""Gymnasium-Robotics Fetch tasks (filled in by the manipulation work)."""
+"""Gymnasium-Robotics Fetch Push and Pick-and-Place (v4) as tasks.
+
+The goal is part of the state the models see: the env's 25-D `observation` with the 3-D `desired_goal` appended
+(28-D; `dfplan.envs.fetch.GoalInObservation`), so DF, Diffuser and BC are all goal-conditioned by their input,
+and guidance steers the predicted object positions (state dims 3:6) to the goal. Score: success rate in percent,
+success = the object within 0.05 m of the goal at the episode's last step (the env's `is_success`).
+Objectives: `object_to_goal` (J = -sum_t ||object_t - goal||) and `reach_then_carry` (that plus the gripper's
+distance to the object, weighted: the same sum, not another code path).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+
+from dfplan.errors import check_float, check_int
+from dfplan.tasks.base import Task
+
+FAMILY = "fetch"
+GRIP, OBJECT = (0, 1, 2), (3, 4, 5)  # state dims of the gripper and the object positions
+SUCCESS_RADIUS = 0.05
+STEP_SCALE = 0.05  # metres of gripper motion per unit of the xyz action
+REACH_WEIGHT = 0.5  # reach_then_carry: weight of the gripper-to-object distance against the object-to-goal one
+
+
+class FetchTask(Task):
+    family = FAMILY
+    goal_modes = ("random",)
+    default_goal = "random"
+    success_rule = "end"
+    score_name = "success %"
+    objectives = ("object_to_goal", "reach_then_carry")
+    variants = ("default",)
+    data_options = ("episodes", "noise")
+
+    def __init__(self, name: str):
+        self.name = name
+
+    @property
+    def max_episode_steps(self) -> int:
+        return 50
+
+    @property
+    def goal_dims(self) -> tuple[int, ...]:
+        return OBJECT
+
+    def make_env(self, goal=None, max_episode_steps=None, render_mode=None):
+        from dfplan.envs.fetch import make_fetch_env
+
+        self.check_goal(goal)
+        return make_fetch_env(self.name, max_episode_steps=max_episode_steps, render_mode=render_mode)
+
+    def step_success(self, obs, info) -> bool:
+        return bool(info.get("is_success", False))
+
+    # --- data --------------------------------------------------------------------------------------
+    def default_dataset_id(self, **_) -> str:
+        from dfplan.envs.fetch import default_dataset_id
+
+        return default_dataset_id(self.name)
+
+    def generate_dataset(self, dataset_id, seed, overwrite, progress, episodes: int | None = None,
+                         noise: float | None = None):
+        from dfplan.envs.fetch import DEFAULT_EPISODES, generate_fetch_dataset
+
+        return generate_fetch_dataset(self.name, episodes=check_int("episodes", episodes or DEFAULT_EPISODES, 1),
+                                      seed=check_int("seed", seed, 0), dataset_id=dataset_id, overwrite=overwrite,
+                                      noise=check_float("noise", 0.2 if noise is None else noise, 0.0),
+                                      progress=progress)
+
+    # --- guidance ----------------------------------------------------------------------------------
+    def _objective(self, name):
+        from dfplan.guidance import combine, goal_distance, point_distance
+
+        if name == "object_to_goal":
+            return lambda goal: goal_distance(goal, OBJECT)
+        return lambda goal: combine((REACH_WEIGHT, point_distance(GRIP, OBJECT)), (1.0, goal_distance(goal, OBJECT)))
+
+    # --- scoring and pictures ------------------------------------------------------------------------
+    def describe(self, s: dict) -> str:
+        return (f"{self.name}, {s['episodes']} episodes: success {s['score_mean']:.1f} ± {s['score_se']:.1f} % "
+                f"(object within {SUCCESS_RADIUS} m of the goal at the end), {s['episodes_per_minute']:.0f} "
+                f"episodes/min")
+
+    def plot_episodes(self, episodes, path, title="", ref_scores=None) -> Path:
+        from dfplan.evaluation.plots import plot_manipulation_episodes
+
+        return plot_manipulation_episodes(episodes, path, title=title, grip_dims=GRIP, radius=SUCCESS_RADIUS)
+
+    def plot_plans(self, states, goals, path, title="") -> Path:
+        from dfplan.evaluation.plots import plot_manipulation_plans
+
+        return plot_manipulation_plans(states, goals, path, title=title, grip_dims=GRIP, object_dims=OBJECT)
+
+    def plan_stats(self, states, goals) -> dict:
+        end = np.linalg.norm(states[:, -1, list(OBJECT)] - goals, axis=-1)
+        return {"end_distance": float(end.mean()), "reached": float(np.mean(end <= SUCCESS_RADIUS))}
+
+    def track_action(self, states, targets, planned_actions):
+        """Move the gripper to the planned gripper position (the env moves it by 0.05 m per unit of action) and
+        use the plan's own finger command."""
+        xyz = (targets[:, list(GRIP)] - states[:, list(GRIP)]) / STEP_SCALE
+        return np.concatenate([np.clip(xyz, -1.0, 1.0), planned_actions[:, 3:4]], axis=-1)
+
+    def expert(self, lookahead: bool = False):
+        return FetchExpertController(self.name)
+
+
+class FetchExpertController:
+    """The scripted expert, one instance per env of a batch (they keep per-episode phase)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.experts: list = []
+
+    def reset(self, seed=None) -> None:
+        self.experts = []
+
+    def act(self, obs):
+        from dfplan.envs.fetch import make_expert
+
+        batched = np.ndim(obs["observation"]) == 2
+        rows = {k: np.atleast_2d(v) for k, v in obs.items()}
+        n = len(rows["observation"])
+        while len(self.experts) < n:
+            self.experts.append(make_expert(self.name))
+        actions = np.stack([e({k: v[i] for k, v in rows.items()}) for i, e in enumerate(self.experts[:n])])
+        actions = actions.astype(np.float32)
+        return actions if batched else actions[0]
+
 
 def named_tasks() -> dict:
-    return {}
+    from dfplan.envs.fetch import FETCH_TASKS
+
+    return {name: (lambda name=name: FetchTask(name)) for name in FETCH_TASKS}
 
 
-def from_spec(spec: dict):
-    raise NotImplementedError
+def from_spec(spec: dict) -> FetchTask:
+    return FetchTask(spec["name"])
