@@ -3,10 +3,12 @@ turns into an object with `reset(seed)` / `act(obs)`."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from dfplan.errors import check_choice
 
 DIFFUSER_MODES = {"diffuser": "plan_once", "diffuser-replan": "replan", "diffuser-actions": "actions"}
-PLANNERS = ("df", *DIFFUSER_MODES, "bc", "expert")
+PLANNERS = ("df", *DIFFUSER_MODES, "bc", "expert", "random")
 
 
 def make_controller(planner: str, task, checkpoint=None, variant: str | None = None, device="auto",
@@ -15,12 +17,15 @@ def make_controller(planner: str, task, checkpoint=None, variant: str | None = N
 
     planner: "df" (the MPC controller; `settings` override the checkpoint's tuned ones), "diffuser" (plan once +
     tracking, the paper's protocol), "diffuser-replan" (every `replan_every` steps, default 64), "diffuser-actions"
-    (its own actions), "bc" (a behaviour-cloning policy), or "expert" (the task's scripted expert). checkpoint: a path or shipped name; None = the
+    (its own actions), "bc" (a behaviour-cloning policy), "expert" (the task's scripted expert) or "random"
+    (uniform actions: the floor). checkpoint: a path or shipped name; None = the
     checkpoint shipped for the task (`variant` picks among the DF ones).
     """
     check_choice("planner", planner, PLANNERS)
     if planner == "expert":
         return task.expert()
+    if planner == "random":
+        return RandomController(task)
     from dfplan.checkpoint import resolve_checkpoint
 
     kind = "diffuser" if planner in DIFFUSER_MODES else planner
@@ -60,3 +65,21 @@ def _split(settings: dict) -> tuple[dict, dict]:
     given = {k: v for k, v in settings.items() if v is not None}
     return ({k: v for k, v in given.items() if k not in CONTROLLER_KEYS},
             {k: v for k, v in given.items() if k in CONTROLLER_KEYS})
+
+
+class RandomController:
+    """Uniform random actions from the task's action box, seeded by `reset(seed)`."""
+
+    def __init__(self, task):
+        space = task.make_env().action_space
+        self.low, self.high = space.low, space.high
+        self.rng = np.random.default_rng()
+
+    def reset(self, seed: int | None = None) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, obs):
+        batched = np.ndim(obs["observation"]) == 2
+        n = len(obs["observation"]) if batched else 1
+        actions = self.rng.uniform(self.low, self.high, size=(n, len(self.low))).astype(np.float32)
+        return actions if batched else actions[0]

@@ -1,0 +1,102 @@
+"""Manipulation benchmark: every Fetch task x method x seed through `dfplan.evaluation.evaluate`, held-out episodes.
+
+    python benchmarks/manipulation.py                                      # both tasks, every method, 3 x 100
+    python benchmarks/manipulation.py envs=fetch-push methods=df,expert seeds=1 episodes=20
+    python benchmarks/manipulation.py checkpoint_fetch-push=runs/push-df/final.pt bc_checkpoint_fetch-push=PATH
+    python benchmarks/manipulation.py quick=true threads=1                 # smoke test
+
+Methods (controllers built by `dfplan.controllers.make_controller`, as `dfplan-eval` does):
+  df             the DF MPC controller with the checkpoint's tuned settings (executes its own actions)
+  df-unguided    guidance_scale=0: the goal enters only through the state (goal-conditioned DF, no guidance)
+  df-object      objective=object_to_goal        df-reach   objective=reach_then_carry
+  diffuser       Diffuser, plan once, its planned gripper positions tracked by the task's tracker
+  diffuser-actions   Diffuser executing its own diffused actions (replanning when they run out)
+  bc             goal-conditioned behaviour cloning (MLP), same data
+  expert         the scripted expert that made the data (noise-free): the ceiling
+  random         uniform random actions: the floor
+Checkpoints: `checkpoint_<env>=`, `diffuser_checkpoint_<env>=`, `bc_checkpoint_<env>=` (paths or shipped names), else
+the shipped `<env>-default.pt` / `<env>-diffuser.pt` / `<env>-bc.pt`; a method without one is skipped with a note.
+Seed s runs env seeds `first_seed + s*episodes ...` (default first_seed 100000: never used by the datasets, which use
+seeds 123.., nor by tuning, which used seeds 5000..); the same episodes for every method. Table: success rate
+(%, object within 0.05 m of the goal at the last step) as mean ± s.e. over seeds, planning ms per decision (plans'
+seconds / env steps), episodes per minute.
+"""
+
+from __future__ import annotations
+
+import common
+
+ENVS = ["fetch-push", "fetch-pickandplace"]
+DF_METHODS = {"df": {}, "df-unguided": {"guidance_scale": 0.0}, "df-object": {"objective": "object_to_goal"},
+              "df-reach": {"objective": "reach_then_carry"}}
+OTHER = {"diffuser": "diffuser", "diffuser-actions": "diffuser", "bc": "bc", "expert": None, "random": None}
+DEFAULTS = {"envs": ENVS, "methods": ["df", "df-unguided", "diffuser", "diffuser-actions", "bc", "expert", "random"],
+            "seeds": 3, "episodes": 100, "first_seed": 100000, "batch": 0, "device": "auto", "render": None}
+QUICK = {"envs": ["fetch-push"], "methods": ["df", "expert", "random"], "seeds": 1, "episodes": 4}
+PREFIXES = ("checkpoint_", "diffuser_checkpoint_", "bc_checkpoint_")
+KIND = {"checkpoint_": "df", "diffuser_checkpoint_": "diffuser", "bc_checkpoint_": "bc"}
+
+
+def needs(method: str) -> str | None:
+    return "df" if method in DF_METHODS else OTHER[method]
+
+
+def build(method: str, task, checkpoint, device: str):
+    from dfplan.controllers import make_controller
+
+    if method in DF_METHODS:
+        return make_controller("df", task, checkpoint, device=device, **DF_METHODS[method])
+    return make_controller(method, task, checkpoint, device=device)
+
+
+def main() -> None:
+    args = common.parse_args(DEFAULTS, QUICK, __doc__, prefixes=PREFIXES)
+    known = set(DF_METHODS) | set(OTHER)
+    bad = [m for m in args.methods if m not in known]
+    if bad:
+        raise common.ArgError(f"error: unknown methods {bad}; choose from {sorted(known)}")
+    tasks = {env: common.task_of(env) for env in args.envs}
+    given = {prefix: common.prefixed(args, prefix) for prefix in PREFIXES}
+    found = {env: {KIND[p]: common.default_checkpoint(task, given[p].get(env), KIND[p]) for p in PREFIXES}
+             for env, task in tasks.items()}
+    command = common.print_command()
+    from dfplan.evaluation import evaluate
+
+    device = common.resolve_device(args.device)
+    results = common.Results("manipulation", args, command)
+    rows = []
+    for env, task in tasks.items():
+        for method in args.methods:
+            need = needs(method)
+            if need is not None and found[env][need] is None:
+                print(f"note: {env}: {method} skipped, no {need} checkpoint; pass "
+                      f"{next(p for p in PREFIXES if KIND[p] == need)}{env}=PATH", flush=True)
+                continue
+            controller = build(method, task, found[env].get(need), device)
+            settings = common.controller_settings(controller)
+            checkpoint = getattr(getattr(controller, "planner", None), "meta", {}).get("path")
+            for seed in range(args.seeds):
+                first = args.first_seed + seed * args.episodes
+                before = getattr(controller, "plan_seconds", 0.0)
+                res = evaluate(controller, task, episodes=args.episodes, seed=first, batch=args.batch or args.episodes,
+                               progress=False)
+                s = res.summary(task)
+                steps = args.episodes * task.max_episode_steps
+                ms = 1000 * (getattr(controller, "plan_seconds", 0.0) - before) / steps
+                rows.append(results.add({"env": env, "method": method, "seed": seed, "first_env_seed": first,
+                                         "device": device, "checkpoint": checkpoint, "settings": settings, **s,
+                                         "plan_ms_per_decision": ms,
+                                         "episode_success": [e.success for e in res.episodes]}, device))
+                print(f"  {env} {method:16s} seed {seed}: success {s['score_mean']:5.1f} %  plan {ms:.2f} ms/step  "
+                      f"{s['episodes_per_minute']:.0f} ep/min", flush=True)
+    table = common.aggregate_table(rows, ["env", "method"], [
+        ("success %", common.col_mean_se("score_mean")),
+        ("plan ms / decision", common.col_mean_se("plan_ms_per_decision", 2)),
+        ("episodes / min", common.col_mean_se("episodes_per_minute", 0))])
+    print(f"\nsuccess over {args.seeds} seeds x {args.episodes} held-out episodes (mean ± s.e. over seeds)\n{table}")
+    if args.render:
+        common.write_markdown(args.render, [common.section("Manipulation", table, command)], command, "Manipulation")
+
+
+if __name__ == "__main__":
+    common.user_errors_as_exit(main)
