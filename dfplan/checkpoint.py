@@ -57,15 +57,38 @@ def resolve_checkpoint(name_or_path, planner: str = "df") -> Path:
                           f" shipped: {shipped_names()}")
 
 
+def _temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
 def save_checkpoint(path: str | Path, payload: dict) -> Path:
-    """Write `payload` (plus format tags) to `path` via a temp file + rename, so a kill never leaves half a file."""
+    """Write `payload` (plus format tags) to `path` via a temp file + rename, so a kill never leaves half a file
+    under `path` (a kill before the rename leaves `.{name}.tmp-{pid}`: `remove_temp_files` clears those)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     full = {"format": FORMAT, "format_version": FORMAT_VERSION, "package_version": dfplan.__version__, **payload}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(full, tmp)
-    os.replace(tmp, path)
+    tmp = _temp_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(full, f)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk or an interrupt: leave no half-written temp file behind
+        raise
     return path
+
+
+def remove_temp_files(folder: str | Path, names=("last.pt", "final.pt")) -> list[Path]:
+    """Delete the temp files `save_checkpoint` leaves when killed mid-write (`.{name}.tmp-*` for each of `names`).
+    Call it only where no other process is writing these checkpoints (e.g. while holding the run folder's lock)."""
+    removed = []
+    for name in names:
+        for tmp in Path(folder).glob(f".{name}.tmp-*"):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import copy
 import csv
+import fcntl
 import math
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from dfplan.checkpoint import load_checkpoint, save_checkpoint
+from dfplan.checkpoint import load_checkpoint, remove_temp_files, save_checkpoint
 from dfplan.data import WindowSampler, load_runs
 from dfplan.devices import resolve_device
 from dfplan.errors import UserError, check_float, check_int
@@ -45,17 +47,19 @@ def lr_at(step: int, base_lr: float, warmup: int, total: int, min_ratio: float =
 
 
 class _Logger:
-    """CSV always; TensorBoard when the package is installed."""
+    """CSV always; TensorBoard when the package is installed. `start_step`: the step the run starts from (the
+    resumed checkpoint's, or 0): what an earlier, killed run logged after it is dropped, so no step repeats."""
 
-    def __init__(self, out: Path, enabled: bool):
+    def __init__(self, out: Path, enabled: bool, start_step: int = 0):
         self.enabled = enabled
         self.path = out / "log.csv"
         self.tb = None
         if enabled:
+            truncate_log(self.path, start_step)
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(out / "tb"))
+                self.tb = SummaryWriter(str(out / "tb"), purge_step=start_step + 1)
             except ImportError:
                 pass
 
@@ -73,6 +77,98 @@ class _Logger:
             for key, value in values.items():
                 self.tb.add_scalar(key, value, step)
             self.tb.flush()
+
+
+def _step_of(row: list[str]) -> int | None:
+    try:
+        return int(row[0]) if len(row) == 3 else None
+    except ValueError:
+        return None
+
+
+def truncate_log(path: Path, last_step: int) -> None:
+    """Keep the rows of a log.csv up to `last_step` (the checkpoint a run continues from); rows after it, and a
+    row cut short by a kill, go. Rewritten through a temp file + rename, so a kill here loses nothing."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    body = rows[1:] if rows and rows[0] == ["step", "key", "value"] else rows
+    keep = [r for r in body if _step_of(r) is not None and _step_of(r) <= last_step]
+    if len(keep) == len(body) and body is not rows:
+        return  # nothing to drop
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows([["step", "key", "value"], *keep])
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class RunLock:
+    """An exclusive `fcntl.flock` on `out/.lock` while a run trains into `out`, so two runs never write the same
+    checkpoints. The kernel drops the lock when its process ends, however it ends: a killed run leaves the file
+    but never a stale lock."""
+
+    def __init__(self, out: Path):
+        self.path = Path(out) / ".lock"
+        self.fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise UserError(f"{self.path.parent} is in use by another training run (pid {holder or '?'}); wait for "
+                            f"it to end, or choose another out=") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)  # who holds it, for the message above
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor releases the flock
+            self.fd = None
+
+
+def open_run_folder(out: Path) -> RunLock:
+    """Create `out`, check it is writable and lock it (UserErrors, before any data is loaded); then clear the temp
+    files that writes killed mid-way left there (nobody else writes into a locked folder)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+        lock = RunLock(out).acquire()
+    except OSError as err:
+        raise UserError(f"out={out} is not a writable folder ({type(err).__name__}: {err.strerror or err}); "
+                        f"choose another out=") from err
+    removed = remove_temp_files(out, ("last.pt", "final.pt", "log.csv"))
+    if removed:
+        print(f"removed {len(removed)} temp file(s) left in {out} by a killed write")
+    return lock
+
+
+def check_resume(ckpt: dict, cfg: DictConfig, path: Path) -> None:
+    """resume=true continues only the same model on the same data: anything else would load weights that mean
+    something else (or fail on shapes half-way), and mix two runs in one folder."""
+    asked = OmegaConf.to_container(cfg.model, resolve=True)
+    asked_type = asked.pop("name")
+    saved_train = (ckpt.get("config") or {}).get("train") or {}
+    pairs = [("dataset", ckpt.get("dataset_id"), cfg.dataset), ("model.name", ckpt.get("model_type"), asked_type),
+             ("train.normalizer", saved_train.get("normalizer"), cfg.train.get("normalizer"))]
+    if ckpt.get("model_config") is not None:
+        saved = {k: v for k, v in ckpt["model_config"].items() if k not in ("obs_dim", "act_dim")}
+        pairs += [(f"model.{k}", saved.get(k, "<unset>"), asked.get(k, "<unset>")) for k in sorted(set(saved) | set(asked))]
+    for key, was, now in pairs:
+        if was is not None and was != now:
+            raise UserError(f"resume=true but {path} was trained with {key}={was!r} and the config asks for "
+                            f"{key}={now!r}; a different dataset or model needs its own out=")
 
 
 def _distributed(device: str) -> tuple[int, int]:
@@ -109,10 +205,28 @@ def train(cfg: DictConfig, task=None) -> Path:
     check_int("seed", cfg.seed, 0)
     rank, world = _distributed(cfg.device)
     device = resolve_device(cfg.device, rank=rank)
-    tc = cfg.train
     out = Path(cfg.out)
+    lock = open_run_folder(out) if rank == 0 else None  # other ranks only read; rank 0 writes everything
+    try:
+        return _train(cfg, task, rank, world, device, out)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg: DictConfig, task, rank: int, world: int, device: torch.device, out: Path) -> Path:
+    tc = cfg.train
     last_path = out / "last.pt"
     torch.manual_seed(cfg.seed + rank)
+
+    ckpt = None  # every check of out= and of the checkpoint comes before the (slow) dataset load
+    if cfg.resume and not last_path.exists():
+        raise UserError(f"resume=true but {last_path} does not exist; check out= (or drop resume=true to start anew)")
+    if cfg.resume:
+        ckpt = load_checkpoint(last_path)
+        check_resume(ckpt, cfg, last_path)
+    elif last_path.exists() and rank == 0:
+        raise UserError(f"{out} already holds a run; pass resume=true to continue it or choose another out=")
 
     splits = load_runs(cfg.dataset, val_fraction=tc.val_fraction, seed=cfg.seed, normalizer_mode=tc.normalizer)
     name, kwargs = model_kwargs(cfg, splits.obs_dim, splits.act_dim)
@@ -120,18 +234,14 @@ def train(cfg: DictConfig, task=None) -> Path:
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
     step = 0
-    if cfg.resume and not last_path.exists():
-        raise UserError(f"resume=true but {last_path} does not exist; check out= (or drop resume=true to start anew)")
-    if cfg.resume and last_path.exists():
-        ckpt = load_checkpoint(last_path, map_location=device)
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         ema.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["optimizer"])
         step = int(ckpt["step"])
+        del ckpt
         if rank == 0:
             print(f"resumed from {last_path} at step {step}")
-    elif last_path.exists() and not cfg.resume and rank == 0:
-        raise UserError(f"{out} already holds a run; pass resume=true to continue it or choose another out=")
 
     train_windows = WindowSampler(splits.train, tc.window_steps, splits.normalizer)
     val_windows = WindowSampler(splits.val, tc.window_steps, splits.normalizer) if splits.val else None
@@ -140,8 +250,7 @@ def train(cfg: DictConfig, task=None) -> Path:
         ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     rng = np.random.default_rng([cfg.seed, rank, step])  # reseeded at resume: new windows, same distribution
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    logger = _Logger(out, enabled=rank == 0)
-    out.mkdir(parents=True, exist_ok=True)
+    logger = _Logger(out, enabled=rank == 0, start_step=step)
 
     def checkpoint(path: Path) -> None:
         save_checkpoint(path, {

@@ -13,7 +13,9 @@ RNG, so datasets were not reproducible), `max_episode_steps` is an int, the run 
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -43,7 +45,136 @@ def datasets_root() -> Path:
 
 
 def dataset_exists(dataset_id: str) -> bool:
-    return (datasets_root() / dataset_id / "data" / "metadata.json").exists()
+    recover_dataset(dataset_id)
+    return _complete(datasets_root() / dataset_id)
+
+
+# --- atomic dataset writes -----------------------------------------------------------------------------------
+# A dataset is written into a staging folder under the datasets root (same filesystem, so renames are atomic),
+# `.dfplan-staging-{pid}-XXXX`, named after its writer so that a later write can tell when that writer is dead.
+#
+# Invariant: at every moment one complete copy of each dataset id can be found. It is in its place, root/<id>,
+# except between the two renames of `install_staged_dataset`, and then it is in the staging folder, whose
+# `staged.json` (written before the first rename) names the id: the new copy at staging/<id>, the old one at
+# staging/replaced. `recover_dataset` (run by `dataset_exists`, `load_minari` and every write) finishes a swap
+# that a kill cut in two by moving the new copy into place; `clean_stale_staging` does that before it deletes a
+# dead writer's folder, so a folder that may hold the only copy is never deleted.
+STAGING_PREFIX = ".dfplan-staging-"
+_MANIFEST = "staged.json"
+_OWNER = re.compile(re.escape(STAGING_PREFIX) + r"(\d+)-")
+
+
+def _complete(folder: Path) -> bool:
+    return (folder / "data" / "metadata.json").is_file()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def _owner(staging: Path) -> int | None:
+    """The pid in a staging folder's name; None for folders named by older versions (no pid)."""
+    match = _OWNER.match(staging.name)
+    return int(match.group(1)) if match else None
+
+
+def _manifest(staging: Path) -> dict | None:
+    try:
+        data = json.loads((staging / _MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("dataset_id"), str) else None
+
+
+def new_staging_dir(root: Path | None = None) -> Path:
+    """A fresh staging folder for one dataset write, named after this process."""
+    root = Path(root or datasets_root())
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=root))
+
+
+def install_staged_dataset(staging: Path, dataset_id: str) -> Path:
+    """Move the complete dataset written at staging/<dataset_id> into its place, replacing any old one (which
+    stays reachable as staging/replaced until the new one is in place). The caller removes `staging` after."""
+    final_dir = staging.parent / dataset_id
+    if not _complete(staging / dataset_id):
+        raise FileNotFoundError(f"no complete dataset {dataset_id!r} staged in {staging}")
+    tmp = staging / f".{_MANIFEST}.tmp"
+    tmp.write_text(json.dumps({"dataset_id": dataset_id, "pid": os.getpid()}))
+    os.replace(tmp, staging / _MANIFEST)  # from here on, a kill leaves a swap that recover_dataset can finish
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    if final_dir.exists():
+        os.replace(final_dir, staging / "replaced")
+    os.replace(staging / dataset_id, final_dir)
+    return final_dir
+
+
+def _recover_from(staging: Path, dataset_id: str, final_dir: Path) -> bool:
+    """Move the new copy of `dataset_id` staged in `staging` into its place if a swap was cut between its renames."""
+    manifest = _manifest(staging)
+    if manifest is not None:
+        if manifest["dataset_id"] != dataset_id:
+            return False
+    elif not ((staging / "replaced").is_dir() and _owner(staging) is None):
+        return False  # no manifest: the write never reached its swap (older versions: a `replaced` folder shows it did)
+    new = staging / dataset_id
+    if not _complete(new):
+        # the swap finished and root/<id> was removed since: staging/replaced is an old copy, not brought back
+        return False
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(new, final_dir)
+    except OSError:  # another process recovered it (or claimed the folder) first
+        return final_dir.exists()
+    return True
+
+
+def recover_dataset(dataset_id: str, root: Path | None = None) -> bool:
+    """If root/<dataset_id> is missing because a writer was killed between the two renames of
+    `install_staged_dataset`, move its complete new copy into place; True if it did."""
+    root = Path(root or datasets_root())
+    final_dir = root / dataset_id
+    if final_dir.exists() or not root.is_dir():
+        return False
+    for staging in sorted(root.glob(STAGING_PREFIX + "*"), key=lambda p: p.name):
+        owner = _owner(staging)
+        if owner is not None and (owner == os.getpid() or _pid_alive(owner)):
+            continue  # a live writer: it finishes its own swap
+        if staging.is_dir() and _recover_from(staging, dataset_id, final_dir):
+            return True
+    return False
+
+
+def clean_stale_staging(root: Path | None = None) -> list[Path]:
+    """Delete the staging folders of writers that are dead (killed mid-write), after finishing any swap they left
+    half done. Folders of live writers, and older ones without a pid in their name, are left alone."""
+    root = Path(root or datasets_root())
+    removed = []
+    for staging in list(root.glob(STAGING_PREFIX + "*")) if root.is_dir() else []:
+        owner = _owner(staging)
+        if owner is None or owner == os.getpid() or _pid_alive(owner):
+            continue
+        # claim it first (an atomic rename to a name with our pid), so no other process recovers from it or
+        # deletes it while we do
+        claimed = root / f"{STAGING_PREFIX}{os.getpid()}-claimed-{staging.name.removeprefix(STAGING_PREFIX)}"
+        try:
+            os.rename(staging, claimed)
+        except OSError:
+            continue
+        manifest = _manifest(claimed)
+        if manifest is not None:
+            final_dir = root / manifest["dataset_id"]
+            if not final_dir.exists():
+                _recover_from(claimed, manifest["dataset_id"], final_dir)
+        shutil.rmtree(claimed, ignore_errors=True)
+        removed.append(staging)
+    return removed
 
 
 @contextmanager
@@ -150,6 +281,8 @@ def generate_pointmaze_dataset(maze: str | MazeSpec = "pointmaze-umaze", steps: 
         raise ValueError(f"steps must be >= 1 and dwell >= 0, got steps={steps} dwell={dwell}")
     root = datasets_root()
     final_dir = root / dataset_id
+    clean_stale_staging(root)
+    recover_dataset(dataset_id, root)
     if final_dir.exists() and not overwrite:
         raise FileExistsError(f"dataset {dataset_id!r} already exists at {final_dir}; pass overwrite=true to replace it")
 
@@ -158,8 +291,7 @@ def generate_pointmaze_dataset(maze: str | MazeSpec = "pointmaze-umaze", steps: 
     ref_min, ref_max = reference_scores(spec, episodes=ref_episodes, seed=seed)
     eval_env = make_env(spec, goal="fixed")
 
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".dfplan-staging-", dir=root))  # same filesystem: rename is atomic
+    staging = new_staging_dir(root)  # same filesystem: renames are atomic
     try:
         with _minari_root(staging):
             minari.create_dataset_from_buffers(
@@ -171,12 +303,7 @@ def generate_pointmaze_dataset(maze: str | MazeSpec = "pointmaze-umaze", steps: 
                 description=f"{spec.name}: D4RL pointmaze-v2 recipe" + (f" with dwell 0..{dwell} steps at each goal" if dwell else "")
                 + f", {steps} steps, seed {seed}, generated by dfplan-data.",
             )
-        final_dir.parent.mkdir(parents=True, exist_ok=True)
-        trash = None
-        if final_dir.exists():
-            trash = staging / "replaced"
-            os.replace(final_dir, trash)
-        os.replace(staging / dataset_id, final_dir)
+        install_staged_dataset(staging, dataset_id)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         env.close()

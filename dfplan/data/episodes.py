@@ -45,7 +45,9 @@ def load_minari(dataset_id: str):
     import minari
 
     import dfplan.envs  # noqa: F401  registers PointMaze quietly before Minari imports it
+    from dfplan.envs.recipes import recover_dataset
 
+    recover_dataset(dataset_id)  # a write killed between its two renames: put the dataset back in place first
     try:
         return minari.load_dataset(dataset_id)
     except (FileNotFoundError, ValueError, KeyError, OSError) as err:
