@@ -108,7 +108,6 @@ def test_plan_command_draws_the_plans(tmp_path):
     assert "planned positions in walls" in result.stdout and (tmp_path / "plan.png").exists()
 
 
-@pytest.mark.slow
 def test_custom_maze_data_train_eval_plot(tmp_path):
     """A user's own maze through the CLI: data -> train (tiny) -> eval -> plot, the task recovered from the data."""
     env = {"MINARI_DATASETS_PATH": str(tmp_path / "data")}

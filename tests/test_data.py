@@ -1,4 +1,3 @@
-import json
 
 import minari
 import numpy as np
