@@ -1,25 +1,42 @@
-"""DF vs Diffuser speed on the same machine, in one run: ms per decision, ms per plan, episodes per minute.
+"""DF vs Diffuser speed on this machine's CPU, in one run: per-plan latency and throughput (with FLOPs and the share of
+the machine's matmul peak), what torch threads do to it, and closed-loop times per decision and per episode.
 
-    python benchmarks/speed.py env=pointmaze-umaze device=cpu
-    python benchmarks/speed.py df_checkpoint=PATH diffuser_checkpoint=PATH
-    python benchmarks/speed.py quick=true threads=1                  # smoke test, < 1 minute on 2 cores
+    python benchmarks/speed.py threads=1                            # everything, U-Maze, shipped checkpoints
+    python benchmarks/speed.py quick=true threads=1                 # smoke test, < 1 minute on 2 cores
+    python benchmarks/speed.py parts=plans horizons=16,32 ddim_steps=3 batches=1,64
+    python benchmarks/speed.py checkpoint=runs/umaze/final.pt diffuser_checkpoint=PATH
 
-For each method (df with the checkpoint's tuned controller settings; `diffuser_modes` of the Diffuser baseline,
-built by `dfplan.controllers.make_controller` like `dfplan-eval planner=...`):
-- ms per decision: `controller.act` on single (unbatched) observations over one whole episode per seed, averaged
-  over the episode, replans included (how the controller amortizes its plans);
-- ms per plan: median of `planner.plan` from the episode's reset state (batch 1) over `plans` plans after `warmup`,
-  at the controller's horizon (DF: tuned horizon in tokens; Diffuser: its fixed trajectory length);
-- episodes per minute of `dfplan.evaluation.evaluate` for `episodes` episodes run as one batch.
-Ratios are Diffuser / DF. Checkpoints default to the shipped ones (`shipped_checkpoint`); without a Diffuser
-checkpoint the Diffuser rows are skipped with a note. Mean ± s.e. over `seeds` (episode seeds 0..seeds-1).
+Checkpoints: `checkpoint=` (or `df_checkpoint=`; a path or a shipped name), else the one the task (`env`) ships of
+`variant` (none = the task's default); `diffuser_checkpoint=`, else the task's shipped Diffuser (`pointmaze-umaze-diffuser`), else the
+Diffuser rows are skipped with a note. Everything runs on the CPU; nothing here measures a GPU.
+Parts (`parts=`):
+- plans: ms per plan, the median of `plans` calls after `warmup`, from env reset states (seeds 0..batch-1):
+  DF `DFPlanner.plan` for every horizon (tokens) x DDIM steps x batch, guided as shipped (the checkpoint's guidance
+  scale and objective); Diffuser `DiffuserPlanner.plan` (its fixed trajectory, its DDPM steps) for `diffuser_batches`.
+  plans/s = batch / seconds per plan. FLOPs per plan: `torch.utils.flop_counter.FlopCounterMode` (matmuls and
+  convolutions, the guidance backward included) at batch 1 and 2, extended linearly to the batch (every op's count
+  is affine in the batch). GFLOP/s achieved and its share of the peak: the median rate of `peak_reps` fp32
+  2048 x 2048 matmuls, measured before and after the table in the same run at the same thread count (the higher
+  one is used; the title gives both).
+- threads: ms per plan at the shipped settings for `thread_batches` x torch threads 1..cpu count, the thread counts
+  interleaved (one untimed plan after each switch). On a machine whose cores are busy with other work, more than one
+  thread can cost 10-100x: idle OpenMP workers spin for the cores the other processes need (`threads=1`, or
+  OMP_WAIT_POLICY=PASSIVE, avoids it). The library leaves the thread count to the caller.
+- loop: DF (the MPC controller with its tuned settings) and `diffuser_modes`, built by
+  `dfplan.controllers.make_controller` like `dfplan-eval`: ms per decision of `controller.act` on single observations
+  over one episode per seed (replans included), plans per episode, and episodes per minute of
+  `dfplan.evaluation.evaluate` for `episodes` episodes as one batch, with the task's score (reference scores from
+  `dfplan.run.reference_scores`). Mean ± s.e. over `seeds`.
 """
 
 from __future__ import annotations
 
+import os
+import platform
 import statistics
 import sys
 import time
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -27,31 +44,205 @@ import torch
 import common
 
 DEFAULTS = {
-    "env": "pointmaze-umaze",
-    "df_checkpoint": None,
-    "diffuser_checkpoint": None,
+    "env": None,  # task; default: the checkpoint's, else pointmaze-umaze
+    "checkpoint": None,  # DF: a path or a shipped name; default: the task's shipped one of `variant`
+    "df_checkpoint": None,  # the older name of `checkpoint`
+    "variant": None,
+    "device": "cpu",  # the only one: this script measures the CPU
+    "diffuser_checkpoint": None,  # default: the task's shipped Diffuser, if any
+    "parts": ["plans", "threads", "loop"],
+    "horizons": [16, 32, 64],
+    "ddim_steps": [3, 10],
+    "batches": [1, 64, 256],
+    "diffuser_batches": [1, 64],
+    "plans": 5,
+    "diffuser_plans": 3,
+    "warmup": 1,
+    "peak_reps": 5,
+    "thread_batches": [1, 64],
+    "thread_plans": 5,
     "diffuser_modes": ["diffuser", "diffuser-replan"],
-    "device": "auto",
-    "goal": "fixed",
+    "goal": None,  # goal protocol; default: the task's
     "seeds": 3,
-    "plans": 10,
-    "warmup": 2,
     "episodes": 4,  # evaluate() episodes for episodes/minute (batch = episodes)
-    "max_episode_steps": 0,  # 0 = the env's own (300 / 600 / 800)
+    "max_episode_steps": 0,  # 0 = the env's own
 }
-QUICK = {"seeds": 1, "plans": 3, "warmup": 1, "episodes": 2, "max_episode_steps": 100, "diffuser_modes": ["diffuser"]}
+QUICK = {"horizons": [16], "ddim_steps": [3], "batches": [1, 64], "diffuser_batches": [1], "plans": 3,
+         "diffuser_plans": 1, "peak_reps": 3, "thread_batches": [1], "thread_plans": 3, "diffuser_modes": ["diffuser"],
+         "seeds": 1, "episodes": 2, "max_episode_steps": 100}
+PARTS = ("plans", "threads", "loop")
+PEAK_N = 2048
 
 
-def decision_times(controller, env_name: str, goal: str, seed: int, max_steps: int | None) -> dict:
-    from dfplan.envs import make_env
+# --- the machine ---------------------------------------------------------------------------------------------------
+def cpu_name() -> str:
+    """`platform.processor()`, else the model name Linux reports, else the architecture."""
+    name = platform.processor()
+    if not name or name == platform.machine():
+        try:
+            with open("/proc/cpuinfo") as f:
+                name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+        except OSError:
+            pass
+    return name or platform.machine()
 
-    env = make_env(env_name, goal=goal, max_episode_steps=max_steps)
+
+def machine_label() -> str:
+    threads = torch.get_num_threads()
+    return f"{cpu_name()}, {os.cpu_count()} CPUs, {threads} torch thread{'s' if threads > 1 else ''}"
+
+
+def peak_gflops(reps: int, n: int = PEAK_N) -> float:
+    """Median GFLOP/s of fp32 n x n matmuls at the current thread count (one warm-up)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    rates = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        a @ b
+        rates.append(2 * n**3 / (time.perf_counter() - t0) / 1e9)
+    return statistics.median(rates)
+
+
+# --- per plan ------------------------------------------------------------------------------------------------------
+_INPUTS: dict = {}
+
+
+def inputs_cache(task, batch: int, goal: str | None):
+    """(obs, goals) of the reset states of seeds 0..batch-1, made once per batch (env resets are not what is timed)."""
+    if (batch, goal) not in _INPUTS:
+        obs, goals = common.reset_states(task, range(batch), goal=goal)
+        _INPUTS[(batch, goal)] = torch.as_tensor(obs), torch.as_tensor(goals)
+    return _INPUTS[(batch, goal)]
+
+
+def time_plans(once, plans: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        once()
+    times = []
+    for _ in range(plans):
+        t0 = time.perf_counter()
+        once()
+        times.append(1000 * (time.perf_counter() - t0))
+    return times
+
+
+def flops_per_plan(plan_at) -> tuple[float, float]:
+    """(FLOPs at batch 1, FLOPs per extra batch row) of `plan_at(batch)`, counted at batches 1 and 2."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counts = []
+    for b in (1, 2):
+        with FlopCounterMode(display=False) as counter:
+            plan_at(b)
+        counts.append(counter.get_total_flops())
+    return counts[0], counts[1] - counts[0]
+
+
+def plan_rows(task, df, diffuser, args, results) -> list[dict]:
+    rows = []
+    goal = args.goal
+    print(f"per plan on {machine_label()}: DF {len(args.horizons) * len(args.ddim_steps) * len(args.batches)} "
+          f"configs, Diffuser {len(args.diffuser_batches) if diffuser else 0}", flush=True)
+    for h in args.horizons:
+        for s in args.ddim_steps:
+            flops = flops_per_plan(lambda b: df.plan(*inputs_cache(task, b, goal), h, ddim_steps=s))  # noqa: B023
+            for b in args.batches:
+                gen = torch.Generator().manual_seed(0)
+                obs, goals = inputs_cache(task, b, goal)
+                times = time_plans(lambda: df.plan(obs, goals, h, generator=gen, ddim_steps=s), args.plans,
+                                   args.warmup)
+                sampler = asdict(df.sampler) | {"ddim_steps": s}
+                rows.append(results.add(plan_row("df", h, h * df.frame_stack, s, b, times, flops, sampler), "cpu"))
+                report(rows[-1])
+    if diffuser is not None:
+        flops = flops_per_plan(lambda b: diffuser.plan(*inputs_cache(task, b, goal)))
+        steps = diffuser.model.cfg.n_diffusion_steps
+        for b in args.diffuser_batches:
+            obs, goals = inputs_cache(task, b, goal)
+            gen = torch.Generator().manual_seed(0)
+            times = time_plans(lambda: diffuser.plan(obs, goals, generator=gen), args.diffuser_plans, args.warmup)
+            rows.append(results.add(plan_row("diffuser", None, diffuser.horizon - 1, steps, b, times, flops, None),
+                                    "cpu"))
+            report(rows[-1])
+    return rows
+
+
+def plan_row(method, tokens, env_steps, steps, batch, times, flops, sampler) -> dict:
+    ms = statistics.median(times)
+    q = np.percentile(times, [10, 90])
+    gflop = (flops[0] + flops[1] * (batch - 1)) / 1e9
+    return {"part": "plans", "method": method, "device": "cpu", "cpu": cpu_name(), "horizon_tokens": tokens,
+            "env_steps": env_steps, "denoising_steps": steps, "batch": batch, "plan_ms": ms, "p10_ms": float(q[0]),
+            "p90_ms": float(q[1]), "plans_per_s": 1000 * batch / ms, "gflop_per_plan": gflop,
+            "gflops": gflop / (ms / 1000), "times_ms": times, "sampler": sampler}
+
+
+def report(row: dict) -> None:
+    h = f"H={row['horizon_tokens']:>3}" if row["horizon_tokens"] else f"{row['env_steps']} steps"
+    print(f"  {row['method']:8s} {h:>9s} steps={row['denoising_steps']:>3} B={row['batch']:>4}: "
+          f"{row['plan_ms']:9.1f} ms/plan  {row['plans_per_s']:8.1f} plans/s  {row['gflop_per_plan']:8.2f} GFLOP  "
+          f"{row['gflops']:6.1f} GFLOP/s", flush=True)
+
+
+def plans_table(rows: list[dict], peak: float) -> str:
+    label = machine_label()
+    lines = [[r["method"], r["horizon_tokens"] or "–", r["env_steps"], r["denoising_steps"], r["batch"],
+              f"{r['plan_ms']:.1f}", f"{r['p10_ms']:.1f}–{r['p90_ms']:.1f}", f"{r['plans_per_s']:.1f}",
+              f"{r['gflop_per_plan']:.3g}", f"{r['gflops']:.1f}", f"{100 * r['gflops'] / peak:.0f}%"]
+             for r in rows]
+    return common.markdown_table(["method", "H (tokens)", "env steps", "DDIM / DDPM steps", "batch",
+                                  f"ms / plan ({label})", "p10–p90 ms", f"plans / s ({label})", "GFLOP / plan",
+                                  "GFLOP/s", "% of matmul peak"], lines)
+
+
+# --- threads -------------------------------------------------------------------------------------------------------
+def thread_rows(task, df, args, results) -> list[dict]:
+    """ms per plan at the shipped settings for torch threads 1..cpu count, interleaved; the thread count restored."""
+    before = torch.get_num_threads()
+    counts = list(range(1, (os.cpu_count() or 1) + 1))
+    rows = []
+    try:
+        for b in args.thread_batches:
+            obs, goals = inputs_cache(task, b, args.goal)
+            gen = torch.Generator().manual_seed(0)
+            times = {n: [] for n in counts}
+            for rep in range(args.thread_plans):
+                for n in (counts if rep % 2 == 0 else counts[::-1]):
+                    torch.set_num_threads(n)
+                    df.plan(obs, goals, generator=gen)  # untimed: the first plan after a switch
+                    times[n] += time_plans(lambda: df.plan(obs, goals, generator=gen), 1, 0)
+            for n in counts:
+                row = {"part": "threads", "method": "df", "device": "cpu", "cpu": cpu_name(), "batch": b,
+                       "threads": n, "plan_ms": statistics.median(times[n]), "times_ms": times[n],
+                       "load_avg": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+                rows.append(results.add(row, "cpu"))
+                print(f"  threads={n} B={b:>4}: {row['plan_ms']:9.1f} ms/plan", flush=True)
+    finally:
+        torch.set_num_threads(before)
+    return rows
+
+
+def threads_table(rows: list[dict]) -> str:
+    lines = [[r["batch"], r["threads"], f"{r['plan_ms']:.1f}", f"{min(r['times_ms']):.1f}–{max(r['times_ms']):.1f}",
+              f"{r['load_avg']:.1f}" if r["load_avg"] is not None else "–"] for r in rows]
+    return common.markdown_table(["batch", "torch threads", f"ms / plan ({cpu_name()}, {os.cpu_count()} CPUs)",
+                                  "min–max ms", "load average"], lines)
+
+
+# --- closed loop ---------------------------------------------------------------------------------------------------
+def plans_made(controller) -> int:
+    return getattr(controller, "plans_made", getattr(controller, "n_plans", 0))
+
+
+def decision_times(controller, task, goal, seed: int, max_steps: int | None) -> dict:
+    env = task.make_env(goal=goal, max_episode_steps=max_steps)
     obs, _ = env.reset(seed=seed)
     steps = env.spec.max_episode_steps
     if hasattr(controller, "max_episode_steps"):
         controller.max_episode_steps = steps
     controller.reset(seed=seed)
-    plans_before = getattr(controller, "plans_made", getattr(controller, "n_plans", 0))
+    before = plans_made(controller)
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
@@ -59,109 +250,107 @@ def decision_times(controller, env_name: str, goal: str, seed: int, max_steps: i
         times.append(1000 * (time.perf_counter() - t0))
         obs, *_ = env.step(action)
     env.close()
-    plans = getattr(controller, "plans_made", getattr(controller, "n_plans", 0)) - plans_before
     return {"decision_ms": float(np.mean(times)), "decision_ms_median": statistics.median(times),
-            "decision_ms_max": float(np.max(times)), "episode_steps": steps, "plans_per_episode": plans}
+            "decision_ms_max": float(np.max(times)), "episode_steps": steps,
+            "plans_per_episode": plans_made(controller) - before}
 
 
-def plan_times(planner, method: str, horizon, obs, goal, plans: int, warmup: int, seed: int, device: str) -> dict:
-    obs_t = torch.as_tensor(obs[None], device=planner.device)
-    goal_t = torch.as_tensor(goal[None], device=planner.device)
-    gen = torch.Generator(device=planner.device).manual_seed(seed)
+def loop_rows(task, methods, args, results) -> list[dict]:
+    from dfplan.controllers import make_controller
+    from dfplan.evaluation import evaluate
+    from dfplan.run import reference_scores
 
-    def once():
-        if method == "df":
-            return planner.plan(obs_t, goal_t, horizon, generator=gen)
-        return planner.plan(obs_t, goal_t, generator=gen)
+    max_steps = args.max_episode_steps or None
+    rows = []
+    for method, ckpt in methods:
+        controller = make_controller(method, task, ckpt, device="cpu")
+        ref = reference_scores(task, controller)
+        settings = common.controller_settings(controller)
+        for seed in range(args.seeds):
+            row = {"part": "loop", "env": task.name, "goal": args.goal, "method": method, "seed": seed,
+                   "device": "cpu", "checkpoint": str(ckpt), "settings": settings}
+            row.update(decision_times(controller, task, args.goal, seed, max_steps))
+            res = evaluate(controller, task, goal=args.goal, episodes=args.episodes, seed=1000 * seed,
+                           batch=args.episodes, progress=False, max_episode_steps=max_steps)
+            s = res.summary(task, ref)
+            row.update(episodes_per_minute=s["episodes_per_minute"], eval_seconds=s["seconds"],
+                       eval_episodes=s["episodes"], score=s["score_mean"], score_name=s["score_name"],
+                       success_rate=s["success_rate"])
+            rows.append(results.add(row, "cpu"))
+            print(f"  {method} seed {seed}: {row['decision_ms']:.2f} ms/decision ({row['plans_per_episode']} plans), "
+                  f"{row['episodes_per_minute']:.1f} episodes/min", flush=True)
+    return rows
 
-    for _ in range(warmup):
-        plan = once()
-    times = []
-    for _ in range(plans):
-        common.sync(device)
-        t0 = time.perf_counter()
-        plan = once()
-        common.sync(device)
-        times.append(1000 * (time.perf_counter() - t0))
-    return {"plan_ms": statistics.median(times), "plan_env_steps": int(plan.actions.shape[1]), "plan_times_ms": times}
+
+def loop_table(rows: list[dict], episodes: int) -> str:
+    return common.aggregate_table(rows, ["method"], [
+        (f"ms / decision ({machine_label()})", common.col_mean_se("decision_ms", 2)),
+        ("plans / episode", common.col_mean_se("plans_per_episode", 0)),
+        (f"episodes / min ({episodes} batched)", common.col_mean_se("episodes_per_minute", 1)),
+        (rows[0]["score_name"] if rows else "score", common.col_mean_se("score", 1)),
+        ("success", common.col_mean_se("success_rate", 0, pct=True)),
+    ], key_headers=["method"])
 
 
 def main() -> None:
     args = common.parse_args(DEFAULTS, QUICK, __doc__)
-    command = common.print_command()
-    from dfplan.checkpoint import load_checkpoint
-    from dfplan.controllers import DIFFUSER_MODES, make_controller
-    from dfplan.evaluation import evaluate
+    from dfplan.controllers import DIFFUSER_MODES
 
-    bad = [m for m in args.diffuser_modes if m not in DIFFUSER_MODES]
+    bad = [p for p in args.parts if p not in PARTS] + [m for m in args.diffuser_modes if m not in DIFFUSER_MODES]
     if bad:
-        raise common.ArgError(f"error: unknown diffuser_modes {bad}; choose from {sorted(DIFFUSER_MODES)}")
-    device = common.resolve_device(args.device)
-    max_steps = args.max_episode_steps or None
-    df_ckpt = common.default_checkpoint(args.env, args.df_checkpoint, "df")
-    if df_ckpt is None:
-        raise common.ArgError(f"error: no shipped DF checkpoint for {args.env}; pass df_checkpoint=PATH")
-    diff_ckpt = common.default_checkpoint(args.env, args.diffuser_checkpoint, "diffuser")
-    methods = [("df", df_ckpt)]
+        raise common.ArgError(f"error: unknown {bad}; parts: {list(PARTS)}, diffuser_modes: {sorted(DIFFUSER_MODES)}")
+    if args.device != "cpu":
+        raise common.ArgError(f"error: speed.py measures the CPU (device=cpu), got device={args.device}; for CUDA "
+                              f"latency see benchmarks/planning.py device=cuda")
+    if args.df_checkpoint and not args.checkpoint:
+        args["checkpoint"] = args.df_checkpoint
+    task, df_ckpt = common.require_checkpoint(args)
+    args["goal"] = task.check_goal(args.goal)
+    diff_ckpt = common.default_checkpoint(task, args.diffuser_checkpoint, "diffuser")
+    args["diffuser_checkpoint"] = diff_ckpt and str(diff_ckpt)
+    command = common.print_command()
+    from dfplan.df.planner import load_planner
+    from dfplan.diffuser.planner import load_diffuser
+
     note = None
     if diff_ckpt is None:
-        note = (f"note: no Diffuser checkpoint for {args.env} (none shipped, none given): Diffuser rows skipped; "
-                f"train one with `dfplan-train env={args.env} model=diffuser train=diffuser_cpu` and pass "
+        note = (f"note: no Diffuser checkpoint for {task.name} (none shipped, none given): Diffuser rows skipped; "
+                f"train one with `dfplan-train env={task.name} model=diffuser train=diffuser_cpu` and pass "
                 f"diffuser_checkpoint=PATH")
         print(note, flush=True)
-    else:
-        methods += [(m, diff_ckpt) for m in args.diffuser_modes]
-    args["df_checkpoint"], args["diffuser_checkpoint"] = str(df_ckpt), diff_ckpt and str(diff_ckpt)
-
     results = common.Results("speed", args, command)
-    rows = []
-    for method, ckpt in methods:
-        controller = make_controller(method, ckpt, device=device, env=args.env)
-        planner = controller.planner
-        horizon = getattr(controller, "horizon", None)
-        ref = load_checkpoint(ckpt).get("ref_scores")
-        for seed in range(args.seeds):
-            obs, goals = common.reset_states(args.env, [seed], goal=args.goal)
-            row = {"env": args.env, "goal": args.goal, "method": method, "seed": seed, "device": device,
-                   "checkpoint": str(ckpt), "horizon_tokens": horizon}
-            row.update(decision_times(controller, args.env, args.goal, seed, max_steps))
-            row.update(plan_times(planner, "df" if method == "df" else method, horizon, obs[0], goals[0],
-                                  args.plans, args.warmup, seed, device))
-            res = evaluate(controller, args.env, goal=args.goal, episodes=args.episodes, seed=1000 * seed,
-                           batch=args.episodes, ref_scores=tuple(ref) if ref and None not in ref else None,
-                           progress=False, max_episode_steps=max_steps)
-            s = res.summary()
-            row.update(episodes_per_minute=s["episodes_per_minute"], eval_seconds=s["seconds"],
-                       eval_episodes=s["episodes"], normalized_score=s.get("normalized_score_mean"),
-                       success_rate=s["success_rate"])
-            rows.append(results.add(row, device))
-            print(f"  {method} seed {seed}: {row['decision_ms']:.1f} ms/decision ({row['plans_per_episode']} plans), "
-                  f"{row['plan_ms']:.1f} ms/plan, {row['episodes_per_minute']:.1f} episodes/min", flush=True)
-
-    table = common.aggregate_table(rows, ["method", "device"], [
-        ("ms / decision", common.col_mean_se("decision_ms", 2)),
-        ("plans / episode", common.col_mean_se("plans_per_episode", 0)),
-        ("ms / plan", common.col_mean_se("plan_ms", 1)),
-        ("env steps / plan", lambda g: str(g[0]["plan_env_steps"])),
-        (f"episodes / min ({args.episodes} batched)", common.col_mean_se("episodes_per_minute", 1)),
-    ], key_headers=["method", "device"])
-    df_rows = [r for r in rows if r["method"] == "df"]
-    ratio_lines = []
-    for method in [m for m, _ in methods if m != "df"]:
-        mine = [r for r in rows if r["method"] == method]
-        ratio = lambda key: (np.mean([r[key] for r in mine]) / np.mean([r[key] for r in df_rows]))  # noqa: E731
-        ratio_lines.append([method, f"{ratio('decision_ms'):.2f}", f"{ratio('plan_ms'):.2f}",
-                            f"{1 / ratio('episodes_per_minute'):.2f}"])
-    sections = [common.section(f"Speed, {args.env} ({args.goal} goal), {device}, torch threads "
-                               f"{torch.get_num_threads()}; mean ± s.e. over {args.seeds} seeds", table, command,
-                               note)]
-    if ratio_lines:
-        sections.append(common.section("Ratios Diffuser / DF (> 1: Diffuser slower)", common.markdown_table(
-            ["method", "ms/decision ratio", "ms/plan ratio", "eval time ratio"], ratio_lines), command))
+    df = load_planner(df_ckpt, device="cpu")
+    sections = []
+    if "plans" in args.parts:
+        peaks = [peak_gflops(args.peak_reps)]
+        diffuser = load_diffuser(diff_ckpt, device="cpu") if diff_ckpt is not None else None
+        rows = plan_rows(task, df, diffuser, args, results)
+        peaks.append(peak_gflops(args.peak_reps))
+        results.add({"part": "peak", "device": "cpu", "cpu": cpu_name(), "matmul_n": PEAK_N,
+                     "peak_gflops_before": peaks[0], "peak_gflops_after": peaks[1]}, "cpu")
+        sc = df.sampler
+        sections.append(common.section(
+            f"Per plan, {task.name}, CPU ({machine_label()}): DF guided as shipped (scale {sc.guidance_scale}, "
+            f"{df.settings.controller.objective or task.objectives[0]} objective, {sc.schedule} schedule), Diffuser "
+            f"as trained; median of {args.plans} (Diffuser {args.diffuser_plans}) plans after {args.warmup} warm-up; "
+            f"matmul peak {max(peaks):.0f} GFLOP/s (fp32 {PEAK_N}^3: {peaks[0]:.0f} before, {peaks[1]:.0f} after)",
+            plans_table(rows, max(peaks)), command, note))
+    if "threads" in args.parts:
+        rows = thread_rows(task, df, args, results)
+        sections.append(common.section(
+            f"Torch threads, {task.name} DF at the shipped settings (H={df.default_horizon}, {df.sampler.ddim_steps} "
+            f"DDIM steps, guided), CPU; median of {args.thread_plans} plans per thread count, interleaved",
+            threads_table(rows), command))
+    if "loop" in args.parts:
+        methods = [("df", df_ckpt)] + ([(m, diff_ckpt) for m in args.diffuser_modes] if diff_ckpt else [])
+        rows = loop_rows(task, methods, args, results)
+        sections.append(common.section(
+            f"Closed loop, {task.name} ({args.goal} goal), CPU; mean ± s.e. over {args.seeds} seeds",
+            loop_table(rows, args.episodes), command, note))
     print()
     print("\n".join(sections))
     print(f"appended {len(results.rows)} rows to {results.path}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.user_errors_as_exit(main))

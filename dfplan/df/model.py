@@ -6,7 +6,9 @@ Every token carries its own noise level k. The latent z summarizes the (noisy) p
     z_{t+1}   = GRU(h_t, z_t)
     pred_t    = out_net([z_{t+1}, emb(k_t)])      # x0 (default), eps or v of token t
 `in_net` and `out_net` act on all tokens at once; only the GRU is sequential (one fused nn.GRU call),
-which matters on CPU where small-batch planning is bound by per-op overhead.
+which matters on CPU where small-batch planning is bound by per-op overhead. The sampler gives the level
+embedding itself (`forward_emb`): all batch rows share the tokens' levels there, so it embeds each distinct
+level once per plan instead of every token at every DDIM step.
 """
 
 from __future__ import annotations
@@ -77,12 +79,18 @@ class DFRNN(nn.Module):
         """Latent before the first token, from the (normalized) first observation: [B, Ds] -> [B, H]."""
         return self.init_net(obs0)
 
-    def _level_emb(self, k: torch.Tensor) -> torch.Tensor:
+    def level_emb(self, k: torch.Tensor) -> torch.Tensor:
+        """Noise-level embedding: levels k [...] -> [..., emb_dim]."""
         return self.level_mlp(sinusoidal(k, self.cfg.emb_dim))
 
     def forward_raw(self, x: torch.Tensor, k: torch.Tensor, z: torch.Tensor):
         """Network output (in its own parameterization) for tokens x [B, T, D] at levels k [B, T]; -> (out, z_T)."""
-        emb = self._level_emb(k)
+        return self.forward_emb(x, self.level_emb(k), z)
+
+    def forward_emb(self, x: torch.Tensor, emb: torch.Tensor, z: torch.Tensor):
+        """`forward_raw` given the level embedding `level_emb(k)`: [B, T, E], or [T, E] shared by the batch."""
+        if emb.dim() == 2:
+            emb = emb.expand(x.shape[0], -1, -1)
         h = self.in_net(torch.cat([x, emb], dim=-1))
         zs, z_last = self.gru(h, z.unsqueeze(0).contiguous())
         out = self.out_net(torch.cat([zs, emb], dim=-1))

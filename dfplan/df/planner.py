@@ -42,6 +42,7 @@ class DFPlanner:
         self.obs_dim, self.act_dim = model.cfg.obs_dim, model.cfg.act_dim
         self.goal_dims = tuple(task.goal_dims) if task is not None else (0, 1)
         self.frame_stack = model.cfg.frame_stack
+        self._objective_builder: tuple | None = None  # (task, objective name, goal -> objective)
 
     @property
     def sampler(self):
@@ -103,9 +104,13 @@ class DFPlanner:
 
     def default_objective(self):
         """goal -> objective: the checkpoint's tuned guidance objective (the task's), else the straight line."""
-        if self.task is not None:
-            return self.task.objective(self.settings.controller.objective)
-        return lambda goal: goal_distance(goal, self.goal_dims)
+        if self.task is None:
+            return lambda goal: goal_distance(goal, self.goal_dims)
+        # kept while the setting stays: a builder may cache per goal (the geodesic one's fields cost more than a plan)
+        key = (self.task, self.settings.controller.objective)
+        if self._objective_builder is None or self._objective_builder[:2] != key:
+            self._objective_builder = (*key, self.task.objective(key[1]))
+        return self._objective_builder[2]
 
     def _token_objective(self, objective: Objective, obs: torch.Tensor):
         def token_objective(tokens: torch.Tensor) -> torch.Tensor:

@@ -6,17 +6,24 @@ fed back as context at a small stabilization noise level, with noise drawn once,
 Guidance: the gradient of an objective of the predicted clean tokens w.r.t. the noisy tokens, through the RNN,
 shifts the predicted noise (classifier guidance); with `mc_samples` R > 1 the objective is averaged over the
 prediction and R-1 re-noised copies of it (Monte Carlo Guidance).
+
+Cost (at batch 1 on CPU a plan is a few thousand small ops): what a row needs beyond the tokens is prepared once
+per call, the row bookkeeping on the host from the scheduling matrix (no device sync in the loop), alphas_bar for
+all rows in one gather, the level embedding once per distinct level (`DFRNN.forward_emb`; the same arithmetic as
+embedding every token). Nothing records an autograd graph but the guided prediction. Threads are the caller's
+choice: on a CPU shared with other work `torch.set_num_threads(1)` (benchmarks/speed.py, part threads).
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
+import numpy as np
 import torch
 
-from dfplan.diffusion import ddim_step, eps_from_x0, q_sample, sampling_levels, x0_from_eps
+from dfplan.diffusion.core import ddim_step_at, eps_from_x0_at, q_sample_at, sampling_levels, to_x0_at, x0_from_eps_at
 from dfplan.schedules import scheduling_matrix, warm_start
 from dfplan.settings import SamplerSettings
 
@@ -30,14 +37,58 @@ class SampleResult:
     objective: torch.Tensor | None  # [B] objective of the final plan, if guided
 
 
-def feed_context(model, tokens: torch.Tensor, z: torch.Tensor, level: int, noise: torch.Tensor) -> torch.Tensor:
-    """Advance the latent over finished tokens [B, T, D], fed at the stabilization level."""
+def feed_context(model, tokens: torch.Tensor, z: torch.Tensor, level: int, noise: torch.Tensor,
+                 emb: torch.Tensor | None = None) -> torch.Tensor:
+    """Advance the latent over finished tokens [B, T, D], fed at the stabilization level (`emb`: its embedding
+    [E], when the caller has it)."""
     if tokens.shape[1] == 0:
         return z
-    k = torch.full(tokens.shape[:2], level, dtype=torch.long, device=tokens.device)
-    x = q_sample(tokens, k, noise, model.schedule) if level > 0 else tokens
-    _, z = model.forward_raw(x, k, z)
+    x = q_sample_at(tokens, model.alphas_bar[level], noise) if level > 0 else tokens
+    if emb is None:
+        emb = model.level_emb(torch.full(tokens.shape[:2], level, device=tokens.device))
+    _, z = model.forward_emb(x, emb.expand(tokens.shape[1], -1) if emb.dim() == 1 else emb, z)
     return z
+
+
+class _Row(NamedTuple):
+    """What one scheduling row needs for its active tokens (all but the finished prefix), shared by the batch."""
+
+    ab: torch.Tensor  # [T, 1] alphas_bar at the tokens' levels now
+    ab_next: torch.Tensor  # [T, 1] ... after this row
+    emb: torch.Tensor  # [T, E] level embedding of the levels now
+    unchanged: torch.Tensor | None  # [T, 1] True where the level stays; None when every token moves
+
+
+class _Tables(NamedTuple):
+    """Row-independent lookups for a scheduling matrix of noise levels [rows, H], built once per `sample`."""
+
+    finished: list[int]  # per row: clean leading tokens (finished for good: levels never rise)
+    moves: list[bool]  # per row but the last: does any level change to the next row
+    all_move: list[bool]  # ... does every level change
+    ab: torch.Tensor  # [rows, H, 1] alphas_bar
+    stays: torch.Tensor  # [rows - 1, H, 1] bool: level unchanged to the next row
+    index: torch.Tensor  # [rows, H] position of each level in `emb`
+    emb: torch.Tensor  # [U, E] embedding of the distinct levels
+    context_emb: torch.Tensor  # [E] embedding of the stabilization level
+
+
+def _tables(model, levels: np.ndarray, context_level: int, device) -> _Tables:
+    """The lookups for `levels` [rows, H] (host ints) and the stabilization level `context_level`."""
+    step = levels[:-1] != levels[1:]
+    distinct = np.unique(np.append(levels, context_level))  # one level-MLP call for the lot
+    index = np.searchsorted(distinct, levels)
+    emb = model.level_emb(torch.as_tensor(distinct, device=device))
+    levels_t = torch.as_tensor(levels, device=device)
+    return _Tables(finished=np.cumprod(levels == 0, axis=1).sum(1).tolist(), moves=step.any(1).tolist(),
+                   all_move=step.all(1).tolist(), ab=model.alphas_bar[levels_t].unsqueeze(-1),
+                   stays=(~torch.as_tensor(step, device=device)).unsqueeze(-1),
+                   index=torch.as_tensor(index, device=device), emb=emb,
+                   context_emb=emb[int(np.searchsorted(distinct, context_level))])
+
+
+def _row(t: _Tables, m: int, done: int) -> _Row:
+    return _Row(ab=t.ab[m, done:], ab_next=t.ab[m + 1, done:], emb=t.emb[t.index[m, done:]],
+                unchanged=None if t.all_move[m] else t.stays[m, done:])
 
 
 def sample(model, z0: torch.Tensor, horizon: int, cfg: SamplerSettings, objective: TokenObjective | None = None,
@@ -47,48 +98,60 @@ def sample(model, z0: torch.Tensor, horizon: int, cfg: SamplerSettings, objectiv
     (one more RNN pass, needed by causal rollouts, not by planning). Warm start: with `cfg.warm_start_step` > 0,
     `init` [B, n, D] (normalized clean tokens, e.g. the unexecuted rest of the previous plan) seeds the first n
     tokens, re-noised to that step, instead of pure noise."""
-    B, D, device = z0.shape[0], model.cfg.token_dim, z0.device
     matrix = scheduling_matrix(cfg.schedule, horizon, cfg.ddim_steps, cfg.uncertainty)
     n_init = 0 if init is None or cfg.warm_start_step <= 0 else min(init.shape[1], horizon)
     if n_init:
         matrix = warm_start(matrix, n_init, cfg.warm_start_step)
-    step_levels = sampling_levels(model.cfg.num_levels, cfg.ddim_steps).to(device)
-    levels = step_levels[torch.as_tensor(matrix, device=device)]  # [rows, H] noise levels
-    schedule = model.schedule
+    levels = sampling_levels(model.cfg.num_levels, cfg.ddim_steps).numpy()[matrix]  # [rows, H] noise levels
     guided = objective is not None and cfg.guidance_scale > 0
+    # guided, the prediction turns gradients back on for itself; unguided, inference mode is ~10% cheaper than
+    # no_grad at batch 1, and its tensors (which can never join a graph) are cloned out for the caller
+    with torch.no_grad() if guided else torch.inference_mode():
+        tokens, z_end = _sample(model, z0, levels, cfg, objective if guided else None, generator, return_latent,
+                                init, n_init)
+    if not guided:
+        tokens, z_end = tokens.clone(), None if z_end is None else z_end.clone()
+    with torch.no_grad():  # outside inference mode: an objective may keep tensors it makes for later guided calls
+        value = objective(tokens) if objective is not None else None
+    return SampleResult(tokens=tokens, z_end=z_end, objective=value)
+
+
+def _sample(model, z0, levels, cfg, objective, generator, return_latent, init, n_init):
+    """(tokens [B, H, D], z_end or None): the row loop of `sample` (`objective`: None when unguided)."""
+    B, horizon, D, device = z0.shape[0], levels.shape[1], model.cfg.token_dim, z0.device
+    tables = _tables(model, levels, cfg.stabilization_level, device)
     randn = lambda *shape: torch.randn(*shape, device=device, generator=generator)  # noqa: E731
     x = randn(B, horizon, D)
     if n_init:
-        k_init = levels[0, :n_init].expand(B, -1)
-        x[:, :n_init] = q_sample(init[:, :n_init].to(device), k_init, x[:, :n_init], schedule)
+        x[:, :n_init] = q_sample_at(init[:, :n_init].to(device), tables.ab[0, :n_init], x[:, :n_init])
     ctx_noise = randn(B, horizon, D)
     z_prefix, done = z0, 0  # latent after the first `done` tokens, which are finished
     for m in range(len(levels) - 1):
-        now, nxt = levels[m], levels[m + 1]
-        finished = int((now == 0).long().cumprod(0).sum())
-        if finished > done:
-            with torch.no_grad():
-                z_prefix = feed_context(model, x[:, done:finished], z_prefix, cfg.stabilization_level,
-                                        ctx_noise[:, done:finished])
+        if tables.finished[m] > done:
+            finished = tables.finished[m]
+            z_prefix = feed_context(model, x[:, done:finished], z_prefix, cfg.stabilization_level,
+                                    ctx_noise[:, done:finished], tables.context_emb)
             done = finished
-        if bool((now == nxt).all()):
+        if not tables.moves[m]:
             continue
-        x_act, k = x[:, done:], now[done:].expand(B, -1)
-        x0, eps = _predict(model, x_act, k, z_prefix, x[:, :done], cfg, objective if guided else None, randn)
-        x[:, done:] = ddim_step(x_act, x0, k, nxt[done:].expand(B, -1), schedule, cfg.eta,
-                                noise=randn(*x_act.shape) if cfg.eta > 0 else None, eps_hat=eps).detach()
-    with torch.no_grad():
-        z_end = None
-        if return_latent:
-            z_end = feed_context(model, x[:, done:], z_prefix, cfg.stabilization_level, ctx_noise[:, done:])
-        value = objective(x) if objective is not None else None
-    return SampleResult(tokens=x, z_end=z_end, objective=value)
+        row, x_act = _row(tables, m, done), x[:, done:]
+        x0, eps = _predict(model, x_act, row, z_prefix, x[:, :done], cfg, objective, randn)
+        x[:, done:] = ddim_step_at(x_act, x0, row.ab, row.ab_next, cfg.eta, eps_hat=eps, unchanged=row.unchanged,
+                                   noise=randn(*x_act.shape) if cfg.eta > 0 else None)
+    z_end = None
+    if return_latent:
+        z_end = feed_context(model, x[:, done:], z_prefix, cfg.stabilization_level, ctx_noise[:, done:],
+                             tables.context_emb)
+    return x, z_end
 
 
 @contextmanager
-def _train_mode(model):
+def _train_mode(model, device: torch.device):
     """cuDNN only differentiates an RNN in training mode; the DF model has no dropout or batch statistics, so
-    its outputs are the same in both modes."""
+    its outputs are the same in both modes. Elsewhere (CPU) the mode changes nothing and is left alone."""
+    if device.type != "cuda":
+        yield
+        return
     was_training = model.training
     model.train(True)
     try:
@@ -97,31 +160,33 @@ def _train_mode(model):
         model.train(was_training)
 
 
-def _predict(model, x_act, k, z_prefix, prefix, cfg: SamplerSettings, objective, randn):
+def _x0(model, x, row: _Row, z, cfg: SamplerSettings) -> torch.Tensor:
+    """The model's clamped clean-token estimate for noisy tokens x [B, T, D] at the row's levels."""
+    out, _ = model.forward_emb(x, row.emb, z)
+    return to_x0_at(model.cfg.prediction, out, x, row.ab).clamp(-cfg.clip_x0, cfg.clip_x0)
+
+
+def _predict(model, x_act, row: _Row, z_prefix, prefix, cfg: SamplerSettings, objective, randn):
     """(x0, eps) for the active tokens; guided by the objective's gradient when one is given."""
-    schedule = model.schedule
     if objective is None:
-        with torch.no_grad():
-            x0, _ = model.forward_seq(x_act, k, z_prefix)
-            x0 = x0.clamp(-cfg.clip_x0, cfg.clip_x0)
-        return x0, eps_from_x0(x_act, k, x0, schedule)
-    with torch.enable_grad(), _train_mode(model):
+        x0 = _x0(model, x_act, row, z_prefix, cfg)
+        return x0, eps_from_x0_at(x_act, row.ab, x0)
+    # the objective sees the whole plan: finished prefix + prediction (no copy while nothing is finished)
+    whole = lambda x0: x0 if prefix.shape[1] == 0 else torch.cat([prefix, x0], dim=1)  # noqa: E731
+    with torch.enable_grad(), _train_mode(model, x_act.device):
         x_in = x_act.detach().requires_grad_(True)
-        x0, _ = model.forward_seq(x_in, k, z_prefix)
-        x0 = x0.clamp(-cfg.clip_x0, cfg.clip_x0)
-        values = [objective(torch.cat([prefix, x0], dim=1))]
+        x0 = _x0(model, x_in, row, z_prefix, cfg)
+        values = [objective(whole(x0))]
         if cfg.mc_samples > 1:  # Monte Carlo Guidance: re-noise the prediction to the current levels, predict again
             R = cfg.mc_samples - 1
             rep = lambda t: t.repeat(R, *([1] * (t.dim() - 1)))  # noqa: E731
-            x_re = q_sample(rep(x0), rep(k), randn(R * x0.shape[0], *x0.shape[1:]), schedule)
-            x0_re, _ = model.forward_seq(x_re, rep(k), rep(z_prefix))
-            x0_re = x0_re.clamp(-cfg.clip_x0, cfg.clip_x0)
-            values += [objective(torch.cat([prefix, x0_r], dim=1)) for x0_r in x0_re.chunk(R)]
-        mean_value = torch.stack(values).mean(0)
+            x_re = q_sample_at(rep(x0), row.ab, randn(R * x0.shape[0], *x0.shape[1:]))
+            x0_re = _x0(model, x_re, row, rep(z_prefix), cfg)
+            values += [objective(whole(x0_r)) for x0_r in x0_re.chunk(R)]
+        mean_value = values[0] if len(values) == 1 else torch.stack(values).mean(0)
         grad = torch.autograd.grad(mean_value.sum(), x_in)[0]
     x0 = x0.detach()
-    eps = eps_from_x0(x_act, k, x0, schedule)
-    ab = schedule.alphas_bar[k].unsqueeze(-1)
-    eps = eps - cfg.guidance_scale * (1 - ab).sqrt() * grad  # classifier guidance: eps - sqrt(1-ab) * grad J
-    x0 = x0_from_eps(x_act, k, eps, schedule).clamp(-cfg.clip_x0, cfg.clip_x0)
+    eps = eps_from_x0_at(x_act, row.ab, x0)
+    eps = eps - cfg.guidance_scale * (1 - row.ab).sqrt() * grad  # classifier guidance: eps - sqrt(1-ab) * grad J
+    x0 = x0_from_eps_at(x_act, row.ab, eps).clamp(-cfg.clip_x0, cfg.clip_x0)
     return x0, eps

@@ -49,19 +49,56 @@ def _ab(schedule: NoiseSchedule, k: torch.Tensor, like: torch.Tensor) -> torch.T
     return schedule.alphas_bar.to(like.device)[k].unsqueeze(-1).to(like.dtype)
 
 
-def q_sample(x0: torch.Tensor, k: torch.Tensor, noise: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
-    ab = _ab(schedule, k, x0)
+# Each function below comes in two forms: by levels k (gathers alphas_bar itself) and `*_at` by `ab`, the
+# alphas_bar values at the tokens' levels, any shape that broadcasts against the tokens [..., D]. The sampler
+# gathers `ab` once per scheduling row and uses the `*_at` forms; the arithmetic is the same.
+def q_sample_at(x0: torch.Tensor, ab: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
 
-def x0_from_eps(x_k, k, eps, schedule):
-    ab = _ab(schedule, k, x_k)
+def x0_from_eps_at(x_k, ab, eps):
     return (x_k - (1 - ab).sqrt() * eps) / ab.sqrt()
 
 
-def eps_from_x0(x_k, k, x0, schedule):
-    ab = _ab(schedule, k, x_k)
+def eps_from_x0_at(x_k, ab, x0):
     return (x_k - ab.sqrt() * x0) / (1 - ab).sqrt().clamp(min=1e-8)
+
+
+def to_x0_at(objective: str, output, x_k, ab):
+    if objective == "x0":
+        return output
+    if objective == "eps":
+        return x0_from_eps_at(x_k, ab, output)
+    if objective == "v":
+        return ab.sqrt() * x_k - (1 - ab).sqrt() * output
+    raise ValueError(f"prediction objective must be 'x0', 'eps' or 'v', got {objective!r}")
+
+
+def ddim_step_at(x_k, x0_hat, ab, ab_next, eta: float = 0.0, noise=None, eps_hat=None, unchanged=None):
+    """`ddim_step` by alphas_bar values; `unchanged` (bool, broadcastable to x_k, or None when every element
+    moves): where the level stays, the input is returned as it is."""
+    if eps_hat is None:
+        eps_hat = eps_from_x0_at(x_k, ab, x0_hat)
+    x_next = ab_next.sqrt() * x0_hat
+    if eta > 0:
+        sigma = eta * ((1 - ab_next) / (1 - ab).clamp(min=1e-8) * (1 - ab / ab_next)).clamp(min=0).sqrt()
+        x_next = x_next + (1 - ab_next - sigma**2).clamp(min=0).sqrt() * eps_hat
+        x_next = x_next + sigma * (torch.randn_like(x_k) if noise is None else noise)
+    else:  # sigma = 0
+        x_next = x_next + (1 - ab_next).clamp(min=0).sqrt() * eps_hat
+    return x_next if unchanged is None else torch.where(unchanged, x_k, x_next)
+
+
+def q_sample(x0: torch.Tensor, k: torch.Tensor, noise: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
+    return q_sample_at(x0, _ab(schedule, k, x0), noise)
+
+
+def x0_from_eps(x_k, k, eps, schedule):
+    return x0_from_eps_at(x_k, _ab(schedule, k, x_k), eps)
+
+
+def eps_from_x0(x_k, k, x0, schedule):
+    return eps_from_x0_at(x_k, _ab(schedule, k, x_k), x0)
 
 
 def target_for(objective: str, x0, noise, k, schedule):
@@ -78,27 +115,13 @@ def target_for(objective: str, x0, noise, k, schedule):
 
 def to_x0(objective: str, output, x_k, k, schedule):
     """Convert a network output of the given parameterization into an x0 estimate."""
-    if objective == "x0":
-        return output
-    if objective == "eps":
-        return x0_from_eps(x_k, k, output, schedule)
-    if objective == "v":
-        ab = _ab(schedule, k, x_k)
-        return ab.sqrt() * x_k - (1 - ab).sqrt() * output
-    raise ValueError(f"prediction objective must be 'x0', 'eps' or 'v', got {objective!r}")
+    return to_x0_at(objective, output, x_k, _ab(schedule, k, x_k) if objective != "x0" else None)
 
 
 def ddim_step(x_k, x0_hat, k, k_next, schedule, eta: float = 0.0, noise=None, eps_hat=None):
     """One DDIM update from level k to k_next < k (per element). Where k_next == k the input is returned."""
-    ab, ab_next = _ab(schedule, k, x_k), _ab(schedule, k_next, x_k)
-    if eps_hat is None:
-        eps_hat = eps_from_x0(x_k, k, x0_hat, schedule)
-    sigma = eta * ((1 - ab_next) / (1 - ab).clamp(min=1e-8) * (1 - ab / ab_next)).clamp(min=0).sqrt()
-    x_next = ab_next.sqrt() * x0_hat + (1 - ab_next - sigma**2).clamp(min=0).sqrt() * eps_hat
-    if eta > 0:
-        x_next = x_next + sigma * (torch.randn_like(x_k) if noise is None else noise)
-    unchanged = (k == k_next).unsqueeze(-1)
-    return torch.where(unchanged, x_k, x_next)
+    return ddim_step_at(x_k, x0_hat, _ab(schedule, k, x_k), _ab(schedule, k_next, x_k), eta, noise, eps_hat,
+                        unchanged=(k == k_next).unsqueeze(-1))
 
 
 def sampling_levels(num_levels: int, steps: int) -> torch.Tensor:
