@@ -89,7 +89,10 @@ class GeodesicGuide:
 
     def __call__(self, goal: torch.Tensor) -> Objective:
         """goal [B, 2] raw -> objective for the planner (an MPC controller asks again at every replan)."""
-        keys = tuple((round(float(x), 3), round(float(y), 3)) for x, y in goal.detach().cpu().numpy())
+        # a goal outside the maze means its nearest point inside (the field of a goal at 1e38 overflows to inf)
+        lo, hi = self.origin.numpy() * [1, -1], self.origin.numpy() * [-1, 1]
+        inside = np.clip(np.nan_to_num(goal.detach().cpu().numpy()), lo, hi)
+        keys = tuple((round(float(x), 3), round(float(y), 3)) for x, y in inside)
         if self._last is None or self._last[0] != (keys, goal.device):
             fields = torch.stack([self.field(k) for k in keys]).to(goal.device)  # [B, rows, cols]
             self._last = ((keys, goal.device), geodesic_distance(fields, self.origin.to(goal.device), self.step))

@@ -28,6 +28,7 @@ class SamplerSettings:
     mc_samples: int = 1  # Monte Carlo Guidance samples R (1 = plain guidance)
     clip_x0: float = 10.0  # clamp predicted clean tokens (normalized units) for numerical safety
     warm_start_step: int = 0  # > 0: a previous plan's rest starts re-noised at this DDIM step (0 = off)
+    temperature: float = 1.0  # scale of the starting noise: 1 samples the data's behaviour, < 1 leans to its mean
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen: normalize types once)
@@ -40,6 +41,7 @@ class SamplerSettings:
         set_("mc_samples", check_int("mc_samples", self.mc_samples, 1))
         set_("clip_x0", check_float("clip_x0", self.clip_x0, 0.0))
         set_("warm_start_step", check_int("warm_start_step", self.warm_start_step, 0))
+        set_("temperature", check_float("temperature", self.temperature, 0.0))
         if self.warm_start_step > self.ddim_steps:
             raise UserError(f"warm_start_step={self.warm_start_step} must be in 0..ddim_steps={self.ddim_steps}")
 

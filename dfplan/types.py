@@ -56,6 +56,8 @@ def split_observation(obs) -> tuple[np.ndarray, np.ndarray | None, bool]:
         raise ValueError(f"observation must be [Ds] or [N, Ds], got shape {state.shape}")
     state = state.reshape(-1, state.shape[-1])
     if goal is not None:
+        if goal.ndim not in (1, 2):
+            raise ValueError(f"desired_goal must be [Dg] or [N, Dg], got shape {goal.shape}")
         goal = goal.reshape(-1, goal.shape[-1])
         if len(goal) != len(state):
             raise ValueError(f"{len(state)} observations but {len(goal)} goals")
@@ -77,8 +79,8 @@ def check_batch(name: str, x, dim: int, device=None, rows: int | None = None) ->
     from dfplan.errors import UserError
 
     x = torch.as_tensor(x, dtype=torch.float32, device=device)
-    if x.dim() != 2 or x.shape[1] != dim or (rows is not None and x.shape[0] != rows):
-        want = f"[{rows if rows is not None else 'B'}, {dim}]"
+    if x.dim() != 2 or x.shape[1] != dim or x.shape[0] == 0 or (rows is not None and x.shape[0] != rows):
+        want = f"[{rows if rows is not None else 'B'}, {dim}]" + (" with B >= 1" if rows is None else "")
         raise UserError(f"{name} must be {want}, got shape {tuple(x.shape)}")
     if not torch.isfinite(x).all():
         raise ValueError(f"{name} holds NaN or inf values: {x[~torch.isfinite(x).all(-1)][:3].tolist()}")

@@ -255,14 +255,9 @@ def test_overwrite_replaces_through_the_staged_swap(two_versions, tmp_path, monk
 
 
 # --- 7. fuzz: MPCController.act and DFPlanner.plan -----------------------------------------------------------------
-# Known failures in code outside this change, tolerated (and counted) by the fuzz until fixed; each has a strict
-# xfail test below that starts failing (XPASS) once its bug is fixed, as a reminder to drop it from here.
-KNOWN = {
-    ("act", "goal_0d", "IndexError"): "dfplan/types.py split_observation: a 0-d desired_goal hits goal.shape[-1]",
-    ("plan", "batch_0", "RuntimeError"): "DFPlanner.plan with 0 rows: GeodesicGuide stacks an empty list of fields",
-    ("plan", "huge_goal", "non-finite actions"): "DFPlanner.plan with the geodesic objective and a goal beyond ~1e38: "
-                                                 "the distance field overflows to inf and the plan's actions are NaN",
-}
+# Known failures, tolerated (and counted) by the fuzz until fixed: none left (the three it found are fixed and have
+# their own tests below).
+KNOWN: dict = {}
 SPECIAL = np.array([0.0, 3e38, -3e38, np.nan, np.inf, -np.inf, 1e-45, 1e30, -1.0, 7.5])
 DTYPES = [np.float16, np.float32, np.float64, np.int8, np.int32, np.int64, np.uint8, np.bool_]
 
@@ -456,8 +451,7 @@ def test_fuzzed_controller_and_planner_inputs_never_crash_long():
     _run_fuzz(10_000, timeout=3600)
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN[("act", "goal_0d", "IndexError")])
-def test_known_bug_act_with_a_0d_goal_raises_a_value_error():
+def test_act_with_a_0d_goal_raises_a_value_error():
     import dfplan
     from dfplan.df.controller import MPCController
 
@@ -466,8 +460,7 @@ def test_known_bug_act_with_a_0d_goal_raises_a_value_error():
         ctrl.act({"observation": np.zeros(4, np.float32), "desired_goal": np.float32(1.0)})
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN[("plan", "huge_goal", "non-finite actions")])
-def test_known_bug_plan_toward_a_huge_goal_has_finite_actions():
+def test_plan_toward_a_huge_goal_has_finite_actions():
     import dfplan
 
     planner = dfplan.load_planner("pointmaze-umaze", device="cpu")
@@ -478,8 +471,7 @@ def test_known_bug_plan_toward_a_huge_goal_has_finite_actions():
     assert torch.isfinite(plan.actions).all()
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN[("plan", "batch_0", "RuntimeError")])
-def test_known_bug_plan_with_0_rows_is_empty_or_a_value_error():
+def test_plan_with_0_rows_is_empty_or_a_value_error():
     import dfplan
 
     planner = dfplan.load_planner("pointmaze-umaze", device="cpu")

@@ -16,6 +16,7 @@ from dfplan.guidance import Objective, goal_distance
 from dfplan.settings import SAMPLER_KEYS, DFSettings, resolve_settings
 from dfplan.types import Plan, check_batch
 
+MAX_HORIZON = 10_000  # tokens; far past any episode, and still a plan that fits in memory
 OBS_LIMIT = 50.0  # |normalized observation| beyond this means nothing to the model: clamp (extreme inputs stay finite)
 
 
@@ -88,8 +89,8 @@ class DFPlanner:
         the sampler's `warm_start_step` > 0."""
         t0 = time.perf_counter()
         horizon = self.default_horizon if horizon is None else horizon
-        if isinstance(horizon, bool) or not float(horizon).is_integer() or horizon < 1:
-            raise UserError(f"horizon={horizon!r} must be a whole number of tokens >= 1")
+        if isinstance(horizon, bool) or not float(horizon).is_integer() or not 1 <= horizon <= MAX_HORIZON:
+            raise UserError(f"horizon={horizon!r} must be a whole number of tokens in 1..{MAX_HORIZON}")
         obs = check_batch("obs", obs, self.obs_dim, self.device)
         if objective is None and goal is not None:
             goal = check_batch("goal", goal, len(self.goal_dims), self.device, rows=obs.shape[0])

@@ -121,7 +121,7 @@ def _sample(model, z0, levels, cfg, objective, generator, return_latent, init, n
     B, horizon, D, device = z0.shape[0], levels.shape[1], model.cfg.token_dim, z0.device
     tables = _tables(model, levels, cfg.stabilization_level, device)
     randn = lambda *shape: torch.randn(*shape, device=device, generator=generator)  # noqa: E731
-    x = randn(B, horizon, D)
+    x = cfg.temperature * randn(B, horizon, D)  # < 1: plans nearer the data's mean behaviour than a sample of it
     if n_init:
         x[:, :n_init] = q_sample_at(init[:, :n_init].to(device), tables.ab[0, :n_init], x[:, :n_init])
     ctx_noise = randn(B, horizon, D)
