@@ -217,11 +217,17 @@ def run_train(cfg: DictConfig) -> None:
     from omegaconf import open_dict
 
     from dfplan.tasks import get_task
-    from dfplan.training import train
+    from dfplan.training import check_train_config, train
 
+    check_train_config(cfg.train)
     task = get_task(cfg.env, dataset_id=cfg.dataset)
     with open_dict(cfg):
         cfg.dataset = cfg.dataset or task.default_dataset_id()
+    from dfplan.data import load_minari
+
+    why = task.dataset_mismatch(load_minari(cfg.dataset))
+    if why:
+        raise UserError(f"dataset {cfg.dataset} was not made for env={task.name}: {why}; pass the env it was made for")
     train(cfg, task=task)
 
 

@@ -39,10 +39,15 @@ def make_controller(planner: str, task, checkpoint=None, variant: str | None = N
             raise UserError(f"DF settings {sorted(settings)} do not apply to planner=bc")
         return load_bc(path, device=device)
     if planner == "df":
-        from dfplan.df import MPCController, load_planner
+        from dfplan.df import DFPlanner, MPCController, load_planner
 
         sampler_keys, controller = _split(settings)
         df = load_planner(path, device=device, **sampler_keys)
+        if not isinstance(df, DFPlanner):
+            from dfplan.errors import UserError
+
+            raise UserError(f"{path} holds a {type(df).__name__.removesuffix('Planner')} model, not a DF one; pass "
+                            f"planner=diffuser (or another checkpoint)")
         return MPCController(df, replan_every=replan_every, **controller)
     from dfplan.diffuser.controller import DiffuserController
     from dfplan.diffuser.planner import load_diffuser

@@ -45,6 +45,7 @@ MISTAKES = [
     (["dfplan-eval", "variant=best"], "variant='best'"),
     (["dfplan-eval", "results=/no/such/dir/r.jsonl"], "cannot write /no/such/dir/r.jsonl"),
     (["dfplan-eval", "env=pointmaze-umaze", "checkpoint=pointmaze-medium-dwell"], "trained for env=pointmaze-medium"),
+    (["dfplan-eval", "planner=df", "checkpoint=pointmaze-umaze-diffuser"], "holds a Diffuser model, not a DF one"),
     (["dfplan-plan", "horizon=0"], "horizon=0"),
     (["dfplan-plan", "starts=0"], "starts=0"),
     (["dfplan-data", "stepz=10"], "unknown key 'stepz'"),
@@ -65,6 +66,12 @@ def test_user_mistakes_are_one_clear_line(args, message, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
     assert message in lines[0], lines[0]
+
+
+def test_train_refuses_a_dataset_made_for_another_task(datasets, tmp_path):
+    result = run(["dfplan-train", "env=pointmaze-medium", "dataset=dfplan/pointmaze/umaze-v0", f"out={tmp_path / 'r'}"],
+                 tmp_path)
+    assert result.returncode == 2 and "was not made for env=pointmaze-medium: its maze is not" in result.stderr
 
 
 def test_train_without_dataset_names_the_command(tmp_path):

@@ -82,6 +82,10 @@ class Task(ABC):
     def generate_dataset(self, dataset_id: str, seed: int, overwrite: bool, progress: bool, **options):
         """Write the task's dataset with its recipe (atomically) and return it loaded through Minari."""
 
+    def dataset_mismatch(self, dataset) -> str | None:
+        """Why `dataset` (a MinariDataset) was not made for this task, or None when it may have been."""
+        return None
+
     # --- guidance ----------------------------------------------------------------------------------
     def objective(self, name: str | None) -> ObjectiveBuilder:
         """The builder of the named guidance objective: goal [B, Dg] -> objective."""

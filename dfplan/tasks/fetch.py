@@ -69,6 +69,12 @@ class FetchTask(Task):
                                       noise=check_float("noise", 0.2 if noise is None else noise, 0.0),
                                       progress=progress)
 
+    def dataset_mismatch(self, dataset) -> str | None:
+        from dfplan.envs.fetch import FETCH_TASKS
+
+        env_id = getattr(dataset.spec.env_spec, "id", None)
+        return None if env_id in (None, FETCH_TASKS[self.name]) else f"it was recorded in {env_id}"
+
     # --- guidance ----------------------------------------------------------------------------------
     def _objective(self, name):
         from dfplan.guidance import combine, goal_distance, point_distance

@@ -69,6 +69,17 @@ class PointMazeTask(Task):
                                           ref_episodes=check_int("ref_episodes", ref_episodes, 1),
                                           dwell=check_int("dwell", dwell, 0), progress=progress)
 
+    def dataset_mismatch(self, dataset) -> str | None:
+        import json
+
+        kwargs = json.loads(dataset.storage.metadata.get("eval_env_spec") or "{}").get("kwargs") or {}
+        if "maze_map" not in kwargs:
+            return None  # not one of ours: nothing to compare
+        plain = [[0 if c == "g" else c for c in r] for r in kwargs["maze_map"]]
+        if plain != [list(r) for r in self.maze.maze_map]:
+            return f"its maze is not {self.name}'s"
+        return None
+
     # --- guidance ----------------------------------------------------------------------------------
     def _objective(self, name):
         from dfplan.guidance import GeodesicGuide, goal_distance
