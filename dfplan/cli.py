@@ -238,9 +238,7 @@ EVAL_SETTINGS = ("horizon", "memory", "memory_tokens", "objective", "guidance_sc
 def run_eval(cfg: DictConfig) -> None:
     from dfplan import run
 
-    from dfplan.run import _check_writable
-
-    _check_writable(cfg.results)
+    run.check_writable(cfg.results)
     result = run.evaluate(cfg.env, planner=cfg.planner, checkpoint=cfg.checkpoint, variant=cfg.variant,
                           episodes=cfg.episodes, goal=cfg.goal, seed=cfg.seed, batch=cfg.batch, device=cfg.device,
                           max_episode_steps=cfg.max_episode_steps, plot=cfg.plot, video=cfg.video,

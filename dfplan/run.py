@@ -38,11 +38,9 @@ def resolve_task(env: str | None, checkpoint=None, dataset_id: str | None = None
     if checkpoint is not None:
         from dfplan.checkpoint import load_checkpoint, resolve_checkpoint
 
-        ckpt = load_checkpoint(resolve_checkpoint(checkpoint))
-        spec = ckpt.get("task") or ({"name": ckpt.get("env")} if ckpt.get("env") else None)
-        if env is None and spec:
-            env = spec["name"]
+        ckpt = load_checkpoint(resolve_checkpoint(checkpoint))  # small: only its task is read here
         spec = ckpt.get("task")
+        env = env or (spec or {}).get("name") or ckpt.get("env")
     return get_task(env or "pointmaze-umaze", spec=spec, dataset_id=dataset_id)
 
 
@@ -93,7 +91,7 @@ def evaluate(env: str | None = None, planner: str = "df", checkpoint=None, varia
     check_task_match(task, controller, allow_task_mismatch)
     ref = reference_scores(task, controller)
     for path in (plot, video):
-        _check_writable(path)
+        check_writable(path)
     result = run_episodes(controller, task, goal=goal, episodes=episodes, seed=seed, batch=batch,
                           keep_plans=12 if plot else 0, progress=progress, max_episode_steps=max_episode_steps)
     planner_obj = getattr(controller, "planner", None)
@@ -121,7 +119,7 @@ def plan_once(env: str | None = None, checkpoint=None, variant: str | None = Non
     seed = check_int("seed", seed, 0)
     task = resolve_task(env, checkpoint)
     goal = task.check_goal(goal)
-    _check_writable(out)
+    check_writable(out)
     path = checkpoint if checkpoint is not None else task.shipped_checkpoint("df", variant)
     planner = load_planner(path, device=device, **({"horizon": horizon} if horizon is not None else {}), **settings)
     env_ = task.make_env(goal=goal)
@@ -149,7 +147,7 @@ def _settings_of(controller) -> dict:
     return {k: getattr(controller, k) for k in ("mode", "replan_every") if hasattr(controller, k)}
 
 
-def _check_writable(path) -> None:
+def check_writable(path) -> None:
     """Fail before the work, not after it, when an output file cannot be written."""
     if path is None:
         return
