@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dfplan.errors import check_choice
+from dfplan.errors import UserError, check_choice
 
 DIFFUSER_MODES = {"diffuser": "plan_once", "diffuser-replan": "replan", "diffuser-actions": "actions"}
 PLANNERS = ("df", *DIFFUSER_MODES, "bc", "expert", "random")
@@ -22,6 +22,10 @@ def make_controller(planner: str, task, checkpoint=None, variant: str | None = N
     checkpoint shipped for the task (`variant` picks among the DF ones).
     """
     check_choice("planner", planner, PLANNERS)
+    if planner != "df" and settings:
+        raise UserError(f"DF settings {sorted(settings)} do not apply to planner={planner}")
+    if replan_every is not None and planner in ("bc", "expert", "random"):
+        raise UserError(f"replan_every does not apply to planner={planner}: it acts at every step")
     if planner == "expert":
         return task.expert()
     if planner == "random":
@@ -33,10 +37,6 @@ def make_controller(planner: str, task, checkpoint=None, variant: str | None = N
     if planner == "bc":
         from dfplan.bc import load_bc
 
-        if settings or replan_every:
-            from dfplan.errors import UserError
-
-            raise UserError(f"DF settings {sorted(settings)} do not apply to planner=bc")
         return load_bc(path, device=device)
     if planner == "df":
         from dfplan.df import DFPlanner, MPCController, load_planner
@@ -44,18 +44,12 @@ def make_controller(planner: str, task, checkpoint=None, variant: str | None = N
         sampler_keys, controller = _split(settings)
         df = load_planner(path, device=device, **sampler_keys)
         if not isinstance(df, DFPlanner):
-            from dfplan.errors import UserError
-
             raise UserError(f"{path} holds a {type(df).__name__.removesuffix('Planner')} model, not a DF one; pass "
                             f"planner=diffuser (or another checkpoint)")
         return MPCController(df, replan_every=replan_every, **controller)
     from dfplan.diffuser.controller import DiffuserController
     from dfplan.diffuser.planner import load_diffuser
 
-    if settings:
-        from dfplan.errors import UserError
-
-        raise UserError(f"DF settings {sorted(settings)} do not apply to planner={planner}")
     mode = DIFFUSER_MODES[planner]
     every = replan_every or (64 if mode == "replan" else None)
     return DiffuserController(load_diffuser(path, device=device), mode=mode, replan_every=every,
