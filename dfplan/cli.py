@@ -282,7 +282,8 @@ def run_plan(cfg: DictConfig) -> None:
         extra = f"; planned positions in walls {s['in_wall']:.1%}, plans through a wall {s['through_wall']:.0%}"
     reached = f" (reached {s['reached']:.0%})" if "reached" in s else ""
     print(f"{s['env']}: planned {s['plans']} x {s['steps']} steps in {s['ms']:.0f} ms ({s['objective']} guidance); "
-          f"end distance to goal {s['end_distance']:.2f}{reached}{extra}; saved {cfg.out}")
+          f"end distance to goal {s['end_distance']:.2f}{reached}{extra}; open-loop dynamics error "
+          f"{s['dynamics_error']:.3f} (first 32 steps, executing the plan's own actions); saved {cfg.out}")
 
 
 data_main = main_for("dfplan-data", "data", run_data)

@@ -129,12 +129,38 @@ def plan_once(env: str | None = None, checkpoint=None, variant: str | None = Non
     gen = torch.Generator(device=planner.device).manual_seed(seed)
     plan = planner.plan(torch.from_numpy(obs), torch.from_numpy(goals), generator=gen)
     states = plan.states.cpu().numpy()
+    executed = execute_open_loop(task, goal, [seed + i for i in range(starts)], plan.actions.cpu().numpy())
     stats = {"env": task.name, "plans": starts, "steps": plan.horizon, "ms": 1000 * plan.info["seconds"],
-             "objective": planner.settings.controller.objective or task.objectives[0], **task.plan_stats(states, goals)}
+             "objective": planner.settings.controller.objective or task.objectives[0], **task.plan_stats(states, goals),
+             "dynamics_error": dynamics_error(states, executed, task.goal_dims)}
     if out:
         task.plot_plans(states, goals, out, title=f"{task.name}: {starts} plans of {plan.horizon} steps "
                                                   f"({stats['objective']} guidance), {stats['ms']:.0f} ms")
     return stats
+
+
+def execute_open_loop(task, goal: str, seeds: list[int], actions: np.ndarray) -> np.ndarray:
+    """The observations [B, H+1, Ds] the real env gives when each plan's own actions [B, H, Da] are executed from the
+    reset state it was planned from (env seed `seeds[i]`), clipped to the action box as a controller would."""
+    out = []
+    for s, acts in zip(seeds, actions):
+        env = task.make_env(goal=goal)
+        obs, _ = env.reset(seed=s)
+        rows = [obs["observation"]]
+        for a in np.clip(acts, env.action_space.low, env.action_space.high):
+            obs, *_ = env.step(a)
+            rows.append(obs["observation"])
+        env.close()
+        out.append(np.stack(rows))
+    return np.stack(out)
+
+
+def dynamics_error(planned: np.ndarray, executed: np.ndarray, dims, steps: int = 32) -> float:
+    """Mean distance, over the first `steps` env steps, between planned and really reached positions (`dims`: the
+    state dims the goal refers to). Small when the model has learned the env's physics."""
+    n = min(steps, planned.shape[1] - 1, executed.shape[1] - 1)
+    d = planned[:, 1:n + 1, list(dims)] - executed[:, 1:n + 1, list(dims)]
+    return float(np.linalg.norm(d, axis=-1).mean())
 
 
 def _settings_of(controller) -> dict:

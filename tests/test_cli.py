@@ -113,6 +113,7 @@ def test_plan_command_draws_the_plans(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "end distance to goal" in result.stdout and "geodesic guidance" in result.stdout
     assert "planned positions in walls" in result.stdout and (tmp_path / "plan.png").exists()
+    assert "open-loop dynamics error" in result.stdout
 
 
 def test_custom_maze_data_train_eval_plot(tmp_path):

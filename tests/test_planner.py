@@ -171,3 +171,19 @@ def test_objectives_are_chosen_by_the_task():
         task.objective("euclid")
 
 
+
+
+def test_dynamics_error_compares_planned_and_reached_positions():
+    from dfplan.run import dynamics_error, execute_open_loop
+    from dfplan.tasks import get_task
+
+    planned = np.zeros((2, 40, 4))
+    reached = planned.copy()
+    reached[:, 1:, :2] += [0.3, 0.4]  # 0.5 away at every step after the start
+    assert dynamics_error(planned, planned, (0, 1)) == 0.0
+    assert dynamics_error(planned, reached, (0, 1)) == pytest.approx(0.5)
+    task = get_task("pointmaze-umaze")
+    executed = execute_open_loop(task, "fixed", [3], np.zeros((1, 5, 2), np.float32))
+    env = task.make_env()
+    start, _ = env.reset(seed=3)
+    assert executed.shape == (1, 6, 4) and np.allclose(executed[0, 0], start["observation"])
