@@ -17,17 +17,8 @@ import torch
 
 from dfplan.df.planner import DFPlanner
 from dfplan.errors import UserError
-from dfplan.guidance import Objective, goal_distance
+from dfplan.guidance import Objective
 from dfplan.types import safe_actions, split_observation
-
-
-def _objective_builder(planner: DFPlanner, name: str | None):
-    """goal -> objective for the named objective of the planner's task (straight line when the task is unknown)."""
-    if planner.task is not None:
-        return planner.task.objective(name)
-    if name not in (None, "goal_distance"):
-        raise UserError(f"objective={name!r} needs the task the checkpoint was made for, and it names none")
-    return lambda goal: goal_distance(goal, planner.goal_dims)
 
 
 class MPCController:
@@ -56,7 +47,7 @@ class MPCController:
             objective=named).items() if v is not None})
         self.settings = settings
         self.planner = planner
-        self.objective = objective if callable(objective) else _objective_builder(planner, settings.objective)
+        self.objective = objective if callable(objective) else planner.objective_builder(settings.objective)
         self.fs = planner.frame_stack
         self.horizon = settings.horizon
         self.replan_every = settings.replan_every or self.fs

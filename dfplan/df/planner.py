@@ -43,7 +43,7 @@ class DFPlanner:
         self.obs_dim, self.act_dim = model.cfg.obs_dim, model.cfg.act_dim
         self.goal_dims = tuple(task.goal_dims) if task is not None else (0, 1)
         self.frame_stack = model.cfg.frame_stack
-        self._objective_builder: tuple | None = None  # (task, objective name, goal -> objective)
+        self._builders: dict = {}  # objective name -> (goal -> objective), see `objective_builder`
 
     @property
     def sampler(self):
@@ -103,15 +103,23 @@ class DFPlanner:
         result = sample(self.model, z.to(self.device), int(horizon), cfg, token_objective, generator, init=init)
         return self._to_plan(result, obs, time.perf_counter() - t0)
 
+    def objective_builder(self, name: str | None = None):
+        """goal -> objective for a guidance objective of the planner's task, by name (None: the tuned one; the
+        straight line when the checkpoint names no task). Kept per name: a builder may cache per goal (the geodesic
+        one's fields cost more than a plan), and the MPC controller shares it."""
+        name = self.settings.controller.objective if name is None else name
+        if name not in self._builders:
+            if self.task is not None:
+                self._builders[name] = self.task.objective(name)
+            elif name in (None, "goal_distance"):
+                self._builders[name] = lambda goal: goal_distance(goal, self.goal_dims)
+            else:
+                raise UserError(f"objective={name!r} needs the task the checkpoint was made for, and it names none")
+        return self._builders[name]
+
     def default_objective(self):
-        """goal -> objective: the checkpoint's tuned guidance objective (the task's), else the straight line."""
-        if self.task is None:
-            return lambda goal: goal_distance(goal, self.goal_dims)
-        # kept while the setting stays: a builder may cache per goal (the geodesic one's fields cost more than a plan)
-        key = (self.task, self.settings.controller.objective)
-        if self._objective_builder is None or self._objective_builder[:2] != key:
-            self._objective_builder = (*key, self.task.objective(key[1]))
-        return self._objective_builder[2]
+        """goal -> objective: the checkpoint's tuned guidance objective."""
+        return self.objective_builder()
 
     def _token_objective(self, objective: Objective, obs: torch.Tensor):
         def token_objective(tokens: torch.Tensor) -> torch.Tensor:

@@ -52,7 +52,8 @@ def evaluate(controller, task, goal: str | None = None, episodes: int = 10, seed
         controller.reset(seed=seed + first)
         rets, first_hit, last_ok = np.zeros(n), np.full(n, -1), np.zeros(n, dtype=bool)
         paths = [[o["achieved_goal"].copy()] for o in obs]
-        states = [[o["observation"].copy()] for o in obs]
+        keep = [first + i < keep_plans for i in range(n)]  # episodes whose states and plans are kept for pictures
+        states = [[o["observation"].copy()] if k else None for o, k in zip(obs, keep)]
         goals = [o["desired_goal"].copy() for o in obs]
         for t in range(horizon):
             batch_obs = {k: np.stack([o[k] for o in obs]) for k in ("observation", "desired_goal", "achieved_goal")}
@@ -61,18 +62,18 @@ def evaluate(controller, task, goal: str | None = None, episodes: int = 10, seed
                 obs[i], reward, _, _, info = env.step(actions[i])
                 rets[i] += reward
                 paths[i].append(obs[i]["achieved_goal"].copy())
-                states[i].append(obs[i]["observation"].copy())
+                if keep[i]:
+                    states[i].append(obs[i]["observation"].copy())
                 last_ok[i] = task.step_success(obs[i], info)
                 if first_hit[i] < 0 and last_ok[i]:
                     first_hit[i] = t + 1
         history = getattr(controller, "history", [])
         for i in range(n):
-            keep = first + i < keep_plans
             success = bool(last_ok[i]) if task.success_rule == "end" else bool(first_hit[i] >= 0)
             results.append(EpisodeResult(seeds[i], float(rets[i]), success,
                                          int(first_hit[i]) if first_hit[i] >= 0 else None, np.array(paths[i]),
-                                         goals[i], [h[i] for h in history] if keep else [],
-                                         np.array(states[i]) if keep else None))
+                                         goals[i], [h[i] for h in history] if keep[i] else [],
+                                         np.array(states[i]) if keep[i] else None))
         for env in envs:
             env.close()
         bar.update(n)

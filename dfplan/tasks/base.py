@@ -47,6 +47,7 @@ class Task(ABC):
     default_goal: str = "fixed"
     success_rule: str = "any"  # "any": success once reached (maze); "end": success at the last step (manipulation)
     score_name: str = "score"  # what `summarize` calls `score_mean`
+    success_radius: float = 0.05  # the env's success distance between the achieved and the desired goal
     objectives: tuple[str, ...] = ()  # guidance objectives by name; the first is the default
     variants: tuple[str, ...] = ()  # shipped DF checkpoint variants; the first is the default
     data_options: tuple[str, ...] = ()  # dfplan-data keys this task's recipe takes (besides seed and dataset_id)
@@ -117,14 +118,12 @@ class Task(ABC):
     def plan_stats(self, states: np.ndarray, goals: np.ndarray) -> dict:
         """Numbers that say whether open-loop plans [B, H+1, Ds] make sense: where they end relative to the goal."""
         end = np.linalg.norm(states[:, -1, list(self.goal_dims)] - goals, axis=-1)
-        return {"end_distance": float(end.mean())}
+        return {"end_distance": float(end.mean()), "reached": float(np.mean(end <= self.success_radius))}
 
     def track_action(self, states: np.ndarray, targets: np.ndarray, planned_actions: np.ndarray) -> np.ndarray:
-        """The controller that steers from `states` [N, Ds] toward planned `targets` [N, Ds] (how Diffuser's plans are
-        executed); default: Diffuser's maze2d tracker on [position, velocity] states."""
-        from dfplan.diffuser.controller import track_action
-
-        return track_action(states, targets)
+        """The controller that steers from `states` [N, Ds] toward planned `targets` [N, Ds]: how Diffuser's plans are
+        executed on this task."""
+        raise UserError(f"{self.name} has no tracking controller for planned states; use planner=diffuser-actions")
 
     def expert(self):
         """A scripted controller (reset / act) that knows the task: the benchmarks' ceiling."""

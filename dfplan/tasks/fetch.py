@@ -30,6 +30,7 @@ class FetchTask(Task):
     default_goal = "random"
     success_rule = "end"
     score_name = "success %"
+    success_radius = SUCCESS_RADIUS
     objectives = ("object_to_goal", "reach_then_carry")
     variants = ("default",)
     data_options = ("episodes", "noise")
@@ -98,10 +99,6 @@ class FetchTask(Task):
         from dfplan.evaluation.plots import plot_manipulation_plans
 
         return plot_manipulation_plans(states, goals, path, title=title, grip_dims=GRIP, object_dims=OBJECT)
-
-    def plan_stats(self, states, goals) -> dict:
-        end = np.linalg.norm(states[:, -1, list(OBJECT)] - goals, axis=-1)
-        return {"end_distance": float(end.mean()), "reached": float(np.mean(end <= SUCCESS_RADIUS))}
 
     def track_action(self, states, targets, planned_actions):
         """Move the gripper to the planned gripper position (the env moves it by 0.05 m per unit of action) and

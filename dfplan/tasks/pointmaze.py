@@ -26,6 +26,7 @@ class PointMazeTask(Task):
     goal_modes = ("fixed", "random")
     success_rule = "any"
     score_name = "normalized score"
+    success_radius = GOAL_RADIUS
     objectives = ("goal_distance", "geodesic")
     variants = ("dwell", "d4rl")
     data_options = ("steps", "dwell", "ref_episodes")
@@ -124,10 +125,15 @@ class PointMazeTask(Task):
         return plot_maze_plans(self.layout, states, goals, path, title=title, radius=GOAL_RADIUS)
 
     def plan_stats(self, states, goals) -> dict:
-        end = np.linalg.norm(states[:, -1, :2] - goals, axis=-1)
-        return {"end_distance": float(end.mean()), "reached": float(np.mean(end <= GOAL_RADIUS)),
-                "in_wall": float(self.layout.in_wall(states[..., :2]).mean()),
-                "through_wall": float(self.layout.in_wall(states[..., :2]).any(axis=1).mean())}
+        in_wall = self.layout.in_wall(states[..., :2])  # [B, H+1]
+        return {**super().plan_stats(states, goals), "in_wall": float(in_wall.mean()),
+                "through_wall": float(in_wall.any(axis=1).mean())}
+
+    def track_action(self, states, targets, planned_actions):
+        """Diffuser's maze2d tracker on [position, velocity] states."""
+        from dfplan.diffuser.controller import track_action
+
+        return track_action(states, targets)
 
     def expert(self, lookahead: bool = False):
         return MazeExpertController(self.layout, lookahead)
