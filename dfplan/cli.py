@@ -199,7 +199,7 @@ def run_data(cfg: DictConfig) -> None:
                            else cfg.maze_map, goal_cell=cfg.goal_cell, max_episode_steps=cfg.max_episode_steps)
     else:
         task = get_task(cfg.env)
-    options = _settings(cfg, ("steps", "episodes", "dwell", "noise", "ref_episodes"))
+    options = _settings(cfg, ("steps", "episodes", "dwell", "noise", "ref_episodes", "workers", "npz"))
     unused = set(options) - set(task.data_options)
     if unused:
         raise UserError(f"{sorted(unused)[0]}= does not apply to {task.name}; its data keys: {list(task.data_options)}")
@@ -213,6 +213,19 @@ def run_data(cfg: DictConfig) -> None:
           f"ref_max_score={meta['ref_max_score']:.2f}; at {ds.spec.data_path}")
 
 
+def _import_npz(task, path: str) -> str:
+    """dataset=<file>.npz: import it once as a Minari dataset (the task's recipe for such files); its id."""
+    from dfplan.envs.recipes import dataset_exists
+
+    if "npz" not in task.data_options:
+        raise UserError(f"dataset={path}: {task.name} does not read .npz files; give a Minari dataset id")
+    dataset_id = task.default_dataset_id(npz=path)
+    if not dataset_exists(dataset_id):
+        print(f"importing {path} as Minari dataset {dataset_id}", flush=True)
+        task.generate_dataset(dataset_id, seed=0, overwrite=False, progress=True, npz=path)
+    return dataset_id
+
+
 def run_train(cfg: DictConfig) -> None:
     from omegaconf import open_dict
 
@@ -220,9 +233,10 @@ def run_train(cfg: DictConfig) -> None:
     from dfplan.training import check_train_config, train
 
     check_train_config(cfg.train)
-    task = get_task(cfg.env, dataset_id=cfg.dataset)
+    npz = str(cfg.dataset) if str(cfg.dataset).endswith(".npz") else None
+    task = get_task(cfg.env, dataset_id=None if npz else cfg.dataset)
     with open_dict(cfg):
-        cfg.dataset = cfg.dataset or task.default_dataset_id()
+        cfg.dataset = _import_npz(task, npz) if npz else (cfg.dataset or task.default_dataset_id())
     from dfplan.data import load_minari
 
     why = task.dataset_mismatch(load_minari(cfg.dataset))

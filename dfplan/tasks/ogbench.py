@@ -1,0 +1,147 @@
+"""OGBench cube-single and cube-double as tasks (`dfplan.envs.ogbench` holds the env, recipe and oracle).
+
+The state the models see is OGBench's observation plus the subgoal cube positions (31-D single, 43-D double): the
+target of the cube being moved now, the current position of the others (`SubgoalObservation`, the same subgoal
+layer for every planner); `desired_goal` is that subgoal, so guidance steers the predicted cube positions to it.
+Score: success rate in percent, success = every cube within 0.04 m of its target at the last step (`info["success"]`).
+Env seed `s` plays evaluation task `1 + s % 5`, so 5k consecutive seeds cover every task k times.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dfplan.errors import UserError, check_float, check_int
+from dfplan.tasks.base import Task, standard_error
+
+FAMILY = "ogbench"
+
+
+class CubeTask(Task):
+    family = FAMILY
+    goal_modes = ("fixed",)  # OGBench's five evaluation tasks, chosen by the env seed
+    default_goal = "fixed"
+    success_rule = "end"
+    score_name = "success %"
+    objectives = ("cube_to_subgoal",)
+    variants = ("default",)
+    data_options = ("episodes", "noise", "workers", "npz")
+
+    def __init__(self, name: str):
+        from dfplan.envs.ogbench import NUM_CUBES, SUCCESS_DISTANCE
+
+        self.name = name
+        self.num_cubes = NUM_CUBES[name]
+        self.success_radius = SUCCESS_DISTANCE  # scaled units (0.04 m)
+
+    @property
+    def max_episode_steps(self) -> int:
+        return 200 if self.num_cubes == 1 else 500
+
+    @property
+    def goal_dims(self) -> tuple[int, ...]:
+        from dfplan.envs.ogbench import cube_dims
+
+        return cube_dims(self.num_cubes)
+
+    @property
+    def subgoal_dims(self) -> tuple[int, ...]:
+        """State dims of the appended subgoal (the last 3n)."""
+        from dfplan.envs.ogbench import CUBE_DIMS, PROPRIO_DIMS
+
+        start = PROPRIO_DIMS + CUBE_DIMS * self.num_cubes
+        return tuple(range(start, start + 3 * self.num_cubes))
+
+    def make_env(self, goal=None, max_episode_steps=None, render_mode=None):
+        from dfplan.envs.ogbench import make_ogbench_env
+
+        self.check_goal(goal)
+        return make_ogbench_env(self.name, max_episode_steps=max_episode_steps, render_mode=render_mode)
+
+    # --- data --------------------------------------------------------------------------------------
+    def default_dataset_id(self, episodes=None, npz=None, **_) -> str:
+        from dfplan.envs.ogbench import DEFAULT_EPISODES, NAMESPACE, OGBENCH_TASKS, default_dataset_id
+
+        if npz is not None:
+            return f"{NAMESPACE}/{OGBENCH_TASKS[self.name]}-{Path(str(npz)).stem.replace('.', '-')}-v0"
+        return default_dataset_id(self.name, episodes or DEFAULT_EPISODES)
+
+    def generate_dataset(self, dataset_id, seed, overwrite, progress, episodes=None, noise=None, workers=None,
+                         npz=None):
+        from dfplan.envs.ogbench import DEFAULT_EPISODES, generate_ogbench_dataset
+
+        if npz is not None and not Path(str(npz)).is_file():
+            raise UserError(f"npz={npz}: no such file; give the path of an OGBench dataset file "
+                            f"(e.g. ~/.ogbench/data/{self.name.removeprefix('ogbench-')}-play-v0.npz)")
+        try:
+            return generate_ogbench_dataset(
+                self.name, episodes=check_int("episodes", episodes or DEFAULT_EPISODES, 1),
+                seed=check_int("seed", seed, 0), dataset_id=dataset_id, overwrite=overwrite,
+                noise=check_float("noise", 0.1 if noise is None else noise, 0.0),
+                workers=None if workers is None else check_int("workers", workers, 1),
+                npz=None if npz is None else str(npz), progress=progress)
+        except (ValueError, OSError) as err:
+            if npz is None:
+                raise
+            raise UserError(f"npz={npz}: {err}") from err
+
+    def dataset_mismatch(self, dataset) -> str | None:
+        from dfplan.envs.ogbench import OGBENCH_TASKS
+
+        env_id = getattr(dataset.spec.env_spec, "id", None) or ""
+        return None if OGBENCH_TASKS[self.name] in env_id else f"it was recorded in {env_id}"
+
+    # --- guidance ----------------------------------------------------------------------------------
+    def _objective(self, name):
+        from dfplan.guidance import goal_distance
+
+        dims = self.goal_dims
+        return lambda goal: goal_distance(goal, dims)
+
+    # --- scoring and pictures ------------------------------------------------------------------------
+    def summarize(self, episodes, ref_scores=None) -> dict:
+        from dfplan.envs.ogbench import NUM_TASKS
+
+        out = super().summarize(episodes, ref_scores)
+        for k in range(1, NUM_TASKS + 1):
+            wins = [100.0 * e.success for e in episodes if 1 + e.seed % NUM_TASKS == k]
+            if wins:
+                out[f"task{k}_success"] = float(np.mean(wins))
+                out[f"task{k}_se"] = standard_error(wins)
+        return out
+
+    def describe(self, s: dict) -> str:
+        per_task = " ".join(f"t{k}:{s[f'task{k}_success']:.0f}" for k in range(1, 6) if f"task{k}_success" in s)
+        return (f"{self.name}, {s['episodes']} episodes: success {s['score_mean']:.1f} ± {s['score_se']:.1f} % "
+                f"(every cube within 0.04 m of its target at the end; per task {per_task}), "
+                f"{s['episodes_per_minute']:.0f} episodes/min")
+
+    def plot_episodes(self, episodes, path, title="", ref_scores=None) -> Path:
+        from dfplan.envs.ogbench import EFFECTOR
+        from dfplan.evaluation.plots import plot_manipulation_episodes
+
+        return plot_manipulation_episodes(episodes, path, title=title, grip_dims=EFFECTOR, radius=self.success_radius)
+
+    def plot_plans(self, states, goals, path, title="") -> Path:
+        from dfplan.envs.ogbench import EFFECTOR
+        from dfplan.evaluation.plots import plot_manipulation_plans
+
+        return plot_manipulation_plans(states, goals[:, :3], path, title=title, grip_dims=EFFECTOR,
+                                       object_dims=self.goal_dims[:3])
+
+    def expert(self, lookahead: bool = False):
+        from dfplan.envs.ogbench import CubeOracleController
+
+        return CubeOracleController(self.name)
+
+
+def named_tasks() -> dict:
+    from dfplan.envs.ogbench import OGBENCH_TASKS
+
+    return {name: (lambda name=name: CubeTask(name)) for name in OGBENCH_TASKS}
+
+
+def from_spec(spec: dict) -> CubeTask:
+    return CubeTask(spec["name"])

@@ -1,0 +1,155 @@
+"""OGBench cube tasks: the subgoal layer and hindsight labels (pure functions), the real envs and OGBench's own
+oracle, a tiny real play dataset through dfplan-data (generated and imported from an .npz file), and a tiny DF
+trained on it that controls the real env."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import dfplan
+from dfplan.envs import ogbench as og
+from dfplan.tasks import get_task
+
+R = og.SUCCESS_DISTANCE
+
+
+def dfplan_data(*args, root, timeout=600):
+    exe = shutil.which("dfplan-data") or str(Path(sys.executable).parent / "dfplan-data")
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(root)}
+    return subprocess.run([exe, *args, "progress=false"], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_subgoals_build_a_stack_bottom_up_and_keep_the_cube_in_hand():
+    goals = np.array([[0.0, 0.0, 0.6], [0.0, 0.0, 0.2]])  # cube 0 goes on top of cube 1
+    cubes = np.array([[-2.0, 0.0, 0.2], [2.0, 0.0, 0.2]])
+    c, target = og.choose_subgoal(cubes, goals, None)
+    assert c == 1 and np.allclose(target, goals[1])
+    cubes[1] = goals[1]  # placed: now the top cube, although the bottom one sits under its target
+    c, target = og.choose_subgoal(cubes, goals, 1)
+    assert c == 0 and np.allclose(target, goals[0])
+    assert og.choose_subgoal(goals.copy(), goals, 0)[0] is None
+
+
+def test_subgoals_park_a_cube_to_swap_two():
+    cubes = np.array([[0.0, -1.0, 0.2], [0.0, 1.0, 0.2]])
+    goals = cubes[::-1].copy()
+    c, target = og.choose_subgoal(cubes, goals, None)
+    others = np.concatenate([cubes, goals])
+    assert np.min(np.linalg.norm(others[:, :2] - target[:2], axis=-1)) >= 2 * R  # a free spot, not the other cube
+    sub = og.subgoal_positions(cubes, c, target).reshape(2, 3)
+    assert np.allclose(sub[c], target) and np.allclose(sub[1 - c], cubes[1 - c])
+
+
+def test_hindsight_labels_and_task_ends_from_motion():
+    T = 60
+    cubes = np.zeros((T, 1, 3))
+    cubes[10:20, 0, 0] = np.linspace(0, 1, 10)  # carry 1: 0 -> 1
+    cubes[20:, 0, 0] = 1.0
+    cubes[40:50, 0, 1] = np.linspace(0, 1, 10)  # carry 2: y 0 -> 1
+    cubes[50:, 0, 1] = 1.0
+    ends = og.task_ends_from_motion(cubes)
+    assert len(ends) == 1 and 20 <= ends[0] <= 40  # between the two carries
+    sub = og.hindsight_subgoals(cubes, ends)
+    assert np.allclose(sub[0], [1.0, 0.0, 0.0]) and np.allclose(sub[ends[0]], [1.0, 0.0, 0.0])
+    assert np.allclose(sub[ends[0] + 1], [1.0, 1.0, 0.0]) and np.allclose(sub[-1], [1.0, 1.0, 0.0])
+
+
+@pytest.mark.parametrize("name,dim", [("ogbench-cube-single", 31), ("ogbench-cube-double", 43)])
+def test_env_observation_and_task_cycle(name, dim):
+    env = dfplan.make_env(name)
+    task_ids = []
+    for seed in range(5):
+        obs, info = env.reset(seed=seed)
+        task_ids.append(info["task_id"])
+        assert obs["observation"].shape == (dim,) and obs["achieved_goal"].shape == obs["desired_goal"].shape
+        assert np.allclose(obs["observation"][-obs["desired_goal"].size:], obs["desired_goal"])
+    assert task_ids == [1, 2, 3, 4, 5]
+    assert get_task(name).max_episode_steps == env.spec.max_episode_steps
+
+
+def test_the_oracle_solves_cube_single_through_the_evaluation():
+    from dfplan import run
+
+    r = run.evaluate("ogbench-cube-single", planner="expert", episodes=5, seed=0, progress=False)
+    assert r.summary["score_mean"] == 100.0 and {f"task{k}_success" for k in range(1, 6)} <= set(r.summary)
+
+
+@pytest.fixture(scope="module")
+def cube_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ogbench-data")
+    out = dfplan_data("env=ogbench-cube-single", "episodes=2", "workers=2", "dataset_id=test/cube-v0", root=root)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return root
+
+
+def test_play_data_carries_hindsight_subgoals(cube_data, monkeypatch):
+    import minari
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(cube_data))
+    ds = minari.load_dataset("test/cube-v0")
+    eps = list(ds.iterate_episodes())
+    assert len(eps) == 2 and all(len(e.actions) == og.EPISODE_STEPS for e in eps)
+    obs = eps[0].observations["observation"]
+    cubes, sub = obs[:, 19:22], obs[:, 28:31]
+    assert obs.shape == (og.EPISODE_STEPS + 1, 31)
+    changes = np.flatnonzero(np.abs(np.diff(sub, axis=0)).max(axis=1) > 0)
+    assert len(changes) >= 5  # the oracle did several pick-and-places
+    for t in changes:  # at a task's end the subgoal is where the cube is
+        assert np.allclose(sub[t], cubes[t])
+    assert ds.storage.metadata["ref_max_score"] >= 90.0
+
+
+def test_an_ogbench_npz_file_imports(cube_data, tmp_path, monkeypatch):
+    import minari
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(cube_data))
+    eps = list(minari.load_dataset("test/cube-v0").iterate_episodes())
+    raw = np.concatenate([e.observations["observation"][:-1, :28] for e in eps])
+    act = np.concatenate([e.actions for e in eps])
+    term = np.zeros(len(raw), bool)
+    term[og.EPISODE_STEPS - 1::og.EPISODE_STEPS] = True
+    path = tmp_path / "cube-single-play-v0.npz"
+    np.savez_compressed(path, observations=raw.astype(np.float32), actions=act, terminals=term)
+    out = dfplan_data("env=ogbench-cube-single", f"npz={path}", root=cube_data)
+    assert out.returncode == 0, out.stderr[-2000:]
+    imported = list(minari.load_dataset("dfplan/ogbench/cube-single-cube-single-play-v0-v0").iterate_episodes())
+    assert len(imported) == 2 and imported[0].observations["observation"].shape == (og.EPISODE_STEPS, 31)
+    # the motion-recovered subgoals agree with the oracle's own task ends on most steps
+    ours = eps[0].observations["observation"][:-1, 28:31]
+    theirs = imported[0].observations["observation"][:, 28:31]
+    assert np.mean(np.linalg.norm(ours - theirs, axis=-1) < R) > 0.7
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, observations=np.zeros((5, 7)))
+    out = dfplan_data("env=ogbench-cube-single", f"npz={bad}", root=cube_data, timeout=300)
+    assert out.returncode == 2 and "not an OGBench dataset" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_tiny_df_controls_the_real_env(cube_data, tmp_path):
+    from hydra import compose, initialize_config_module
+
+    from dfplan import run
+    from dfplan.training import train
+
+    overrides = [f"out={tmp_path / 'df'}", "env=ogbench-cube-single", "+experiment=ogbench", "train.steps=30",
+                 "train.batch_size=8", "train.warmup_steps=5", "train.ema_start=5", "train.val_every=30",
+                 "train.checkpoint_every=30", "train.progress=false", "device=cpu", "model.hidden=32",
+                 "model.mlp_hidden=32", "model.emb_dim=16", "model.num_levels=100", "dataset=test/cube-v0"]
+    with initialize_config_module(config_module="dfplan.configs", version_base=None):
+        cfg = compose(config_name="train", overrides=overrides)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(cube_data))
+        torch.manual_seed(0)
+        final = train(cfg, task=get_task("ogbench-cube-single"))
+    planner = dfplan.load_planner(final, device="cpu", ddim_steps=2)
+    assert planner.task.name == "ogbench-cube-single" and planner.goal_dims == (19, 20, 21)
+    r = run.evaluate(checkpoint=final, episodes=2, batch=2, horizon=4, ddim_steps=2, progress=False,
+                     max_episode_steps=24, plot=tmp_path / "cube.png")
+    assert r.summary["episodes"] == 2 and r.summary["failures"] == 0 and (tmp_path / "cube.png").stat().st_size > 10_000
