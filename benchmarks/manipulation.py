@@ -1,6 +1,8 @@
-"""Manipulation benchmark: every Fetch task x method x seed through `dfplan.evaluation.evaluate`, held-out episodes.
+"""Manipulation benchmark: Fetch and OGBench cube tasks x method x seed through `dfplan.evaluation.evaluate`,
+on held-out episodes.
 
-    python benchmarks/manipulation.py                                      # both tasks, every method, 3 x 100
+    python benchmarks/manipulation.py                                      # Fetch tasks, every method, 3 x 100
+    python benchmarks/manipulation.py envs=ogbench-cube-single,ogbench-cube-double episodes=50
     python benchmarks/manipulation.py envs=fetch-push methods=df,expert seeds=1 episodes=20
     python benchmarks/manipulation.py checkpoint_fetch-push=runs/push-df/final.pt bc_checkpoint_fetch-push=PATH
     python benchmarks/manipulation.py quick=true threads=1                 # smoke test
@@ -8,18 +10,21 @@
 Methods (controllers built by `dfplan.controllers.make_controller`, as `dfplan-eval` does):
   df             the DF MPC controller with the checkpoint's tuned settings (executes its own actions)
   df-unguided    guidance_scale=0: the goal enters only through the state (goal-conditioned DF, no guidance)
-  df-object      objective=object_to_goal        df-reach   objective=reach_then_carry
+  df-object      objective=object_to_goal        df-reach   objective=reach_then_carry  (Fetch)
+  df-whole-goal  OGBench: every cube's target in the observation at once, no one-cube-at-a-time subgoal layer
   diffuser       Diffuser, plan once, its planned gripper positions tracked by the task's tracker
   diffuser-actions   Diffuser executing its own diffused actions (replanning when they run out)
   bc             goal-conditioned behaviour cloning (MLP), same data
-  expert         the scripted expert that made the data (noise-free): the ceiling
+  expert         the scripted expert / OGBench's oracle that made the data (noise-free): the ceiling
   random         uniform random actions: the floor
 Checkpoints: `checkpoint_<env>=`, `diffuser_checkpoint_<env>=`, `bc_checkpoint_<env>=` (paths or shipped names), else
 the shipped `<env>-default.pt` / `<env>-diffuser.pt` / `<env>-bc.pt`; a method without one is skipped with a note.
 Seed s runs env seeds `first_seed + s*episodes ...` (default first_seed 100000: never used by the datasets, which use
-seeds 123.., nor by tuning, which used seeds 5000..); the same episodes for every method. Table: success rate
-(%, object within 0.05 m of the goal at the last step) as mean ± s.e. over seeds, planning ms per decision (plans'
-seconds / env steps), episodes per minute.
+seeds 123.. (Fetch) and 0.. (OGBench), nor by tuning, which used seeds 5000..); the same episodes for every method.
+OGBench env seed s plays evaluation task 1 + s % 5, so `episodes` a multiple of 5 covers the five tasks equally.
+Table: success rate (%, Fetch: object within 0.05 m of the goal at the last step; OGBench: every cube within 0.04 m
+of its target at the last step, also per task) as mean ± s.e. over seeds, planning ms per decision (plans' seconds /
+env steps), planning seconds per episode, episodes per minute.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import common
 
 ENVS = ["fetch-push", "fetch-pickandplace"]
 DF_METHODS = {"df": {}, "df-unguided": {"guidance_scale": 0.0}, "df-object": {"objective": "object_to_goal"},
-              "df-reach": {"objective": "reach_then_carry"}}
+              "df-reach": {"objective": "reach_then_carry"}, "df-whole-goal": {}}
 OTHER = {"diffuser": "diffuser", "diffuser-actions": "diffuser", "bc": "bc", "expert": None, "random": None}
 DEFAULTS = {"envs": ENVS, "methods": ["df", "df-unguided", "diffuser", "diffuser-actions", "bc", "expert", "random"],
             "seeds": 3, "episodes": 100, "first_seed": 100000, "batch": 0, "device": "auto", "render": None}
@@ -39,6 +44,17 @@ KIND = {"checkpoint_": "df", "diffuser_checkpoint_": "diffuser", "bc_checkpoint_
 
 def needs(method: str) -> str | None:
     return "df" if method in DF_METHODS else OTHER[method]
+
+
+def task_for(method: str, task):
+    """The task a method runs on: df-whole-goal swaps the OGBench subgoal layer for the whole goal."""
+    if method != "df-whole-goal":
+        return task
+    if task.family != "ogbench":
+        raise common.ArgError(f"error: df-whole-goal applies to the OGBench tasks, not {task.name}")
+    from dfplan.tasks.ogbench import CubeTask
+
+    return CubeTask(task.name, subgoals="all")
 
 
 def build(method: str, task, checkpoint, device: str):
@@ -72,30 +88,41 @@ def main() -> None:
                 print(f"note: {env}: {method} skipped, no {need} checkpoint; pass "
                       f"{next(p for p in PREFIXES if KIND[p] == need)}{env}=PATH", flush=True)
                 continue
-            controller = build(method, task, found[env].get(need), device)
+            run_task = task_for(method, task)
+            controller = build(method, run_task, found[env].get(need), device)
             settings = common.controller_settings(controller)
             checkpoint = getattr(getattr(controller, "planner", None), "meta", {}).get("path")
             for seed in range(args.seeds):
                 first = args.first_seed + seed * args.episodes
                 before = getattr(controller, "plan_seconds", 0.0)
-                res = evaluate(controller, task, episodes=args.episodes, seed=first, batch=args.batch or args.episodes,
+                res = evaluate(controller, run_task, episodes=args.episodes, seed=first, batch=args.batch or args.episodes,
                                progress=False)
                 s = res.summary(task)
                 steps = args.episodes * task.max_episode_steps
                 ms = 1000 * (getattr(controller, "plan_seconds", 0.0) - before) / steps
+                plan_s = (getattr(controller, "plan_seconds", 0.0) - before) / args.episodes
                 rows.append(results.add({"env": env, "method": method, "seed": seed, "first_env_seed": first,
                                          "device": device, "checkpoint": checkpoint, "settings": settings, **s,
-                                         "plan_ms_per_decision": ms,
+                                         "plan_ms_per_decision": ms, "plan_s_per_episode": plan_s,
                                          "episode_success": [e.success for e in res.episodes]}, device))
                 print(f"  {env} {method:16s} seed {seed}: success {s['score_mean']:5.1f} %  plan {ms:.2f} ms/step  "
                       f"{s['episodes_per_minute']:.0f} ep/min", flush=True)
-    table = common.aggregate_table(rows, ["env", "method"], [
-        ("success %", common.col_mean_se("score_mean")),
-        ("plan ms / decision", common.col_mean_se("plan_ms_per_decision", 2)),
-        ("episodes / min", common.col_mean_se("episodes_per_minute", 0))])
-    print(f"\nsuccess over {args.seeds} seeds x {args.episodes} held-out episodes (mean ± s.e. over seeds)\n{table}")
+    timing = [("plan ms / decision", common.col_mean_se("plan_ms_per_decision", 2)),
+              ("plan s / episode", common.col_mean_se("plan_s_per_episode", 2)),
+              ("episodes / min", common.col_mean_se("episodes_per_minute", 0))]
+    sections = []
+    for family, title in (("fetch", "Fetch"), ("ogbench", "OGBench cubes")):
+        group = [r for r in rows if tasks[r["env"]].family == family]
+        if not group:
+            continue
+        per_task = [(f"task {k}", common.col_mean_se(f"task{k}_success")) for k in range(1, 6)] if family == "ogbench" else []
+        table = common.aggregate_table(group, ["env", "method"], [("success %", common.col_mean_se("score_mean")),
+                                                                   *per_task, *timing])
+        print(f"\n{title}: success over {args.seeds} seeds x {args.episodes} held-out episodes (mean ± s.e. over "
+              f"seeds)\n{table}")
+        sections.append(common.section(title, table, command))
     if args.render:
-        common.write_markdown(args.render, [common.section("Manipulation", table, command)], command, "Manipulation")
+        common.write_markdown(args.render, sections, command, "Manipulation")
 
 
 if __name__ == "__main__":

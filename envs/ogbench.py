@@ -46,6 +46,7 @@ EFFECTOR = (12, 13, 14)
 XYZ_CENTER = np.array([0.425, 0.0, 0.0])
 XYZ_SCALE = 10.0
 SUCCESS_DISTANCE = 0.04 * XYZ_SCALE  # the env's 0.04 m, in scaled units
+ACTION_RANGE = np.array([0.05, 0.05, 0.05, 0.3, 1.0])  # action 1.0 = effector +5 cm, yaw +0.3 rad, opening +1
 # Free spots (metres) where a cube is parked when every cube's target is taken by another cube (the swap task).
 PARKING = np.array([[0.35, 0.0, 0.02], [0.50, 0.0, 0.02], [0.35, 0.2, 0.02], [0.35, -0.2, 0.02],
                     [0.50, 0.2, 0.02], [0.50, -0.2, 0.02]])
@@ -111,6 +112,16 @@ def subgoal_positions(cubes: np.ndarray, cube: int | None, target: np.ndarray) -
     if cube is not None:
         out[cube] = target
     return out.reshape(-1)
+
+
+def track_action(states: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Actions [N, 5] that move the effector from `states` to the planned `targets` [N, D] in one step: position,
+    yaw and gripper opening differences divided by the env's action range (as OGBench's oracle computes them)."""
+    xyz = (targets[:, list(EFFECTOR)] - states[:, list(EFFECTOR)]) / XYZ_SCALE
+    yaw = np.arctan2(targets[:, 16], targets[:, 15]) - np.arctan2(states[:, 16], states[:, 15])
+    yaw = (yaw + np.pi) % (2 * np.pi) - np.pi
+    opening = (targets[:, 17] - states[:, 17]) / 3.0
+    return np.clip(np.column_stack([xyz, yaw, opening]) / ACTION_RANGE, -1.0, 1.0).astype(np.float32)
 
 
 class SubgoalObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):

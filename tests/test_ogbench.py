@@ -21,10 +21,14 @@ from dfplan.tasks import get_task
 R = og.SUCCESS_DISTANCE
 
 
-def dfplan_data(*args, root, timeout=600):
-    exe = shutil.which("dfplan-data") or str(Path(sys.executable).parent / "dfplan-data")
+def cli(cmd, *args, root, timeout=600):
+    exe = shutil.which(cmd) or str(Path(sys.executable).parent / cmd)
     env = {**os.environ, "MINARI_DATASETS_PATH": str(root)}
-    return subprocess.run([exe, *args, "progress=false"], capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def dfplan_data(*args, root, timeout=600):
+    return cli("dfplan-data", *args, "progress=false", root=root, timeout=timeout)
 
 
 def test_subgoals_build_a_stack_bottom_up_and_keep_the_cube_in_hand():
@@ -126,6 +130,13 @@ def test_an_ogbench_npz_file_imports(cube_data, tmp_path, monkeypatch):
     ours = eps[0].observations["observation"][:-1, 28:31]
     theirs = imported[0].observations["observation"][:, 28:31]
     assert np.mean(np.linalg.norm(ours - theirs, axis=-1) < R) > 0.7
+    # dfplan-train takes the file itself (imported once, then found by its id)
+    out = cli("dfplan-train", "env=ogbench-cube-single", f"dataset={path}", "+experiment=ogbench", "train.steps=2",
+              "train.batch_size=4", "train.progress=false", "model.hidden=16", "model.mlp_hidden=16",
+              f"out={tmp_path / 'run'}", "device=cpu", root=cube_data)
+    assert out.returncode == 0 and (tmp_path / "run" / "final.pt").is_file(), out.stderr[-2000:]
+    out = cli("dfplan-train", "env=ogbench-cube-single", f"dataset={tmp_path / 'missing.npz'}", root=cube_data)
+    assert out.returncode == 2 and "no such file" in out.stderr and "Traceback" not in out.stderr
     bad = tmp_path / "bad.npz"
     np.savez(bad, observations=np.zeros((5, 7)))
     out = dfplan_data("env=ogbench-cube-single", f"npz={bad}", root=cube_data, timeout=300)

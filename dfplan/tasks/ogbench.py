@@ -5,6 +5,7 @@ target of the cube being moved now, the current position of the others (`Subgoal
 layer for every planner); `desired_goal` is that subgoal, so guidance steers the predicted cube positions to it.
 Score: success rate in percent, success = every cube within 0.04 m of its target at the last step (`info["success"]`).
 Env seed `s` plays evaluation task `1 + s % 5`, so 5k consecutive seeds cover every task k times.
+`CubeTask(name, subgoals="all")` appends every cube's target at once instead (no subgoal layer; the ablation).
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ class CubeTask(Task):
     variants = ("default",)
     data_options = ("episodes", "noise", "workers", "npz")
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, subgoals: str = "one_cube"):
         from dfplan.envs.ogbench import NUM_CUBES, SUCCESS_DISTANCE
 
-        self.name = name
+        self.name, self.subgoals = name, subgoals
         self.num_cubes = NUM_CUBES[name]
         self.success_radius = SUCCESS_DISTANCE  # scaled units (0.04 m)
 
@@ -58,7 +59,8 @@ class CubeTask(Task):
         from dfplan.envs.ogbench import make_ogbench_env
 
         self.check_goal(goal)
-        return make_ogbench_env(self.name, max_episode_steps=max_episode_steps, render_mode=render_mode)
+        return make_ogbench_env(self.name, max_episode_steps=max_episode_steps, render_mode=render_mode,
+                                subgoals=self.subgoals)
 
     # --- data --------------------------------------------------------------------------------------
     def default_dataset_id(self, episodes=None, npz=None, **_) -> str:
@@ -130,6 +132,12 @@ class CubeTask(Task):
 
         return plot_manipulation_plans(states, goals[:, :3], path, title=title, grip_dims=EFFECTOR,
                                        object_dims=self.goal_dims[:3])
+
+    def track_action(self, states, targets, planned_actions):
+        """Move the effector to the planned effector pose and opening (`dfplan.envs.ogbench.track_action`)."""
+        from dfplan.envs.ogbench import track_action
+
+        return track_action(states, targets)
 
     def expert(self, lookahead: bool = False):
         from dfplan.envs.ogbench import CubeOracleController
