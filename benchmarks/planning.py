@@ -15,7 +15,9 @@ plan statistics (`task.plan_stats`).
 (b) Quality: one plan of `quality_horizon` tokens from each env reset state (seeds 0..quality_seeds-1) per
     variant (guidance on/off x MCG R=4/off x pyramid/full_sequence), scored by `task.plan_stats` per plan
     (PointMaze: distance from the planned end position to the goal, plans with a state inside a wall, states
-    inside walls, plans ending within the goal radius) plus the closest planned approach to the goal.
+    inside walls, plans ending within the goal radius) plus the closest planned approach to the goal and the
+    open-loop dynamics error (`dfplan.run.dynamics_error`: the plan's own actions executed in the real env from the
+    same reset state; mean distance between planned and reached goal-dim positions over the first 32 env steps).
     Mean ± s.e. over start states.
 Each row records the sampler settings the plans used (`dataclasses.asdict`, under "sampler").
 """
@@ -104,6 +106,8 @@ def variants(scale: float) -> list[tuple[str, dict]]:
 
 def quality(planner, task, args, scale: float, results: common.Results) -> tuple[list[dict], list[str]]:
     """Rows per start state x variant, and the names of the statistics in them."""
+    from dfplan.run import dynamics_error, execute_open_loop
+
     seeds = list(range(args.quality_seeds))
     obs, goals = common.reset_states(task, seeds)
     dims = list(task.goal_dims)
@@ -119,9 +123,11 @@ def quality(planner, task, args, scale: float, results: common.Results) -> tuple
         seconds = time.perf_counter() - t0
         states = plan.states.cpu().numpy()
         closest = np.linalg.norm(states[..., dims] - goals[:, None], axis=-1).min(axis=1)
+        executed = execute_open_loop(task, task.default_goal, seeds, plan.actions.cpu().numpy())
         stats = []
         for i, seed in enumerate(seeds):
-            stats.append(task.plan_stats(states[i:i + 1], goals[i:i + 1]))
+            stats.append({**task.plan_stats(states[i:i + 1], goals[i:i + 1]),
+                          "dynamics_error": dynamics_error(states[i:i + 1], executed[i:i + 1], dims)})
             rows.append(results.add({
                 "part": "quality", "env": task.name, "method": name, "seed": seed,
                 "horizon_tokens": args.quality_horizon, "ddim_steps": sampler.ddim_steps, **kw,
@@ -135,7 +141,7 @@ def quality(planner, task, args, scale: float, results: common.Results) -> tuple
 QUALITY_COLUMNS = {  # plan_stats keys -> (column, digits, as percent); other keys get their own name
     "end_distance": ("end distance to goal", 2, False), "closest_distance": ("closest distance", 2, False),
     "through_wall": ("plans through a wall", 0, True), "in_wall": ("states in walls", 1, True),
-    "reached": ("end within the goal radius", 0, True)}
+    "reached": ("end within the goal radius", 0, True), "dynamics_error": ("dynamics error (32 steps)", 3, False)}
 
 
 def quality_table(rows: list[dict], keys: list[str]) -> str:

@@ -7,10 +7,11 @@ yaw). Positions are in *scaled units*: (xyz - [0.425, 0, 0]) * 10, so the env's 
 Evaluation: five fixed tasks (`reset(options=dict(task_id=i))`, i = 1..5), success = every cube within 0.04 m of its
 target at the end (`info["success"]`), 200 (single) / 500 (double) steps.
 
-What the models see (`SubgoalObservation`): the env's observation with the *subgoal* cube positions appended
-(28 + 3 = 31-D single, 37 + 6 = 43-D double): the target of the one cube being moved now and the current position
-of every other cube. The data carries the same thing in hindsight: during each task of the scripted play oracle,
-the cube positions at the task's end. So DF, Diffuser and BC are goal-conditioned by their input, one cube at a time.
+What the models see (`SubgoalObservation`): the env's observation with the *subgoal offsets* appended (28 + 3 = 31-D
+single, 37 + 6 = 43-D double): per cube, subgoal minus current position, where the subgoal is the target of the one
+cube being moved now and the current position of every other cube (so only that cube's offset is non-zero). The
+data carries the same thing in hindsight: during each task of the scripted play oracle, the cube positions at the
+task's end. So DF, Diffuser and BC are goal-conditioned by their input, one cube at a time.
 `desired_goal` is the subgoal too (what the agent is asked to reach now; guidance pulls the cubes to it),
 `achieved_goal` every cube's position, `info["goal_positions"]` every cube's final target (scaled units).
 
@@ -106,8 +107,15 @@ def _occupies(cube: np.ndarray, spot: np.ndarray) -> bool:
     return bool(np.linalg.norm(cube[:2] - spot[:2]) < 2 * SUCCESS_DISTANCE and abs(cube[2] - spot[2]) < 0.3)
 
 
+def with_offsets(raw_obs: np.ndarray, subgoal: np.ndarray, num_cubes: int) -> np.ndarray:
+    """The state the models see: the env's observation and, per cube, subgoal minus position [.., D + 3n] (zero for
+    every cube but the one to move: which cube and where to are read off directly, not learned as a comparison)."""
+    cubes = cube_positions(raw_obs, num_cubes).reshape(*np.shape(raw_obs)[:-1], 3 * num_cubes)
+    return np.concatenate([raw_obs, subgoal - cubes], axis=-1)
+
+
 def subgoal_positions(cubes: np.ndarray, cube: int | None, target: np.ndarray) -> np.ndarray:
-    """The appended part of the observation [3n]: `target` for `cube`, the current position for every other cube."""
+    """The subgoal [3n]: `target` for `cube`, the current position for every other cube."""
     out = np.array(cubes, dtype=np.float64)
     if cube is not None:
         out[cube] = target
@@ -125,7 +133,8 @@ def track_action(states: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 
 class SubgoalObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
-    """OGBench's array observation -> dict (observation + subgoal, achieved_goal, desired_goal); see the module doc.
+    """OGBench's array observation -> dict (observation + subgoal offsets, achieved_goal, desired_goal = the subgoal);
+    see the module doc.
 
     `subgoals="one_cube"` presents one cube's target at a time (`choose_subgoal`); `"all"` appends every cube's
     target at once (plain goal conditioning; for cube-single the two are the same). `reset(seed=s)` without a
@@ -154,7 +163,8 @@ class SubgoalObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         else:
             self._cube, target = choose_subgoal(cubes, self._goals, self._cube)
             sub = subgoal_positions(cubes, self._cube, target)
-        return {"observation": np.concatenate([obs, sub]), "achieved_goal": cubes.reshape(-1), "desired_goal": sub}
+        return {"observation": with_offsets(obs, sub, self.num_cubes), "achieved_goal": cubes.reshape(-1),
+                "desired_goal": sub}
 
     def reset(self, *, seed=None, options=None):
         options = dict(options or {})
@@ -205,14 +215,14 @@ def make_ogbench_env(name: str, max_episode_steps: int | None = None, render_mod
 
 
 def default_dataset_id(name: str, episodes: int = DEFAULT_EPISODES) -> str:
-    """'ogbench-cube-single' -> 'dfplan/ogbench/cube-single-play-v0' (other sizes: '...-play-300ep-v0')."""
+    """'ogbench-cube-single' -> 'dfplan/ogbench/cube-single-play-v1' (other sizes: '...-play-300ep-v1'; v1: subgoal offsets)."""
     size = "" if episodes == DEFAULT_EPISODES else f"-{episodes}ep"
-    return f"{NAMESPACE}/{OGBENCH_TASKS[_short(name)]}-play{size}-v0"
+    return f"{NAMESPACE}/{OGBENCH_TASKS[_short(name)]}-play{size}-v1"
 
 
 # --- hindsight subgoals ---------------------------------------------------------------------------------------
 def hindsight_subgoals(cubes: np.ndarray, task_ends: list[int]) -> np.ndarray:
-    """The appended observation part for every step [T, 3n]: during each task (steps up to and including a
+    """The subgoal cube positions for every step [T, 3n]: during each task (steps up to and including a
     `task_ends` index), where the cubes are at that task's end; after the last end, where they are at the last step.
     `cubes` [T, n, 3] (scaled units)."""
     T = len(cubes)
@@ -245,12 +255,13 @@ def task_ends_from_motion(cubes: np.ndarray, still: float = 0.005, min_move: flo
 
 def _labelled_buffer(idx: int, seed, raw_obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
                      num_cubes: int, task_ends: list[int]) -> dict:
-    """A Minari episode buffer: raw observations [T+1, D] with their hindsight subgoals appended."""
+    """A Minari episode buffer: raw observations [T+1, D] with their hindsight subgoal offsets appended."""
     cubes = cube_positions(raw_obs, num_cubes)
     sub = hindsight_subgoals(cubes, task_ends)
     T = len(actions)
-    obs = [{"observation": np.concatenate([raw_obs[t], sub[t]]), "achieved_goal": cubes[t].reshape(-1),
-            "desired_goal": sub[t]} for t in range(T + 1)]
+    state = with_offsets(raw_obs, sub, num_cubes)
+    obs = [{"observation": state[t], "achieved_goal": cubes[t].reshape(-1), "desired_goal": sub[t]}
+           for t in range(T + 1)]
     trunc = [False] * (T - 1) + [True]
     return {"id": idx, "seed": seed, "obs": obs, "act": list(actions.astype(np.float32)), "rew": list(rewards),
             "term": [False] * T, "trunc": trunc}
@@ -387,8 +398,9 @@ class CubeOracleController:
         actions = np.zeros((len(rows), 5), dtype=np.float32)
         for k, (o, slot) in enumerate(zip(rows, self.slots)):
             info = self._info(o, slot["t"])
-            sub = o[-3 * self.n:].reshape(self.n, 3)
-            moved = np.linalg.norm(sub - cube_positions(o, self.n), axis=-1)
+            offsets = o[-3 * self.n:].reshape(self.n, 3)
+            sub = cube_positions(o, self.n) + offsets
+            moved = np.linalg.norm(offsets, axis=-1)
             c = int(np.argmax(moved)) if moved.max() > 1e-9 else None  # the cube whose subgoal is not where it is
             if c is not None and (slot["agent"] is None or slot["target"] is None
                                   or np.linalg.norm(slot["target"] - sub[c]) > 1e-6):

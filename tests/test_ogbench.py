@@ -74,7 +74,8 @@ def test_env_observation_and_task_cycle(name, dim):
         obs, info = env.reset(seed=seed)
         task_ids.append(info["task_id"])
         assert obs["observation"].shape == (dim,) and obs["achieved_goal"].shape == obs["desired_goal"].shape
-        assert np.allclose(obs["observation"][-obs["desired_goal"].size:], obs["desired_goal"])
+        offsets = obs["observation"][-obs["desired_goal"].size:]
+        assert np.allclose(offsets, obs["desired_goal"] - obs["achieved_goal"]) and np.abs(offsets).max() > 0.5
     assert task_ids == [1, 2, 3, 4, 5]
     assert get_task(name).max_episode_steps == env.spec.max_episode_steps
 
@@ -102,7 +103,8 @@ def test_play_data_carries_hindsight_subgoals(cube_data, monkeypatch):
     eps = list(ds.iterate_episodes())
     assert len(eps) == 2 and all(len(e.actions) == og.EPISODE_STEPS for e in eps)
     obs = eps[0].observations["observation"]
-    cubes, sub = obs[:, 19:22], obs[:, 28:31]
+    cubes, sub = obs[:, 19:22], eps[0].observations["desired_goal"]
+    assert np.allclose(obs[:, 28:31], sub - cubes)  # the state carries the offsets to the subgoal
     assert obs.shape == (og.EPISODE_STEPS + 1, 31)
     changes = np.flatnonzero(np.abs(np.diff(sub, axis=0)).max(axis=1) > 0)
     assert len(changes) >= 5  # the oracle did several pick-and-places
@@ -124,11 +126,11 @@ def test_an_ogbench_npz_file_imports(cube_data, tmp_path, monkeypatch):
     np.savez_compressed(path, observations=raw.astype(np.float32), actions=act, terminals=term)
     out = dfplan_data("env=ogbench-cube-single", f"npz={path}", root=cube_data)
     assert out.returncode == 0, out.stderr[-2000:]
-    imported = list(minari.load_dataset("dfplan/ogbench/cube-single-cube-single-play-v0-v0").iterate_episodes())
+    imported = list(minari.load_dataset("dfplan/ogbench/cube-single-cube-single-play-v0-v1").iterate_episodes())
     assert len(imported) == 2 and imported[0].observations["observation"].shape == (og.EPISODE_STEPS, 31)
     # the motion-recovered subgoals agree with the oracle's own task ends on most steps
-    ours = eps[0].observations["observation"][:-1, 28:31]
-    theirs = imported[0].observations["observation"][:, 28:31]
+    ours = eps[0].observations["desired_goal"][:-1]
+    theirs = imported[0].observations["desired_goal"]
     assert np.mean(np.linalg.norm(ours - theirs, axis=-1) < R) > 0.7
     # dfplan-train takes the file itself (imported once, then found by its id)
     out = cli("dfplan-train", "env=ogbench-cube-single", f"dataset={path}", "+experiment=ogbench", "train.steps=2",

@@ -1,8 +1,9 @@
 """OGBench cube-single and cube-double as tasks (`dfplan.envs.ogbench` holds the env, recipe and oracle).
 
-The state the models see is OGBench's observation plus the subgoal cube positions (31-D single, 43-D double): the
-target of the cube being moved now, the current position of the others (`SubgoalObservation`, the same subgoal
-layer for every planner); `desired_goal` is that subgoal, so guidance steers the predicted cube positions to it.
+The state the models see is OGBench's observation plus per-cube subgoal offsets (31-D single, 43-D double): the
+subgoal is the target of the cube being moved now and the current position of the others (`SubgoalObservation`,
+the same subgoal layer for every planner); `desired_goal` is that subgoal, so guidance steers the predicted cube
+positions to it.
 Score: success rate in percent, success = every cube within 0.04 m of its target at the last step (`info["success"]`).
 Env seed `s` plays evaluation task `1 + s % 5`, so 5k consecutive seeds cover every task k times.
 `CubeTask(name, subgoals="all")` appends every cube's target at once instead (no subgoal layer; the ablation).
@@ -47,14 +48,6 @@ class CubeTask(Task):
 
         return cube_dims(self.num_cubes)
 
-    @property
-    def subgoal_dims(self) -> tuple[int, ...]:
-        """State dims of the appended subgoal (the last 3n)."""
-        from dfplan.envs.ogbench import CUBE_DIMS, PROPRIO_DIMS
-
-        start = PROPRIO_DIMS + CUBE_DIMS * self.num_cubes
-        return tuple(range(start, start + 3 * self.num_cubes))
-
     def make_env(self, goal=None, max_episode_steps=None, render_mode=None):
         from dfplan.envs.ogbench import make_ogbench_env
 
@@ -67,7 +60,7 @@ class CubeTask(Task):
         from dfplan.envs.ogbench import DEFAULT_EPISODES, NAMESPACE, OGBENCH_TASKS, default_dataset_id
 
         if npz is not None:
-            return f"{NAMESPACE}/{OGBENCH_TASKS[self.name]}-{Path(str(npz)).stem.replace('.', '-')}-v0"
+            return f"{NAMESPACE}/{OGBENCH_TASKS[self.name]}-{Path(str(npz)).stem.replace('.', '-')}-v1"
         return default_dataset_id(self.name, episodes or DEFAULT_EPISODES)
 
     def generate_dataset(self, dataset_id, seed, overwrite, progress, episodes=None, noise=None, workers=None,
