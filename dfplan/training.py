@@ -202,6 +202,8 @@ def train(cfg: DictConfig, task=None) -> Path:
     """Train `cfg.model` on `cfg.dataset` for `cfg.train.steps`; returns the final checkpoint path. `task` (a
     `dfplan.tasks.Task`) is stored in the checkpoint so evaluation knows what the model is for."""
     check_train_config(cfg.train)
+    if "action_weight" in cfg.model:
+        check_float("model.action_weight", cfg.model.action_weight, 0.0)
     check_int("seed", cfg.seed, 0)
     rank, world = _distributed(cfg.device)
     device = resolve_device(cfg.device, rank=rank)

@@ -62,6 +62,22 @@ def test_loss_ignores_masked_tokens():
     assert torch.allclose(m.loss(obs0, tokens2, mask, gen()), base)
 
 
+def test_action_weight_shifts_the_loss_to_the_actions():
+    torch.manual_seed(0)
+    plain, weighted = tiny_model(), tiny_model(action_weight=5.0)
+    weighted.load_state_dict(plain.state_dict())
+    obs0, tokens, mask = torch.randn(2, 4), torch.randn(2, 4, 24), torch.ones(2, 4, dtype=torch.bool)
+    gen = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    assert torch.isclose(plain.dim_weights.sum(), torch.tensor(1.0)) and plain.dim_weights.unique().numel() == 1
+    w = weighted.dim_weights.reshape(4, 6)  # frame_stack 4 x [2 action dims, 4 obs dims]
+    assert torch.allclose(w[:, :2], 5 * w[:, 2:3].expand(4, 2))
+    wrong_action = tokens.clone()
+    wrong_action[..., 0] += 3.0  # the first action dim of the first frame
+    gap_plain = plain.loss(obs0, wrong_action, mask, gen()) - plain.loss(obs0, tokens, mask, gen())
+    gap_weighted = weighted.loss(obs0, wrong_action, mask, gen()) - weighted.loss(obs0, tokens, mask, gen())
+    assert gap_weighted > 2 * gap_plain > 0
+
+
 def test_noise_levels_are_independent_per_token():
     gen = torch.Generator().manual_seed(0)
     k = torch.randint(1, 1001, (4096, 16), generator=gen)  # the sampling used in DFRNN.loss

@@ -35,6 +35,7 @@ class DFConfig:
     num_levels: int = 1000  # K, diffusion noise levels
     noise_schedule: str = "linear"  # linear | cosine | sigmoid
     prediction: str = "x0"  # what the network predicts: x0 | eps | v
+    action_weight: float = 1.0  # loss weight of the action dims against the observation dims (1 = plain mean)
 
     @property
     def token_dim(self) -> int:
@@ -63,6 +64,10 @@ class DFRNN(nn.Module):
         self.in_net = mlp(cfg.token_dim + cfg.emb_dim, cfg.mlp_hidden, cfg.mlp_hidden)
         self.gru = nn.GRU(cfg.mlp_hidden, cfg.hidden, batch_first=True)
         self.out_net = mlp(cfg.hidden + cfg.emb_dim, cfg.mlp_hidden, cfg.token_dim)
+        # per token dim: each frame is [action, observation]; weights sum to 1 (plain mean when action_weight = 1)
+        frame = torch.cat([torch.full((cfg.act_dim,), float(cfg.action_weight)), torch.ones(cfg.obs_dim)])
+        weights = frame.repeat(cfg.frame_stack)
+        self.register_buffer("dim_weights", weights / weights.sum(), persistent=False)
 
     def _apply(self, fn, *args, **kwargs):
         # after .to()/.cuda()/.half() put the GRU weights back into one chunk, as cuDNN wants them
@@ -115,7 +120,7 @@ class DFRNN(nn.Module):
         x_k = q_sample(tokens, k, noise, self.schedule)
         out, _ = self.forward_raw(x_k, k, self.init_state(obs0))
         target = target_for(self.cfg.prediction, tokens, noise, k, self.schedule)
-        per_token = F.mse_loss(out, target, reduction="none").mean(-1)
+        per_token = (F.mse_loss(out, target, reduction="none") * self.dim_weights).sum(-1)
         m = mask.float()
         return (per_token * m).sum() / m.sum().clamp(min=1.0)
 

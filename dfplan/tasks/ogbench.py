@@ -27,7 +27,7 @@ class CubeTask(Task):
     default_goal = "fixed"
     success_rule = "end"
     score_name = "success %"
-    objectives = ("cube_to_subgoal",)
+    objectives = ("cube_to_subgoal", "reach_then_place")
     variants = ("default",)
     data_options = ("episodes", "noise", "workers", "npz")
 
@@ -93,7 +93,9 @@ class CubeTask(Task):
         from dfplan.guidance import goal_distance
 
         dims = self.goal_dims
-        return lambda goal: goal_distance(goal, dims)
+        if name == "cube_to_subgoal":
+            return lambda goal: goal_distance(goal, dims)
+        return lambda goal: reach_then_place(goal, dims, self.num_cubes, self.success_radius)
 
     # --- scoring and pictures ------------------------------------------------------------------------
     def summarize(self, episodes, ref_scores=None) -> dict:
@@ -136,6 +138,27 @@ class CubeTask(Task):
         from dfplan.envs.ogbench import CubeOracleController
 
         return CubeOracleController(self.name)
+
+
+REACH_WEIGHT = 0.5  # reach_then_place: weight of the effector-to-cube distance against the cube-to-subgoal one
+
+
+def reach_then_place(goal, cube_dims, num_cubes: int, radius: float, reach_weight: float = REACH_WEIGHT):
+    """J = -sum_t sum_c [ ||cube_c,t - subgoal_c|| + w * moving_c * ||effector_t - cube_c,t|| ], where moving_c says
+    cube c is away from its subgoal in the plan's first state: pull the gripper to the cube that has to move (once it
+    holds the cube that term is ~0) and the cubes to their subgoals."""
+    from dfplan.envs.ogbench import EFFECTOR
+
+    def objective(states, actions):
+        B = states.shape[0]
+        cubes = states[..., list(cube_dims)].reshape(B, states.shape[1], num_cubes, 3)
+        target = goal.reshape(B, 1, num_cubes, 3)
+        moving = ((cubes[:, 0] - target[:, 0]).norm(dim=-1) > radius).to(states.dtype)  # [B, n]
+        place = (cubes[:, 1:] - target).norm(dim=-1)  # [B, T, n]
+        reach = (states[:, 1:, None, list(EFFECTOR)] - cubes[:, 1:]).norm(dim=-1)
+        return -(place + reach_weight * moving[:, None] * reach).sum(dim=(1, 2))
+
+    return objective
 
 
 def named_tasks() -> dict:
