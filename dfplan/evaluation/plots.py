@@ -82,6 +82,7 @@ def plot_maze_plans(layout, states: np.ndarray, goal: np.ndarray, path: str | Pa
 
 
 def plot_manipulation_episodes(episodes, path: str | Path, title: str = "", grip_dims=(0, 1, 2), radius: float = 0.05,
+                               units: str = "m",
                                max_episodes: int = 6) -> Path:
     """Per episode a top view (x, y) and a side view (x, z): the gripper's and the object's paths against the goal."""
     shown = list(episodes)[:max_episodes]
@@ -103,7 +104,7 @@ def plot_manipulation_episodes(episodes, path: str | Path, title: str = "", grip
                Line2D([], [], color="tab:blue", lw=2, label="object"),
                Line2D([], [], color="tab:green", marker="o", ls="", label="object start"),
                Line2D([], [], color="tab:red", marker="*", ms=12, ls="", label="goal"),
-               Line2D([], [], color="tab:red", ls="--", label=f"success radius {radius} m")]
+               Line2D([], [], color="tab:red", ls="--", label=f"success radius {radius:g} {units}")]
     fig.suptitle(title, fontsize=10)
     fig.legend(handles=handles, loc="outside lower center", ncol=5, fontsize=8, frameon=False)
     return _save(fig, path)

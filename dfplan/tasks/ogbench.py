@@ -119,7 +119,8 @@ class CubeTask(Task):
         from dfplan.envs.ogbench import EFFECTOR
         from dfplan.evaluation.plots import plot_manipulation_episodes
 
-        return plot_manipulation_episodes(episodes, path, title=title, grip_dims=EFFECTOR, radius=self.success_radius)
+        return plot_manipulation_episodes(episodes, path, title=title, grip_dims=EFFECTOR, radius=self.success_radius,
+                                          units="(0.04 m; positions in OGBench's scaled units)")
 
     def plot_plans(self, states, goals, path, title="") -> Path:
         from dfplan.envs.ogbench import EFFECTOR
