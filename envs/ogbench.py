@@ -202,8 +202,7 @@ def _make_raw(short: str, mode: str = "task", max_episode_steps: int | None = No
     if mode == "task":
         if render_mode is not None:
             kwargs["render_mode"] = render_mode
-        env, *_ = [ogbench.make_env_and_datasets(f"{OGBENCH_TASKS[short]}-play-v0", env_only=True, **kwargs)]
-        return env
+        return ogbench.make_env_and_datasets(f"{OGBENCH_TASKS[short]}-play-v0", env_only=True, **kwargs)
     return gym.make(f"{OGBENCH_TASKS[short]}-v0", terminate_at_goal=False, mode="data_collection", **kwargs)
 
 
