@@ -32,7 +32,9 @@ import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
-from .recipes import _finish, claim_dataset_id, write_dataset
+from minari.data_collector import EpisodeBuffer
+
+from .recipes import claim_dataset_id, write_dataset
 
 OGBENCH_TASKS = {"ogbench-cube-single": "cube-single", "ogbench-cube-double": "cube-double"}
 NUM_CUBES = {"ogbench-cube-single": 1, "ogbench-cube-double": 2}
@@ -169,7 +171,7 @@ class SubgoalObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def reset(self, *, seed=None, options=None):
         options = dict(options or {})
         if "task_id" not in options and "task_info" not in options:
-            options["task_id"] = 1 + (int(seed) if seed is not None else 0) % NUM_TASKS
+            options["task_id"] = task_id_of(seed)
         obs, info = self.env.reset(seed=seed, options=options)
         self.task_id = options.get("task_id")
         self._goals = cube_positions(info["goal"], self.num_cubes).astype(np.float64)
@@ -213,10 +215,19 @@ def make_ogbench_env(name: str, max_episode_steps: int | None = None, render_mod
     return SubgoalObservation(_make_raw(short, "task", max_episode_steps, render_mode), NUM_CUBES[short], subgoals)
 
 
-def default_dataset_id(name: str, episodes: int = DEFAULT_EPISODES) -> str:
-    """'ogbench-cube-single' -> 'dfplan/ogbench/cube-single-play-v1' (other sizes: '...-play-300ep-v1'; v1: subgoal offsets)."""
-    size = "" if episodes == DEFAULT_EPISODES else f"-{episodes}ep"
-    return f"{NAMESPACE}/{OGBENCH_TASKS[_short(name)]}-play{size}-v1"
+def default_dataset_id(name: str, episodes: int | None = None, npz: str | None = None) -> str:
+    """'ogbench-cube-single' -> 'dfplan/ogbench/cube-single-play-v1' (other sizes: '...-play-300ep-v1'; an imported
+    file: '...-<file stem>-v1'; v1: subgoal offsets)."""
+    base = f"{NAMESPACE}/{OGBENCH_TASKS[_short(name)]}"
+    if npz is not None:
+        return f"{base}-{os.path.splitext(os.path.basename(str(npz)))[0].replace('.', '-')}-v1"
+    size = "" if episodes in (None, DEFAULT_EPISODES) else f"-{episodes}ep"
+    return f"{base}-play{size}-v1"
+
+
+def task_id_of(seed: int | None) -> int:
+    """The evaluation task (1..5) an env seed plays when reset without a task_id."""
+    return 1 + (int(seed) if seed is not None else 0) % NUM_TASKS
 
 
 # --- hindsight subgoals ---------------------------------------------------------------------------------------
@@ -252,18 +263,18 @@ def task_ends_from_motion(cubes: np.ndarray, still: float = 0.005, min_move: flo
     return [int((b1 + 1 + a2) // 2) for (_, b1), (a2, _) in zip(carries, carries[1:])]
 
 
-def _labelled_buffer(idx: int, seed, raw_obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
-                     num_cubes: int, task_ends: list[int]) -> dict:
-    """A Minari episode buffer: raw observations [T+1, D] with their hindsight subgoal offsets appended."""
+def _labelled_episode(idx: int, seed, raw_obs: np.ndarray, actions: np.ndarray, num_cubes: int,
+                      task_ends: list[int]) -> EpisodeBuffer:
+    """A Minari episode: raw observations [T+1, D] with their hindsight subgoal offsets appended. OGBench's play data
+    has no reward (the task reward needs a task), so rewards are 0; the episode ends truncated."""
     cubes = cube_positions(raw_obs, num_cubes)
     sub = hindsight_subgoals(cubes, task_ends)
     T = len(actions)
-    state = with_offsets(raw_obs, sub, num_cubes)
-    obs = [{"observation": state[t], "achieved_goal": cubes[t].reshape(-1), "desired_goal": sub[t]}
-           for t in range(T + 1)]
-    trunc = [False] * (T - 1) + [True]
-    return {"id": idx, "seed": seed, "obs": obs, "act": list(actions.astype(np.float32)), "rew": list(rewards),
-            "term": [False] * T, "trunc": trunc}
+    obs = {"observation": with_offsets(raw_obs, sub, num_cubes), "achieved_goal": cubes.reshape(T + 1, -1),
+           "desired_goal": sub}
+    return EpisodeBuffer(id=idx, seed=seed, observations={k: v.astype(np.float64) for k, v in obs.items()},
+                         actions=actions.astype(np.float32), rewards=np.zeros(T), terminations=np.zeros(T, bool),
+                         truncations=np.arange(T) == T - 1, infos={})
 
 
 # --- the play recipe ----------------------------------------------------------------------------------------
@@ -320,9 +331,7 @@ def collect_play_episodes(name: str, episodes: int, seed: int, noise: float = 0.
         results = pool.map(_play_episode, jobs, chunksize=max(1, min(8, episodes // (4 * workers))))
     try:
         for i, (raw, act, ends, won) in enumerate(results):
-            # OGBench's play data has no reward; the task reward (cubes at target - cubes) needs a task.
-            rows = _labelled_buffer(i, seed + i, raw, act, np.zeros(len(act)), NUM_CUBES[short], ends)
-            buffers.append(_finish(rows))
+            buffers.append(_labelled_episode(i, seed + i, raw, act, NUM_CUBES[short], ends))
             wins.extend(won)
             bar.update()
     finally:
@@ -353,8 +362,7 @@ def load_ogbench_npz(path: str, name: str) -> list:
     for i, end in enumerate(list(ends) + ([len(obs) - 1] if not len(ends) or ends[-1] != len(obs) - 1 else [])):
         raw, a = obs[start:end + 1], act[start:end]  # the file stores no final observation: drop the last action
         if len(a) >= 2:
-            rows = _labelled_buffer(i, None, raw, a, np.zeros(len(a)), n, task_ends_from_motion(cube_positions(raw, n)))
-            buffers.append(_finish(rows))
+            buffers.append(_labelled_episode(i, None, raw, a, n, task_ends_from_motion(cube_positions(raw, n))))
         start = end + 1
     if not buffers:
         raise ValueError(f"{path} holds no episode of at least 3 steps")
@@ -445,7 +453,7 @@ def generate_ogbench_dataset(name: str, episodes: int = DEFAULT_EPISODES, seed: 
     Minari. Reference scores are success rates in percent: a uniform random policy (min, 0 by the tasks' design)
     and the noise-free oracle (max) over `ref_episodes` evaluation episodes."""
     short = _short(name)
-    dataset_id = dataset_id or default_dataset_id(short, episodes)
+    dataset_id = dataset_id or default_dataset_id(short, episodes, npz)
     claim_dataset_id(dataset_id, overwrite)
     t0 = time.perf_counter()
     if npz is not None:

@@ -57,11 +57,9 @@ class CubeTask(Task):
 
     # --- data --------------------------------------------------------------------------------------
     def default_dataset_id(self, episodes=None, npz=None, **_) -> str:
-        from dfplan.envs.ogbench import DEFAULT_EPISODES, NAMESPACE, OGBENCH_TASKS, default_dataset_id
+        from dfplan.envs.ogbench import default_dataset_id
 
-        if npz is not None:
-            return f"{NAMESPACE}/{OGBENCH_TASKS[self.name]}-{Path(str(npz)).stem.replace('.', '-')}-v1"
-        return default_dataset_id(self.name, episodes or DEFAULT_EPISODES)
+        return default_dataset_id(self.name, episodes, npz)
 
     def generate_dataset(self, dataset_id, seed, overwrite, progress, episodes=None, noise=None, workers=None,
                          npz=None):
@@ -99,11 +97,11 @@ class CubeTask(Task):
 
     # --- scoring and pictures ------------------------------------------------------------------------
     def summarize(self, episodes, ref_scores=None) -> dict:
-        from dfplan.envs.ogbench import NUM_TASKS
+        from dfplan.envs.ogbench import NUM_TASKS, task_id_of
 
         out = super().summarize(episodes, ref_scores)
         for k in range(1, NUM_TASKS + 1):
-            wins = [100.0 * e.success for e in episodes if 1 + e.seed % NUM_TASKS == k]
+            wins = [100.0 * e.success for e in episodes if task_id_of(e.seed) == k]
             if wins:
                 out[f"task{k}_success"] = float(np.mean(wins))
                 out[f"task{k}_se"] = standard_error(wins)
