@@ -119,7 +119,9 @@ def _check_keys(cfg: DictConfig, base: DictConfig, config_name: str) -> None:
 def _check_type(key: str, value, default) -> None:
     if value is None or default is None:
         return
-    if isinstance(default, bool):
+    if isinstance(default, DictConfig):  # a mapping of settings (train's `planner`): its code checks the keys
+        ok, kind = isinstance(value, DictConfig), "a mapping of settings, e.g. +planner.guidance_scale=8"
+    elif isinstance(default, bool):
         ok, kind = isinstance(value, bool), "true or false"
     elif isinstance(default, int):
         ok, kind = isinstance(value, int) and not isinstance(value, bool), "a whole number"
@@ -230,9 +232,9 @@ def run_train(cfg: DictConfig) -> None:
     from omegaconf import open_dict
 
     from dfplan.tasks import get_task
-    from dfplan.training import check_train_config, train
+    from dfplan.training import check_config, train
 
-    check_train_config(cfg.train)
+    check_config(cfg)
     npz = str(cfg.dataset) if str(cfg.dataset).endswith(".npz") else None
     task = get_task(cfg.env, dataset_id=None if npz else cfg.dataset)
     with open_dict(cfg):
@@ -245,8 +247,8 @@ def run_train(cfg: DictConfig) -> None:
     train(cfg, task=task)
 
 
-EVAL_SETTINGS = ("horizon", "memory", "memory_tokens", "objective", "guidance_scale", "mc_samples", "ddim_steps",
-                 "schedule", "warm_start_step")
+EVAL_SETTINGS = ("horizon", "memory", "memory_tokens", "objective", "guidance_scale", "guidance_rule", "history_guidance",
+                 "mc_samples", "ddim_steps", "schedule", "warm_start_step", "stabilization_level", "context_noise")
 
 
 def run_eval(cfg: DictConfig) -> None:

@@ -26,6 +26,17 @@ def goal_distance(goal: torch.Tensor, pos_dims: tuple[int, ...] = (0, 1)) -> Obj
     return objective
 
 
+def episode_goal_distance(goal: torch.Tensor, episode_steps: int, pos_dims: tuple[int, ...] = (0, 1)) -> Objective:
+    """The paper code's form of `goal_distance`: J = -episode_steps * mean_t ||pos_t - goal||_2, so each planned
+    step weighs episode_steps / plan length: more as a plan to the episode's end gets shorter."""
+
+    def objective(states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        pos = states[:, 1:, list(pos_dims)]
+        return -episode_steps * (pos - goal[:, None, :]).norm(dim=-1).mean(-1)
+
+    return objective
+
+
 def point_distance(a_dims: tuple[int, ...], b_dims: tuple[int, ...]) -> Objective:
     """J = -sum_t ||states[a_dims] - states[b_dims]||: bring two points of the state together (e.g. the gripper to
     the object it must grasp)."""

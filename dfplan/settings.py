@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from dfplan.errors import UserError, check_bool, check_choice, check_float, check_int, choices_hint
 
 SCHEDULES = ("pyramid", "full_sequence", "autoregressive", "trapezoid")
+GUIDANCE_RULES = ("eps", "paper")
 
 
 @dataclass(frozen=True)
@@ -24,11 +25,16 @@ class SamplerSettings:
     uncertainty: float = 1.0  # pyramid/trapezoid: rows of lag per token
     eta: float = 0.0  # DDIM stochasticity (0 = deterministic)
     stabilization_level: int = 10  # noise level (of K) at which finished tokens are fed back as context
+    context_noise: bool = True  # finished tokens noised to stabilization_level; false: fed clean, labelled with it (paper code)
     guidance_scale: float = 0.0  # strength of the objective's gradient; 0 = unguided
+    guidance_rule: str = "eps"  # eps: shift the predicted noise by scale*sqrt(1-ab)*grad at every step | paper: add
+    #   scale*c*grad to the next DDIM sample, c = (1-ab) - sqrt(1-ab_next-sigma^2)*sqrt(1-ab) (~0 at high noise, 0 at the end)
     mc_samples: int = 1  # Monte Carlo Guidance samples R (1 = plain guidance)
     clip_x0: float = 10.0  # clamp predicted clean tokens (normalized units) for numerical safety
     warm_start_step: int = 0  # > 0: a previous plan's rest starts re-noised at this DDIM step (0 = off)
     temperature: float = 1.0  # scale of the starting noise: 1 samples the data's behaviour, < 1 leans to its mean
+    history_guidance: float = 1.0  # with memory: x0 = x0_now + w*(x0_hist - x0_now), hist = after the executed history,
+    #   now = from the current observation alone; 1 = plain memory (one prediction), 0 = memoryless, > 1 = more history
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen: normalize types once)
@@ -38,10 +44,13 @@ class SamplerSettings:
         set_("eta", check_float("eta", self.eta, 0.0))
         set_("stabilization_level", check_int("stabilization_level", self.stabilization_level, 0))
         set_("guidance_scale", check_float("guidance_scale", self.guidance_scale, 0.0))
+        check_choice("guidance_rule", self.guidance_rule, GUIDANCE_RULES)
+        set_("context_noise", check_bool("context_noise", self.context_noise))
         set_("mc_samples", check_int("mc_samples", self.mc_samples, 1))
         set_("clip_x0", check_float("clip_x0", self.clip_x0, 0.0))
         set_("warm_start_step", check_int("warm_start_step", self.warm_start_step, 0))
         set_("temperature", check_float("temperature", self.temperature, 0.0))
+        set_("history_guidance", check_float("history_guidance", self.history_guidance))
         if self.warm_start_step > self.ddim_steps:
             raise UserError(f"warm_start_step={self.warm_start_step} must be in 0..ddim_steps={self.ddim_steps}")
 

@@ -21,8 +21,10 @@ from tqdm.auto import tqdm
 from dfplan.checkpoint import load_checkpoint, remove_temp_files, save_checkpoint
 from dfplan.data import WindowSampler, load_runs
 from dfplan.devices import resolve_device
-from dfplan.errors import UserError, check_float, check_int
+from dfplan.df.model import CELLS
+from dfplan.errors import UserError, check_choice, check_float, check_int
 from dfplan.models import build_model
+from dfplan.settings import resolve_settings
 
 
 def model_kwargs(cfg: DictConfig, obs_dim: int, act_dim: int) -> tuple[str, dict]:
@@ -189,22 +191,43 @@ def validation_loss(model, sampler: WindowSampler, batches: int, batch_size: int
     return float(np.mean(losses))
 
 
+def planner_settings(cfg: DictConfig) -> dict | None:
+    """The `planner:` entry of the config (DF settings the preset tunes, e.g. `variant=paper`'s), validated, in the
+    form a checkpoint stores; None when it sets nothing (the checkpoint then plans with the defaults)."""
+    given = cfg.get("planner")
+    given = OmegaConf.to_container(given, resolve=True) if given else {}
+    if not given:
+        return None
+    if cfg.model.name != "df_rnn":
+        raise UserError(f"planner settings {sorted(given)} are DF settings; model={cfg.model.name} does not take them")
+    return resolve_settings(None, **given).as_dict()
+
+
 def check_train_config(tc) -> None:
     """The training keys that would otherwise fail late or silently (an untrained model, a division by zero)."""
     for key in ("steps", "batch_size", "window_steps", "log_every", "val_every", "val_batches", "checkpoint_every"):
         check_int(f"train.{key}", tc[key], 1)
     check_float("train.lr", tc.lr, 0.0)
+    check_float("train.grad_clip", tc.grad_clip, 0.0)
     if not 0.0 <= tc.val_fraction < 1.0:
         raise UserError(f"train.val_fraction={tc.val_fraction} must be in [0, 1)")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Every value a run could otherwise trip on late (after loading the data, or after training)."""
+    check_train_config(cfg.train)
+    if "action_weight" in cfg.model:
+        check_float("model.action_weight", cfg.model.action_weight, 0.0)
+    if "cell" in cfg.model:
+        check_choice("model.cell", cfg.model.cell, CELLS)
+    planner_settings(cfg)
+    check_int("seed", cfg.seed, 0)
 
 
 def train(cfg: DictConfig, task=None) -> Path:
     """Train `cfg.model` on `cfg.dataset` for `cfg.train.steps`; returns the final checkpoint path. `task` (a
     `dfplan.tasks.Task`) is stored in the checkpoint so evaluation knows what the model is for."""
-    check_train_config(cfg.train)
-    if "action_weight" in cfg.model:
-        check_float("model.action_weight", cfg.model.action_weight, 0.0)
-    check_int("seed", cfg.seed, 0)
+    check_config(cfg)
     rank, world = _distributed(cfg.device)
     device = resolve_device(cfg.device, rank=rank)
     out = Path(cfg.out)
@@ -253,6 +276,7 @@ def _train(cfg: DictConfig, task, rank: int, world: int, device: torch.device, o
     rng = np.random.default_rng([cfg.seed, rank, step])  # reseeded at resume: new windows, same distribution
     resolved = OmegaConf.to_container(cfg, resolve=True)
     logger = _Logger(out, enabled=rank == 0, start_step=step)
+    planner = planner_settings(cfg)
 
     def checkpoint(path: Path) -> None:
         save_checkpoint(path, {
@@ -260,6 +284,7 @@ def _train(cfg: DictConfig, task, rank: int, world: int, device: torch.device, o
             "optimizer": opt.state_dict(), "step": step, "config": resolved, "dataset_id": cfg.dataset,
             "env": cfg.env, "task": task.spec() if task is not None else None,
             "normalizer": splits.normalizer.state_dict(), "ref_scores": list(splits.ref_scores),
+            **({"planner": planner} if planner else {}),
         })
 
     per_rank_batch = max(1, tc.batch_size // world)
@@ -275,7 +300,7 @@ def _train(cfg: DictConfig, task, rank: int, world: int, device: torch.device, o
             loss = ddp_model(batch)  # forward() is the batch loss; through DDP it all-reduces gradients
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip if tc.grad_clip > 0 else math.inf)
         opt.step()
         ema_update(ema, model, tc.ema_decay if step >= tc.ema_start else 0.0)
         step += 1

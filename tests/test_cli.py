@@ -56,6 +56,13 @@ MISTAKES = [
     (["dfplan-train", "train.steps=-1"], "train.steps=-1"),
     (["dfplan-train", "train.batch_size=0"], "train.batch_size=0"),
     (["dfplan-train", "train=huge"], "train/huge"),
+    (["dfplan-train", "model.cell=lstm"], "model.cell='lstm'"),
+    (["dfplan-train", "train.grad_clip=-1"], "train.grad_clip=-1"),
+    (["dfplan-train", "+planner.guidance_rule=magic"], "guidance_rule='magic'"),
+    (["dfplan-train", "+planner.guidanc_scale=1"], "unknown planner setting 'guidanc_scale'"),
+    (["dfplan-train", "planner=8"], "planner=8 must be a mapping of settings"),
+    (["dfplan-eval", "history_guidance=inf"], "history_guidance=inf"),
+    (["dfplan-eval", "guidance_rule=classifier"], "guidance_rule='classifier'"),
 ]
 
 

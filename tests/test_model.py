@@ -33,10 +33,11 @@ def test_tokens_round_trip_and_mask():
         to_tokens(obs[:, :8], act[:, :7], 4)
 
 
+@pytest.mark.parametrize("cell", ["gru", "resmlp_gru"])
 @pytest.mark.parametrize("prediction", ["x0", "eps", "v"])
-def test_step_and_sequence_agree_and_are_causal(prediction):
+def test_step_and_sequence_agree_and_are_causal(prediction, cell):
     torch.manual_seed(0)
-    m = tiny_model(prediction=prediction)
+    m = tiny_model(prediction=prediction, cell=cell)
     x, k = torch.randn(2, 5, 24), torch.randint(1, 100, (2, 5))
     z0 = m.init_state(torch.randn(2, 4))
     x0_seq, z_seq = m.forward_seq(x, k, z0)
@@ -89,11 +90,12 @@ def test_noise_levels_are_independent_per_token():
     assert m.loss(*b, torch.Generator().manual_seed(3)) == m.loss(*b, torch.Generator().manual_seed(3))
 
 
-def test_loss_decreases_on_tiny_dataset(datasets):
+@pytest.mark.parametrize("cell", ["gru", "resmlp_gru"])
+def test_loss_decreases_on_tiny_dataset(datasets, cell):
     torch.manual_seed(0)
     splits = load_runs("dfplan/pointmaze/umaze-v0", val_fraction=0.0)
     sampler = WindowSampler(splits.train, 32, splits.normalizer)
-    m = tiny_model()
+    m = tiny_model(cell=cell)
     opt = torch.optim.Adam(m.parameters(), 3e-3)
     rng = np.random.default_rng(0)
     fixed = sampler.sample(64, np.random.default_rng(1))
@@ -196,6 +198,41 @@ def test_corrupt_and_unsafe_checkpoints_are_refused(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
     good = save_checkpoint(tmp_path / "ok.pt", {"step": 1})
     assert load_checkpoint(good)["step"] == 1
+
+
+def test_paper_cell_couples_latent_and_token_in_one_mlp():
+    m = tiny_model(cell="resmlp_gru", mlp_blocks=3)
+    assert not hasattr(m, "gru") and isinstance(m.paper_cell.gru, torch.nn.GRUCell)
+    first = m.paper_cell.before[0].net[0]
+    assert first.in_features == 32 + 24 + 16  # [z, token, level embedding]
+    assert len(m.paper_cell.before) == 3  # mlp_blocks - 1 residual blocks + a linear map
+    with pytest.raises(ValueError, match="cell"):
+        tiny_model(cell="lstm")
+
+
+def test_paper_preset_trains_and_its_checkpoint_plans_with_the_paper_settings(datasets, tmp_path):
+    from hydra import compose, initialize_config_module
+
+    from dfplan.df.planner import load_planner
+    from dfplan.tasks import get_task
+
+    overrides = [f"out={tmp_path}", "dataset=dfplan/pointmaze/umaze-v0", "+experiment=df_paper", "train.steps=4",
+                 "train.batch_size=8", "train.window_steps=40", "train.val_every=4", "train.checkpoint_every=4",
+                 "train.progress=false", "model.hidden=16", "model.num_levels=100", "planner.ddim_steps=5"]
+    with initialize_config_module(config_module="dfplan.configs", version_base=None):
+        cfg = compose(config_name="train", overrides=overrides)
+    final = train(cfg, task=get_task("pointmaze-umaze"))
+    ckpt = load_checkpoint(final)
+    assert ckpt["model_config"]["cell"] == "resmlp_gru" and ckpt["model_config"]["frame_stack"] == 10
+    assert ckpt["config"]["train"]["grad_clip"] == 0 and ckpt["config"]["train"]["ema_decay"] == 0.0
+    planner = load_planner(final, device="cpu")
+    sampler, controller = planner.settings.sampler, planner.settings.controller
+    assert (sampler.guidance_rule, sampler.schedule, sampler.ddim_steps, sampler.context_noise) == ("paper", "pyramid", 5, False)
+    assert (controller.memory, controller.objective, controller.replan_every) == (False, "episode_goal_distance", 10)
+    # no EMA: the evaluated weights are the trained ones
+    assert all(torch.equal(ckpt["ema"][k], v) for k, v in ckpt["model"].items())
+    plan = planner.plan(torch.zeros(2, 4), torch.ones(2, 2), horizon=3)
+    assert plan.actions.shape == (2, 30, 2) and torch.isfinite(plan.states).all()
 
 
 def test_unknown_model_config_key_is_a_clear_error():

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -60,6 +61,25 @@ def test_memory_changes_the_latent_path(planner):
     assert not torch.allclose(latents[True], fresh)
     with pytest.raises(ValueError, match="multiple of frame_stack"):
         MPCController(planner, horizon=4, replan_every=3, memory=True)
+
+
+def test_history_guidance_gives_the_planner_a_latent_of_the_present(planner, monkeypatch):
+    seen = []
+    plan_from = planner.plan_from
+
+    def spy(z, obs, *args, z_now=None, **kw):
+        seen.append(z_now)
+        return plan_from(z, obs, *args, z_now=z_now, **kw)
+
+    monkeypatch.setattr(planner, "plan_from", spy)
+    for w, memory in ((1.0, True), (2.0, False), (2.0, True)):
+        planner.settings = replace(planner.settings, sampler=replace(planner.settings.sampler, history_guidance=w))
+        c = MPCController(planner, horizon=4, memory=memory)
+        actions = drive(c, 9)
+        assert np.isfinite(actions).all() and np.abs(actions).max() <= 1.0
+    n = len(seen) // 3
+    assert all(z is None for z in seen[:2 * n])  # plain memory, or no memory: one latent
+    assert all(z is not None and z.shape[0] == 1 for z in seen[2 * n:])
 
 
 def test_memory_window_keeps_only_the_last_tokens(planner):

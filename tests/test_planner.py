@@ -57,6 +57,57 @@ def test_mcg_with_one_sample_equals_plain_guidance(planner):
     assert torch.isfinite(c.states).all() and not torch.equal(a.states, c.states)
 
 
+def test_paper_guidance_weight_vanishes_at_high_noise_and_at_the_end():
+    from dfplan.df.sampler import paper_guidance_weight
+    from dfplan.diffusion import make_noise_schedule
+
+    ab = make_noise_schedule("linear", 1000).alphas_bar
+    c = lambda k, k_next: float(paper_guidance_weight(ab[k], ab[k_next]))  # noqa: E731
+    assert 0 < c(1000, 980) < 1e-4  # the first of 50 DDIM steps: ~1e-5 (the figure)
+    assert c(1000, 980) < c(500, 480) < c(40, 20)  # grows as the noise falls
+    assert c(20, 0) == 0.0 and abs(c(500, 500)) < 1e-6  # nothing at the last step, nothing where the level stays
+
+
+def test_paper_guidance_rule_steers_the_plan_toward_the_goal(planner):
+    def mean_goal_distance(plan):
+        return (plan.states[:, 1:, :2] - GOAL[:, None]).norm(dim=-1).mean().item()
+
+    from dfplan.guidance import episode_goal_distance
+
+    # the paper preset: its objective (300-step U-Maze episodes) at the scale its README recommends
+    kw = dict(guidance_rule="paper", ddim_steps=20, schedule="pyramid", objective=episode_goal_distance(GOAL, 300))
+    free = np.mean([mean_goal_distance(planner.plan(OBS, horizon=6, generator=gen(s), guidance_scale=0.0, **kw))
+                    for s in range(3)])
+    guided = np.mean([mean_goal_distance(planner.plan(OBS, horizon=6, generator=gen(s), guidance_scale=8.0, **kw))
+                      for s in range(3)])
+    assert guided < free - 0.1
+
+
+def test_context_fed_clean_when_context_noise_is_off(planner):
+    from dfplan.df.sampler import feed_context
+
+    m = planner.model
+    tokens, z = torch.randn(2, 3, m.cfg.token_dim), m.init_state(torch.zeros(2, 4))
+    noise = torch.randn_like(tokens)
+    level = torch.full((2, 3), 10)
+    clean = feed_context(m, tokens, z, 10, noise, noised=False)
+    assert torch.allclose(clean, m.forward_raw(tokens, level, z)[1], atol=1e-6)
+    assert not torch.allclose(clean, feed_context(m, tokens, z, 10, noise), atol=1e-3)
+
+
+def test_history_guidance_interpolates_between_the_two_latents(planner):
+    z_now = planner.initial_latent(OBS)
+    z_hist = z_now + 0.5 * torch.randn(z_now.shape, generator=gen(1))
+    plan = lambda z, **kw: planner.plan_from(z, OBS, GOAL, 4, generator=gen(2), guidance_scale=0.5, **kw).states  # noqa: E731
+    hist, now = plan(z_hist), plan(z_now)
+    assert torch.equal(plan(z_hist, z_now=z_now, history_guidance=1.0), hist)  # w = 1: plain memory, one prediction
+    assert torch.allclose(plan(z_hist, z_now=z_now, history_guidance=0.0), now, atol=1e-4)  # w = 0: memoryless
+    more = plan(z_hist, z_now=z_now, history_guidance=2.0)
+    assert torch.isfinite(more).all() and not torch.allclose(more, hist, atol=1e-3)
+    mcg = plan(z_hist, z_now=z_now, history_guidance=2.0, mc_samples=3)  # the doubled batch through MCG's copies
+    assert mcg.shape == hist.shape and torch.isfinite(mcg).all()
+
+
 def test_custom_objective_and_dense_reward(planner):
     plan = planner.plan(OBS, horizon=3, objective=goal_reward(GOAL), generator=gen(), guidance_scale=0.5)
     assert torch.isfinite(plan.states).all()
@@ -158,6 +209,18 @@ def test_geodesic_guidance_leads_round_the_wall_not_into_it():
     for cell in ((1, 1), (1, 2), (1, 3)):  # one field per goal, the oldest dropped past max_cached
         guide(torch.tensor(layout.cell_to_xy(cell), dtype=torch.float32)[None])
     assert len(guide._fields) == 2
+
+
+def test_episode_goal_distance_weighs_the_mean_by_the_episode_length():
+    from dfplan.guidance import episode_goal_distance
+    from dfplan.tasks import get_task
+
+    states = torch.zeros(1, 5, 4)
+    states[0, 1:, 0] = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    f = episode_goal_distance(torch.zeros(1, 2), episode_steps=300)
+    assert f(states, None).item() == pytest.approx(-300 * 2.5)
+    objective = get_task("pointmaze-umaze").objective("episode_goal_distance")(torch.zeros(1, 2))
+    assert objective(states, None).item() == pytest.approx(-300 * 2.5)  # U-Maze episodes: 300 steps
 
 
 def test_objectives_are_chosen_by_the_task():

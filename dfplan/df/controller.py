@@ -3,6 +3,8 @@
 Memory: between replans the RNN latent is advanced with the tokens actually executed and observed (a causal
 rollout over real history), so each plan is conditioned on the past, not only on the current state.
 `memory=False` re-initializes the latent from the current observation at each replan (the paper's setting).
+History guidance (the sampler's `history_guidance` w != 1, with memory): each plan combines the predictions after the
+history latent and after a latent of the current observation alone, x0_now + w * (x0_hist - x0_now).
 """
 
 from __future__ import annotations
@@ -161,8 +163,12 @@ class MPCController:
             init = self.plan_tokens[:, self.plan_step // self.fs:]
         try:
             z = self._latent(obs_t)
+            z_now = None
+            if self.memory and self.planner.sampler.history_guidance != 1.0:
+                z_now = self.planner.initial_latent(obs_t)
             objective = self.objective(goal_t) if self.objective is not None else None
-            plan = self.planner.plan_from(z, obs_t, goal_t, horizon, objective, generator=self.generator, init=init)
+            plan = self.planner.plan_from(z, obs_t, goal_t, horizon, objective, generator=self.generator, init=init,
+                                          z_now=z_now)
             self.plan_seconds += plan.info["seconds"]
             self.plan = plan.actions.cpu().numpy()
             self.plan_states = plan.states.cpu().numpy()

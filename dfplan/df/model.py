@@ -1,12 +1,17 @@
 """The causal, RNN-based Diffusion Forcing model (Chen et al. 2024, its RNN variant).
 
-Every token carries its own noise level k. The latent z summarizes the (noisy) past:
+Every token carries its own noise level k. The latent z summarizes the (noisy) past. Two cells:
+`cell="gru"` (ours) — token and latent meet only inside the GRU gates:
     z_0       = init_net(o_0)
     h_t       = in_net([x_t^{k_t}, emb(k_t)])
     z_{t+1}   = GRU(h_t, z_t)
     pred_t    = out_net([z_{t+1}, emb(k_t)])      # x0 (default), eps or v of token t
 `in_net` and `out_net` act on all tokens at once; only the GRU is sequential (one fused nn.GRU call),
-which matters on CPU where small-batch planning is bound by per-op overhead. The sampler gives the level
+which matters on CPU where small-batch planning is bound by per-op overhead.
+`cell="resmlp_gru"` (the paper code's `TransitionMlp`) — a residual MLP sees the latent and the token together:
+    z_{t+1}   = res_after(GRUCell(res_before([z_t, x_t^{k_t}, emb(k_t)]), z_t))
+    pred_t    = readout(z_{t+1})
+every step needs the previous latent before its first layer, so this cell runs token by token. The sampler gives the level
 embedding itself (`forward_emb`): all batch rows share the tokens' levels there, so it embeds each distinct
 level once per plan instead of every token at every DDIM step.
 """
@@ -36,10 +41,21 @@ class DFConfig:
     noise_schedule: str = "linear"  # linear | cosine | sigmoid
     prediction: str = "x0"  # what the network predicts: x0 | eps | v
     action_weight: float = 1.0  # loss weight of the action dims against the observation dims (1 = plain mean)
+    cell: str = "gru"  # gru (ours: token and latent meet in the GRU gates) | resmlp_gru (the paper's coupling)
+    mlp_blocks: int = 4  # resmlp_gru: layers of each residual MLP (the paper's num_mlp_layers)
+
+    def __post_init__(self):
+        if self.cell not in CELLS:
+            raise ValueError(f"model cell must be one of {CELLS}, got {self.cell!r}")
+        if self.mlp_blocks < 2:
+            raise ValueError(f"mlp_blocks must be >= 2, got {self.mlp_blocks}")
 
     @property
     def token_dim(self) -> int:
         return self.frame_stack * (self.obs_dim + self.act_dim)
+
+
+CELLS = ("gru", "resmlp_gru")
 
 
 def sinusoidal(levels: torch.Tensor, dim: int) -> torch.Tensor:
@@ -54,6 +70,43 @@ def mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
                          nn.Linear(d_hidden, d_out))
 
 
+class ResBlock(nn.Module):
+    """x -> skip(x) + W2 gelu(W1 x): the paper code's `ResBlock1d` for vectors."""
+
+    def __init__(self, d_in: int, d_out: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(d_in, d_out), nn.GELU(), nn.Linear(d_out, d_out))
+        self.skip = nn.Identity() if d_in == d_out else nn.Linear(d_in, d_out)
+
+    def forward(self, x):
+        return F.gelu(self.skip(x) + self.net(x))
+
+
+def res_mlp(d_in: int, width: int, d_out: int, layers: int) -> nn.Sequential:
+    """`layers - 1` residual blocks of `width`, then a linear map to `d_out` (the paper's num_mlp_layers)."""
+    blocks = [ResBlock(d_in if i == 0 else width, width) for i in range(layers - 1)]
+    return nn.Sequential(*blocks, nn.Linear(width, d_out))
+
+
+class ResMLPGRUCell(nn.Module):
+    """The paper's coupling: z_{t+1} = after(GRUCell(before([z_t, x_t, emb_t]), z_t)); pred_t = readout(z_{t+1})."""
+
+    def __init__(self, cfg: "DFConfig"):
+        super().__init__()
+        self.before = res_mlp(cfg.hidden + cfg.token_dim + cfg.emb_dim, cfg.mlp_hidden, cfg.hidden, cfg.mlp_blocks)
+        self.gru = nn.GRUCell(cfg.hidden, cfg.hidden)
+        self.after = res_mlp(cfg.hidden, cfg.mlp_hidden, cfg.hidden, cfg.mlp_blocks)
+        self.readout = nn.Linear(cfg.hidden, cfg.token_dim)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, z: torch.Tensor):
+        """Tokens x [B, T, D], level embeddings emb [B, T, E], latent z [B, H] -> (outputs [B, T, D], z_T)."""
+        zs = []
+        for t in range(x.shape[1]):
+            z = self.after(self.gru(self.before(torch.cat([z, x[:, t], emb[:, t]], dim=-1)), z))
+            zs.append(z)
+        return self.readout(torch.stack(zs, dim=1)), z
+
+
 class DFRNN(nn.Module):
     def __init__(self, cfg: DFConfig):
         super().__init__()
@@ -61,9 +114,12 @@ class DFRNN(nn.Module):
         self.register_buffer("alphas_bar", make_noise_schedule(cfg.noise_schedule, cfg.num_levels).alphas_bar, persistent=False)
         self.level_mlp = nn.Sequential(nn.Linear(cfg.emb_dim, cfg.emb_dim), nn.SiLU(), nn.Linear(cfg.emb_dim, cfg.emb_dim))
         self.init_net = mlp(cfg.obs_dim, cfg.mlp_hidden, cfg.hidden)
-        self.in_net = mlp(cfg.token_dim + cfg.emb_dim, cfg.mlp_hidden, cfg.mlp_hidden)
-        self.gru = nn.GRU(cfg.mlp_hidden, cfg.hidden, batch_first=True)
-        self.out_net = mlp(cfg.hidden + cfg.emb_dim, cfg.mlp_hidden, cfg.token_dim)
+        if cfg.cell == "gru":
+            self.in_net = mlp(cfg.token_dim + cfg.emb_dim, cfg.mlp_hidden, cfg.mlp_hidden)
+            self.gru = nn.GRU(cfg.mlp_hidden, cfg.hidden, batch_first=True)
+            self.out_net = mlp(cfg.hidden + cfg.emb_dim, cfg.mlp_hidden, cfg.token_dim)
+        else:
+            self.paper_cell = ResMLPGRUCell(cfg)
         # per token dim: each frame is [action, observation]; weights sum to 1 (plain mean when action_weight = 1)
         frame = torch.cat([torch.full((cfg.act_dim,), float(cfg.action_weight)), torch.ones(cfg.obs_dim)])
         weights = frame.repeat(cfg.frame_stack)
@@ -72,7 +128,8 @@ class DFRNN(nn.Module):
     def _apply(self, fn, *args, **kwargs):
         # after .to()/.cuda()/.half() put the GRU weights back into one chunk, as cuDNN wants them
         out = super()._apply(fn, *args, **kwargs)
-        self.gru.flatten_parameters()
+        if self.cfg.cell == "gru":
+            self.gru.flatten_parameters()
         return out
 
     @property
@@ -96,6 +153,8 @@ class DFRNN(nn.Module):
         """`forward_raw` given the level embedding `level_emb(k)`: [B, T, E], or [T, E] shared by the batch."""
         if emb.dim() == 2:
             emb = emb.expand(x.shape[0], -1, -1)
+        if self.cfg.cell == "resmlp_gru":
+            return self.paper_cell(x, emb, z)
         h = self.in_net(torch.cat([x, emb], dim=-1))
         zs, z_last = self.gru(h, z.unsqueeze(0).contiguous())
         out = self.out_net(torch.cat([zs, emb], dim=-1))

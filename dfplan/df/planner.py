@@ -72,7 +72,8 @@ class DFPlanner:
                            self.normalizer.norm_obs(next_obs.to(self.device)).clamp(-OBS_LIMIT, OBS_LIMIT)], dim=-1)
         tokens = steps.reshape(steps.shape[0], -1, self.model.cfg.token_dim)
         noise = torch.randn(tokens.shape, device=self.device, generator=generator)
-        return feed_context(self.model, tokens, z, self.sampler.stabilization_level, noise)
+        return feed_context(self.model, tokens, z, self.sampler.stabilization_level, noise,
+                            noised=self.sampler.context_noise)
 
     # --- planning ------------------------------------------------------------------------------
     def plan(self, obs: torch.Tensor, goal: torch.Tensor | None = None, horizon: int | None = None,
@@ -83,10 +84,12 @@ class DFPlanner:
 
     def plan_from(self, z: torch.Tensor, obs: torch.Tensor, goal: torch.Tensor | None = None,
                   horizon: int | None = None, objective: Objective | None = None,
-                  generator: torch.Generator | None = None, init: torch.Tensor | None = None, **overrides) -> Plan:
+                  generator: torch.Generator | None = None, init: torch.Tensor | None = None,
+                  z_now: torch.Tensor | None = None, **overrides) -> Plan:
         """Plan after latent z [B, Hz], whose last observed state is obs [B, Ds] (raw). `init`: normalized tokens
         of a previous plan (`plan.info["tokens"]`, already shifted to start now) to warm-start from, used when
-        the sampler's `warm_start_step` > 0."""
+        the sampler's `warm_start_step` > 0. `z_now`: a latent with less history than z (e.g. `initial_latent(obs)`)
+        for history guidance, used when the sampler's `history_guidance` != 1."""
         t0 = time.perf_counter()
         horizon = self.default_horizon if horizon is None else horizon
         if isinstance(horizon, bool) or not float(horizon).is_integer() or not 1 <= horizon <= MAX_HORIZON:
@@ -100,7 +103,8 @@ class DFPlanner:
             raise UserError(f"unknown sampler setting {sorted(unknown)[0]!r}; settings: {list(SAMPLER_KEYS)}")
         cfg = replace(self.sampler, **overrides) if overrides else self.sampler
         token_objective = None if objective is None else self._token_objective(objective, obs)
-        result = sample(self.model, z.to(self.device), int(horizon), cfg, token_objective, generator, init=init)
+        result = sample(self.model, z.to(self.device), int(horizon), cfg, token_objective, generator, init=init,
+                        z_now=z_now)
         return self._to_plan(result, obs, time.perf_counter() - t0)
 
     def objective_builder(self, name: str | None = None):

@@ -6,6 +6,9 @@ fed back as context at a small stabilization noise level, with noise drawn once,
 Guidance: the gradient of an objective of the predicted clean tokens w.r.t. the noisy tokens, through the RNN,
 shifts the predicted noise (classifier guidance); with `mc_samples` R > 1 the objective is averaged over the
 prediction and R-1 re-noised copies of it (Monte Carlo Guidance).
+History guidance (Song et al. 2025, for our RNN): given a second latent `z_now` that holds less history (the current
+observation alone), every prediction is x0 = x0_now + w * (x0_hist - x0_now), w = `cfg.history_guidance`; both
+latents run as one doubled batch, [history rows; current-state rows].
 
 Cost (at batch 1 on CPU a plan is a few thousand small ops): what a row needs beyond the tokens is prepared once
 per call, the row bookkeeping on the host from the scheduling matrix (no device sync in the loop), alphas_bar for
@@ -38,12 +41,12 @@ class SampleResult:
 
 
 def feed_context(model, tokens: torch.Tensor, z: torch.Tensor, level: int, noise: torch.Tensor,
-                 emb: torch.Tensor | None = None) -> torch.Tensor:
+                 emb: torch.Tensor | None = None, noised: bool = True) -> torch.Tensor:
     """Advance the latent over finished tokens [B, T, D], fed at the stabilization level (`emb`: its embedding
-    [E], when the caller has it)."""
+    [E], when the caller has it); `noised=False` feeds them clean, only labelled with that level (the paper code)."""
     if tokens.shape[1] == 0:
         return z
-    x = q_sample_at(tokens, model.alphas_bar[level], noise) if level > 0 else tokens
+    x = q_sample_at(tokens, model.alphas_bar[level], noise) if level > 0 and noised else tokens
     if emb is None:
         emb = model.level_emb(torch.full(tokens.shape[:2], level, device=tokens.device))
     _, z = model.forward_emb(x, emb.expand(tokens.shape[1], -1) if emb.dim() == 1 else emb, z)
@@ -93,11 +96,15 @@ def _row(t: _Tables, m: int, done: int) -> _Row:
 
 def sample(model, z0: torch.Tensor, horizon: int, cfg: SamplerSettings, objective: TokenObjective | None = None,
            generator: torch.Generator | None = None, return_latent: bool = False,
-           init: torch.Tensor | None = None) -> SampleResult:
+           init: torch.Tensor | None = None, z_now: torch.Tensor | None = None) -> SampleResult:
     """Sample `horizon` tokens after latent z0 [B, Hz]; `return_latent` also feeds the plan back for `z_end`
     (one more RNN pass, needed by causal rollouts, not by planning). Warm start: with `cfg.warm_start_step` > 0,
     `init` [B, n, D] (normalized clean tokens, e.g. the unexecuted rest of the previous plan) seeds the first n
-    tokens, re-noised to that step, instead of pure noise."""
+    tokens, re-noised to that step, instead of pure noise. History guidance: `z_now` [B, Hz], a latent with less
+    history than z0 (used when `cfg.history_guidance` != 1)."""
+    paired = z_now is not None and cfg.history_guidance != 1.0
+    if paired:
+        z0 = torch.cat([z0, z_now.to(z0.device)])  # the doubled batch: [history; current state]
     matrix = scheduling_matrix(cfg.schedule, horizon, cfg.ddim_steps, cfg.uncertainty)
     n_init = 0 if init is None or cfg.warm_start_step <= 0 else min(init.shape[1], horizon)
     if n_init:
@@ -108,7 +115,7 @@ def sample(model, z0: torch.Tensor, horizon: int, cfg: SamplerSettings, objectiv
     # no_grad at batch 1, and its tensors (which can never join a graph) are cloned out for the caller
     with torch.no_grad() if guided else torch.inference_mode():
         tokens, z_end = _sample(model, z0, levels, cfg, objective if guided else None, generator, return_latent,
-                                init, n_init)
+                                init, n_init, paired)
     if not guided:
         tokens, z_end = tokens.clone(), None if z_end is None else z_end.clone()
     with torch.no_grad():  # outside inference mode: an objective may keep tensors it makes for later guided calls
@@ -116,9 +123,12 @@ def sample(model, z0: torch.Tensor, horizon: int, cfg: SamplerSettings, objectiv
     return SampleResult(tokens=tokens, z_end=z_end, objective=value)
 
 
-def _sample(model, z0, levels, cfg, objective, generator, return_latent, init, n_init):
-    """(tokens [B, H, D], z_end or None): the row loop of `sample` (`objective`: None when unguided)."""
-    B, horizon, D, device = z0.shape[0], levels.shape[1], model.cfg.token_dim, z0.device
+def _sample(model, z0, levels, cfg, objective, generator, return_latent, init, n_init, paired):
+    """(tokens [B, H, D], z_end or None): the row loop of `sample` (`objective`: None when unguided; `paired`:
+    z0 is [2B, Hz], history guidance)."""
+    B = z0.shape[0] // 2 if paired else z0.shape[0]
+    pair = (lambda t: torch.cat([t, t])) if paired else (lambda t: t)  # tokens as the latents' batch sees them
+    horizon, D, device = levels.shape[1], model.cfg.token_dim, z0.device
     tables = _tables(model, levels, cfg.stabilization_level, device)
     randn = lambda *shape: torch.randn(*shape, device=device, generator=generator)  # noqa: E731
     x = cfg.temperature * randn(B, horizon, D)  # < 1: plans nearer the data's mean behaviour than a sample of it
@@ -129,19 +139,21 @@ def _sample(model, z0, levels, cfg, objective, generator, return_latent, init, n
     for m in range(len(levels) - 1):
         if tables.finished[m] > done:
             finished = tables.finished[m]
-            z_prefix = feed_context(model, x[:, done:finished], z_prefix, cfg.stabilization_level,
-                                    ctx_noise[:, done:finished], tables.context_emb)
+            z_prefix = feed_context(model, pair(x[:, done:finished]), z_prefix, cfg.stabilization_level,
+                                    pair(ctx_noise[:, done:finished]), tables.context_emb, cfg.context_noise)
             done = finished
         if not tables.moves[m]:
             continue
         row, x_act = _row(tables, m, done), x[:, done:]
-        x0, eps = _predict(model, x_act, row, z_prefix, x[:, :done], cfg, objective, randn)
+        x0, eps, shift = _predict(model, x_act, row, z_prefix, x[:, :done], cfg, objective, randn)
         x[:, done:] = ddim_step_at(x_act, x0, row.ab, row.ab_next, cfg.eta, eps_hat=eps, unchanged=row.unchanged,
                                    noise=randn(*x_act.shape) if cfg.eta > 0 else None)
+        if shift is not None:
+            x[:, done:] += shift
     z_end = None
     if return_latent:
-        z_end = feed_context(model, x[:, done:], z_prefix, cfg.stabilization_level, ctx_noise[:, done:],
-                             tables.context_emb)
+        z_end = feed_context(model, pair(x[:, done:]), z_prefix, cfg.stabilization_level, pair(ctx_noise[:, done:]),
+                             tables.context_emb, cfg.context_noise)[:B]
     return x, z_end
 
 
@@ -161,16 +173,39 @@ def _train_mode(model, device: torch.device):
 
 
 def _x0(model, x, row: _Row, z, cfg: SamplerSettings) -> torch.Tensor:
-    """The model's clamped clean-token estimate for noisy tokens x [B, T, D] at the row's levels."""
-    out, _ = model.forward_emb(x, row.emb, z)
-    return to_x0_at(model.cfg.prediction, out, x, row.ab).clamp(-cfg.clip_x0, cfg.clip_x0)
+    """The model's clamped clean-token estimate for noisy tokens x [B, T, D] at the row's levels after latents z:
+    [B, Hz], or [2B, Hz] = [history; current state] for history guidance."""
+    if z.shape[0] == x.shape[0]:
+        out, _ = model.forward_emb(x, row.emb, z)
+        return to_x0_at(model.cfg.prediction, out, x, row.ab).clamp(-cfg.clip_x0, cfg.clip_x0)
+    xx = torch.cat([x, x])
+    out, _ = model.forward_emb(xx, row.emb, z)
+    x0_hist, x0_now = to_x0_at(model.cfg.prediction, out, xx, row.ab).chunk(2)
+    return (x0_now + cfg.history_guidance * (x0_hist - x0_now)).clamp(-cfg.clip_x0, cfg.clip_x0)
+
+
+def _tile(z: torch.Tensor, R: int, batch: int) -> torch.Tensor:
+    """Latents for R stacked copies of a batch: [B, Hz] -> [R*B, Hz]; paired [2B, Hz] -> [2RB, Hz] as [hist; now]."""
+    if z.shape[0] == batch:
+        return z.repeat(R, 1)
+    hist, now = z.chunk(2)
+    return torch.cat([hist.repeat(R, 1), now.repeat(R, 1)])
+
+
+def paper_guidance_weight(ab: torch.Tensor, ab_next: torch.Tensor, eta: float = 0.0) -> torch.Tensor:
+    """The paper code's guidance constant c = (1 - ab) - sqrt(1 - ab_next - sigma^2) * sqrt(1 - ab) of a DDIM step
+    from alphas_bar `ab` to `ab_next`: ~1e-5 at high noise, 0 where the level stays and at the last (clean) step."""
+    sigma2 = eta**2 * ((1 - ab_next) / (1 - ab).clamp(min=1e-8) * (1 - ab / ab_next)).clamp(min=0)
+    c = (1 - ab) - (1 - ab_next - sigma2).clamp(min=0).sqrt() * (1 - ab).sqrt()
+    return torch.where(ab_next >= 1, torch.zeros_like(c), c)
 
 
 def _predict(model, x_act, row: _Row, z_prefix, prefix, cfg: SamplerSettings, objective, randn):
-    """(x0, eps) for the active tokens; guided by the objective's gradient when one is given."""
+    """(x0, eps, shift) for the active tokens; guided by the objective's gradient when one is given: through eps
+    (`guidance_rule="eps"`), or as `shift`, added to the next DDIM sample (`"paper"`; None otherwise)."""
     if objective is None:
         x0 = _x0(model, x_act, row, z_prefix, cfg)
-        return x0, eps_from_x0_at(x_act, row.ab, x0)
+        return x0, eps_from_x0_at(x_act, row.ab, x0), None
     # the objective sees the whole plan: finished prefix + prediction (no copy while nothing is finished)
     whole = lambda x0: x0 if prefix.shape[1] == 0 else torch.cat([prefix, x0], dim=1)  # noqa: E731
     with torch.enable_grad(), _train_mode(model, x_act.device):
@@ -181,12 +216,15 @@ def _predict(model, x_act, row: _Row, z_prefix, prefix, cfg: SamplerSettings, ob
             R = cfg.mc_samples - 1
             rep = lambda t: t.repeat(R, *([1] * (t.dim() - 1)))  # noqa: E731
             x_re = q_sample_at(rep(x0), row.ab, randn(R * x0.shape[0], *x0.shape[1:]))
-            x0_re = _x0(model, x_re, row, rep(z_prefix), cfg)
+            x0_re = _x0(model, x_re, row, _tile(z_prefix, R, x0.shape[0]), cfg)
             values += [objective(whole(x0_r)) for x0_r in x0_re.chunk(R)]
         mean_value = values[0] if len(values) == 1 else torch.stack(values).mean(0)
         grad = torch.autograd.grad(mean_value.sum(), x_in)[0]
     x0 = x0.detach()
     eps = eps_from_x0_at(x_act, row.ab, x0)
+    if cfg.guidance_rule == "paper":
+        shift = cfg.guidance_scale * paper_guidance_weight(row.ab, row.ab_next, cfg.eta) * grad
+        return x0, eps, shift if row.unchanged is None else torch.where(row.unchanged, 0.0, shift)
     eps = eps - cfg.guidance_scale * (1 - row.ab).sqrt() * grad  # classifier guidance: eps - sqrt(1-ab) * grad J
     x0 = x0_from_eps_at(x_act, row.ab, eps).clamp(-cfg.clip_x0, cfg.clip_x0)
-    return x0, eps
+    return x0, eps, None

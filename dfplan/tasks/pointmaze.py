@@ -27,7 +27,7 @@ class PointMazeTask(Task):
     success_rule = "any"
     score_name = "normalized score"
     success_radius = GOAL_RADIUS
-    objectives = ("goal_distance", "geodesic")
+    objectives = ("goal_distance", "geodesic", "episode_goal_distance")
     variants = ("dwell", "d4rl")
     data_options = ("steps", "dwell", "ref_episodes")
 
@@ -83,10 +83,12 @@ class PointMazeTask(Task):
 
     # --- guidance ----------------------------------------------------------------------------------
     def _objective(self, name):
-        from dfplan.guidance import GeodesicGuide, goal_distance
+        from dfplan.guidance import GeodesicGuide, episode_goal_distance, goal_distance
 
         if name == "geodesic":
             return GeodesicGuide(self.layout)
+        if name == "episode_goal_distance":
+            return lambda goal: episode_goal_distance(goal, self.max_episode_steps, self.goal_dims)
         return lambda goal: goal_distance(goal, self.goal_dims)
 
     # --- scoring and pictures ------------------------------------------------------------------------
