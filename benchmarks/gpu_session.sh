@@ -6,6 +6,10 @@
 #   bash benchmarks/gpu_session.sh train STEPS     # GPU tests and timings, then the Diffuser GPU preset on the three
 #                                                  # mazes in parallel on the one GPU (exported half-size to $OUT)
 #   bash benchmarks/gpu_session.sh eval            # GPU tests, DF vs Diffuser speed, Diffuser rows of the maze table
+#   bash benchmarks/gpu_session.sh paper STEPS     # DF's paper configuration (+experiment=df_paper) at the paper's
+#                                                  # scale (batch 4,096, whole-episode windows) on the three mazes at
+#                                                  # once; resumes from runs/paper-<maze>/last.pt when the working tree
+#                                                  # carries one, and returns last.pt (tiny: 0.1M parameters) to go on
 # .whl/ (git-ignored; carried to the machine) was filled here with
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl mujoco==3.11.0 gymnasium==1.4.0 \
@@ -72,6 +76,25 @@ elif [ "$stage" = train ]; then
     cp /tmp/runs/$m-diffuser/log.csv "$LOG/train-$m.csv"
     (cd /tmp && python3 -c "from dfplan.checkpoint import export_for_inference as e, load_checkpoint as l; \
 print('$m', l('$src')['step'], 'steps ->', e('$src', '$OUT/pointmaze-$m-diffuser.pt', half=True))")
+  done
+elif [ "$stage" = paper ]; then
+  steps=$2
+  datasets
+  deadline=$((560 - SECONDS))
+  for m in umaze medium large; do
+    window=300; width=16
+    [ $m = medium ] && window=600
+    [ $m = large ] && { window=800; width=32; }  # the paper code's episode_len and network_size per maze
+    resume=false
+    if [ -f runs/paper-$m/last.pt ]; then mkdir -p /tmp/runs/paper-$m && cp runs/paper-$m/last.pt /tmp/runs/paper-$m/ && resume=true; fi
+    (set -x; timeout $deadline dfplan-train env=pointmaze-$m dataset=dfplan/pointmaze/$m-v0 +experiment=df_paper train=gpu \
+      train.batch_size=4096 train.steps=$steps train.window_steps=$window model.mlp_hidden=$width model.emb_dim=$width \
+      train.checkpoint_every=500 train.val_every=1000 device=cuda resume=$resume out=/tmp/runs/paper-$m) \
+      > "$LOG/paper-$m.log" 2>&1 &
+  done
+  wait
+  for m in umaze medium large; do
+    cp /tmp/runs/paper-$m/last.pt "$OUT/paper-$m-last.pt"; cp /tmp/runs/paper-$m/log.csv "$LOG/paper-$m.csv"
   done
 elif [ "$stage" = eval ]; then  # shipped checkpoints only: no datasets needed
   (cd /tmp && python3 -m pytest -q -c "$REPO/pyproject.toml" -o pythonpath= -p no:cacheprovider "$REPO/tests/test_gpu.py" \

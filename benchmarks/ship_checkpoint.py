@@ -8,9 +8,10 @@ SRC: a training checkpoint; NAME names the file, dfplan/checkpoints/<NAME>.pt (a
 <env>-<variant>.pt, e.g. pointmaze-umaze-dwell, and <env>-diffuser.pt). The `key=value` pairs are the DF planner
 settings (`dfplan.settings`: SamplerSettings and ControllerSettings fields, e.g. ddim_steps, schedule,
 guidance_scale, mc_samples, horizon, replan_every, memory, objective); values are read as true/false, none,
-int, float, else text. They are validated and completed with the defaults by
-`dfplan.settings.resolve_settings(None, **pairs)`, and stored as `DFSettings.as_dict()`: settings not given get
-the defaults of `dfplan.settings`, not those of an earlier export.
+int, float, else text. They are validated and completed by `dfplan.settings.resolve_settings(stored, **pairs)`,
+where `stored` is what SRC's training preset stored (`planner:` in the training config, e.g. `+experiment=df_paper`),
+and saved as `DFSettings.as_dict()`: settings given neither way get the defaults of `dfplan.settings`, not those of
+an earlier export.
 """
 
 from __future__ import annotations
@@ -44,13 +45,14 @@ def main(argv: list[str]) -> None:
     bad = [p for p in pairs if "=" not in p]
     if bad:
         raise SystemExit(f"error: settings are key=value, got {bad}")
-    from dfplan.checkpoint import export_for_inference
+    from dfplan.checkpoint import export_for_inference, load_checkpoint
     from dfplan.errors import UserError
     from dfplan.settings import resolve_settings
 
     given = dict(pair.split("=", 1) for pair in pairs)
     try:
-        settings = resolve_settings(None, **{k: parse_value(v) for k, v in given.items()}).as_dict()
+        stored = load_checkpoint(src).get("planner")
+        settings = resolve_settings(stored, **{k: parse_value(v) for k, v in given.items()}).as_dict()
         dst = Path(__file__).resolve().parents[1] / "dfplan" / "checkpoints" / f"{name}.pt"
         export_for_inference(src, dst, settings)
     except UserError as err:
