@@ -2,7 +2,7 @@
 
     python benchmarks/fidelity.py env=pointmaze-umaze paper=runs/umaze-paper/final.pt \
         optimizer=runs/umaze-paper-opt/final.pt network=runs/umaze-paper-net/final.pt \
-        frame_stack=runs/umaze-paper-fs4/final.pt window=runs/umaze-paper-w64/final.pt
+        frame_stack=runs/umaze-paper-fs4/final.pt window=runs/umaze-paper-w60/final.pt
     python benchmarks/fidelity.py quick=true paper=runs/umaze-paper/final.pt      # smoke test
 
 Rows (all on the D4RL-recipe data, the same env seeds, the checkpoint's own actions):
@@ -15,7 +15,8 @@ Rows (all on the D4RL-recipe data, the same env seeds, the checkpoint's own acti
   training switches  checkpoints trained with `+experiment=df_paper` and one override, each passed as key=PATH:
                      optimizer  train.lr=1e-3 train.warmup_steps=200 train.grad_clip=1.0 train.ema_decay=0.995
                      network    model.cell=gru model.hidden=256 model.mlp_hidden=256 model.emb_dim=64
-                     frame_stack  model.frame_stack=4        window  train.window_steps=64
+                     frame_stack  model.frame_stack=4
+                     window     train.window_steps=60 (ours: 64 steps; 60 = whole tokens of 10 steps)
   ours               our shipped D4RL-data checkpoint with its tuned settings
   ours, paper planner  the same checkpoint planned with the paper's settings
 Each row: the raw return (steps inside the goal radius; the D4RL-style figure the paper's table converts from) and the

@@ -220,6 +220,10 @@ def check_config(cfg: DictConfig) -> None:
         check_float("model.action_weight", cfg.model.action_weight, 0.0)
     if "cell" in cfg.model:
         check_choice("model.cell", cfg.model.cell, CELLS)
+    fs = cfg.model.get("frame_stack")
+    if fs is not None and cfg.train.window_steps % fs:
+        raise UserError(f"train.window_steps={cfg.train.window_steps} must be a multiple of model.frame_stack={fs} "
+                        f"(whole tokens), e.g. {cfg.train.window_steps // fs * fs or fs}")
     planner_settings(cfg)
     check_int("seed", cfg.seed, 0)
 

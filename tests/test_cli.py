@@ -57,6 +57,7 @@ MISTAKES = [
     (["dfplan-train", "train.batch_size=0"], "train.batch_size=0"),
     (["dfplan-train", "train=huge"], "train/huge"),
     (["dfplan-train", "model.cell=lstm"], "model.cell='lstm'"),
+    (["dfplan-train", "+experiment=df_paper", "train.window_steps=64"], "multiple of model.frame_stack=10"),
     (["dfplan-train", "train.grad_clip=-1"], "train.grad_clip=-1"),
     (["dfplan-train", "+planner.guidance_rule=magic"], "guidance_rule='magic'"),
     (["dfplan-train", "+planner.guidanc_scale=1"], "unknown planner setting 'guidanc_scale'"),

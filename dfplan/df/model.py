@@ -11,9 +11,9 @@ which matters on CPU where small-batch planning is bound by per-op overhead.
 `cell="resmlp_gru"` (the paper code's `TransitionMlp`) — a residual MLP sees the latent and the token together:
     z_{t+1}   = res_after(GRUCell(res_before([z_t, x_t^{k_t}, emb(k_t)]), z_t))
     pred_t    = readout(z_{t+1})
-every step needs the previous latent before its first layer, so this cell runs token by token. The sampler gives the level
-embedding itself (`forward_emb`): all batch rows share the tokens' levels there, so it embeds each distinct
-level once per plan instead of every token at every DDIM step.
+every step needs the previous latent before its first layer, so this cell runs token by token.
+The sampler gives the level embedding itself (`forward_emb`): all batch rows share the tokens' levels there, so it
+embeds each distinct level once per plan instead of every token at every DDIM step.
 """
 
 from __future__ import annotations
