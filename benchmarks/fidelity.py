@@ -19,6 +19,7 @@ Rows (all on the D4RL-recipe data, the same env seeds, the checkpoint's own acti
                      window     train.window_steps=60 (ours: 64 steps; 60 = whole tokens of 10 steps)
   ours               our shipped D4RL-data checkpoint with its tuned settings
   ours, paper planner  the same checkpoint planned with the paper's settings
+  diffuser           the shipped Diffuser (same D4RL-recipe data), planned once and tracked (its paper's protocol)
 Each row: the raw return (steps inside the goal radius; the D4RL-style figure the paper's table converts from) and the
 normalized score (100 = the waypoint expert), mean ± s.e. over seeds; seed s runs env seeds
 first_seed + s * episodes .. (held out: the tuning of every shipped setting used other seeds).
@@ -37,7 +38,7 @@ PLANNER_SWITCHES = {"guidance": ("guidance_rule", "guidance_scale", "objective")
                     "horizon": ("horizon",), "context": ("stabilization_level", "context_noise"),
                     "replanning": ("replan_every",), "memory": ("memory",)}
 TRAINING_SWITCHES = ("optimizer", "network", "frame_stack", "window")
-ROWS = ["paper", *PLANNER_SWITCHES, *TRAINING_SWITCHES, "ours", "ours-paper-planner"]
+ROWS = ["paper", *PLANNER_SWITCHES, *TRAINING_SWITCHES, "ours", "ours-paper-planner", "diffuser"]
 DEFAULTS = {"env": "pointmaze-umaze", "paper": "", "ours": "", **{k: "" for k in TRAINING_SWITCHES},
             "rows": ROWS, "seeds": 3, "episodes": 20, "first_seed": 1000, "device": "auto", "render": None}
 QUICK = {"rows": ["paper", "guidance", "ours"], "seeds": 1, "episodes": 2}
@@ -77,13 +78,14 @@ def main() -> None:
     device = common.resolve_device(args.device)
     paths = {"paper": common.default_checkpoint(task, args.paper),
              "ours": common.default_checkpoint(task, args.ours or None, "df", "d4rl"),
+             "diffuser": common.default_checkpoint(task, None, "diffuser"),
              **{k: common.default_checkpoint(task, args[k]) if args[k] else None for k in TRAINING_SWITCHES}}
     paper_planner, ours_planner = load_planner(paths["paper"], device=device), load_planner(paths["ours"], device=device)
     paper, ours = flat_settings(paper_planner), flat_settings(ours_planner)
     fs = (paper_planner.frame_stack, ours_planner.frame_stack)
     plan = {"paper": ("paper", {}), "ours": ("ours", {}), "ours-paper-planner": ("ours", paper),
             **{k: ("paper", switched(ours, keys, *fs, task.objectives[0])) for k, keys in PLANNER_SWITCHES.items()},
-            **{k: (k, {}) for k in TRAINING_SWITCHES}}
+            **{k: (k, {}) for k in TRAINING_SWITCHES}, "diffuser": ("diffuser", {})}
     results = common.Results("fidelity", args, command)
     rows, notes = [], []
     for name in args.rows:
@@ -92,7 +94,8 @@ def main() -> None:
             notes.append(f"{name}: skipped, pass {name}=PATH (a checkpoint trained as the docstring says)")
             print("note: " + notes[-1], flush=True)
             continue
-        controller = make_controller("df", task, paths[source], device=device, **overrides)
+        planner = "diffuser" if source == "diffuser" else "df"
+        controller = make_controller(planner, task, paths[source], device=device, **overrides)
         ref = reference_scores(task, controller)
         for seed in range(args.seeds):
             first = args.first_seed + seed * args.episodes
@@ -100,7 +103,7 @@ def main() -> None:
                            progress=False)
             s = res.summary(task, ref)
             label = "the paper's planner settings" if name == "ours-paper-planner" else \
-                ", ".join(f"{k}={v}" for k, v in overrides.items()) or ("–" if source in ("paper", "ours") else source)
+                ", ".join(f"{k}={v}" for k, v in overrides.items()) or ("–" if source in ("paper", "ours", "diffuser") else source)
             rows.append(results.add({"env": task.name, "row": name, "switched": label, "seed": seed,
                                      "first_env_seed": first,
                                      "checkpoint": str(paths[source]), "overrides": overrides,

@@ -235,6 +235,16 @@ def test_paper_preset_trains_and_its_checkpoint_plans_with_the_paper_settings(da
     assert plan.actions.shape == (2, 30, 2) and torch.isfinite(plan.states).all()
 
 
+def test_shipped_paper_variant_holds_the_paper_configuration():
+    from dfplan.df.planner import load_planner
+
+    planner = load_planner("pointmaze-umaze-paper", device="cpu")
+    assert planner.model.cfg.cell == "resmlp_gru" and planner.frame_stack == 10
+    assert planner.settings.sampler.guidance_rule == "paper" and planner.settings.controller.memory is False
+    plan = planner.plan(torch.zeros(1, 4), torch.ones(1, 2), horizon=2, ddim_steps=5)
+    assert torch.isfinite(plan.states).all()
+
+
 def test_unknown_model_config_key_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown df_rnn config keys.*hiden"):
         build_model("df_rnn", obs_dim=4, act_dim=2, hiden=3)

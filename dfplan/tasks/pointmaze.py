@@ -28,7 +28,7 @@ class PointMazeTask(Task):
     score_name = "normalized score"
     success_radius = GOAL_RADIUS
     objectives = ("goal_distance", "geodesic", "episode_goal_distance")
-    variants = ("dwell", "d4rl")
+    variants = ("dwell", "d4rl", "paper")  # paper: +experiment=df_paper, shipped for U-Maze
     data_options = ("steps", "dwell", "ref_episodes")
 
     def __init__(self, spec):
