@@ -1,8 +1,8 @@
 """Paper <-> ours: the DF maze planner with one difference from the Diffusion Forcing paper code switched at a time.
 
-    python benchmarks/fidelity.py env=pointmaze-umaze paper=runs/umaze-paper/final.pt \
-        optimizer=runs/umaze-paper-opt/final.pt network=runs/umaze-paper-net/final.pt \
-        frame_stack=runs/umaze-paper-fs4/final.pt window=runs/umaze-paper-w60/final.pt
+    python benchmarks/fidelity.py env=pointmaze-umaze paper=runs/umaze-paper/final.pt
+        optimizer=runs/umaze-paper-opt/final.pt network=runs/umaze-paper-net/final.pt
+        frame_stack=runs/umaze-paper-fs4/final.pt window=runs/umaze-paper-w60/final.pt      (one command line)
     python benchmarks/fidelity.py quick=true paper=runs/umaze-paper/final.pt      # smoke test
 
 Rows (all on the D4RL-recipe data, the same env seeds, the checkpoint's own actions):
@@ -44,11 +44,6 @@ DEFAULTS = {"env": "pointmaze-umaze", "paper": "", "ours": "", **{k: "" for k in
 QUICK = {"rows": ["paper", "guidance", "ours"], "seeds": 1, "episodes": 2}
 
 
-def flat_settings(planner) -> dict:
-    """A DF planner's tuned settings, flat (`dfplan.settings.DFSettings.flat`)."""
-    return planner.settings.flat()
-
-
 def switched(ours: dict, keys, paper_fs: int, ours_fs: int, default_objective: str) -> dict:
     """The settings `keys` set to ours; plan lengths and replanning periods kept in env steps."""
     out = {k: ours[k] for k in keys}
@@ -81,7 +76,7 @@ def main() -> None:
              "diffuser": common.default_checkpoint(task, None, "diffuser"),
              **{k: common.default_checkpoint(task, args[k]) if args[k] else None for k in TRAINING_SWITCHES}}
     paper_planner, ours_planner = load_planner(paths["paper"], device=device), load_planner(paths["ours"], device=device)
-    paper, ours = flat_settings(paper_planner), flat_settings(ours_planner)
+    paper, ours = paper_planner.settings.flat(), ours_planner.settings.flat()  # the tuned settings of each
     fs = (paper_planner.frame_stack, ours_planner.frame_stack)
     plan = {"paper": ("paper", {}), "ours": ("ours", {}), "ours-paper-planner": ("ours", paper),
             **{k: ("paper", switched(ours, keys, *fs, task.objectives[0])) for k, keys in PLANNER_SWITCHES.items()},
