@@ -145,4 +145,8 @@ class Task(ABC):
             raise UserError(f"no DF checkpoint ships for {self.name}; train one with dfplan-train env={self.name}")
         variant = self.variants[0] if variant is None else variant
         check_choice("variant", variant, self.variants)
-        return shipped_path(f"{self.name}-{variant}", train_hint=f"dfplan-train env={self.name}")
+        return shipped_path(f"{self.name}-{variant}", train_hint=self.train_command(variant))
+
+    def train_command(self, variant: str) -> str:
+        """The command that trains this task's DF checkpoint of `variant` (named when one does not ship)."""
+        return f"dfplan-train env={self.name}"

@@ -70,6 +70,9 @@ class FetchTask(Task):
                                       noise=check_float("noise", 0.2 if noise is None else noise, 0.0),
                                       progress=progress)
 
+    def train_command(self, variant: str) -> str:
+        return f"dfplan-train env={self.name} +experiment=fetch"
+
     def dataset_mismatch(self, dataset) -> str | None:
         from dfplan.envs.fetch import FETCH_TASKS
 

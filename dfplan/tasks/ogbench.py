@@ -80,6 +80,9 @@ class CubeTask(Task):
                 raise
             raise UserError(f"npz={npz}: {err}") from err
 
+    def train_command(self, variant: str) -> str:
+        return f"dfplan-train env={self.name} +experiment=ogbench"
+
     def dataset_mismatch(self, dataset) -> str | None:
         from dfplan.envs.ogbench import OGBENCH_TASKS
 

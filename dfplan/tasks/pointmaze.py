@@ -70,6 +70,14 @@ class PointMazeTask(Task):
                                           ref_episodes=check_int("ref_episodes", ref_episodes, 1),
                                           dwell=check_int("dwell", dwell, 0), progress=progress)
 
+    def train_command(self, variant: str) -> str:
+        d4rl = self.default_dataset_id()
+        if variant == "paper":
+            window = f" train.window_steps={self.max_episode_steps}" if self.max_episode_steps != 300 else ""
+            return f"dfplan-train env={self.name} dataset={d4rl} +experiment=df_paper{window}"
+        dataset = self.default_dataset_id(dwell=100) if variant == "dwell" else d4rl
+        return f"dfplan-train env={self.name} dataset={dataset}"
+
     def dataset_mismatch(self, dataset) -> str | None:
         import json
 
