@@ -203,27 +203,24 @@ def planner_settings(cfg: DictConfig) -> dict | None:
     return resolve_settings(None, **given).as_dict()
 
 
-def check_train_config(tc) -> None:
-    """The training keys that would otherwise fail late or silently (an untrained model, a division by zero)."""
+def check_config(cfg: DictConfig) -> None:
+    """Every value a run could otherwise trip on late (after loading the data, or after training) or silently (an
+    untrained model, a division by zero)."""
+    tc = cfg.train
     for key in ("steps", "batch_size", "window_steps", "log_every", "val_every", "val_batches", "checkpoint_every"):
         check_int(f"train.{key}", tc[key], 1)
     check_float("train.lr", tc.lr, 0.0)
     check_float("train.grad_clip", tc.grad_clip, 0.0)
     if not 0.0 <= tc.val_fraction < 1.0:
         raise UserError(f"train.val_fraction={tc.val_fraction} must be in [0, 1)")
-
-
-def check_config(cfg: DictConfig) -> None:
-    """Every value a run could otherwise trip on late (after loading the data, or after training)."""
-    check_train_config(cfg.train)
     if "action_weight" in cfg.model:
         check_float("model.action_weight", cfg.model.action_weight, 0.0)
     if "cell" in cfg.model:
         check_choice("model.cell", cfg.model.cell, CELLS)
     fs = cfg.model.get("frame_stack")
-    if fs is not None and cfg.train.window_steps % fs:
-        raise UserError(f"train.window_steps={cfg.train.window_steps} must be a multiple of model.frame_stack={fs} "
-                        f"(whole tokens), e.g. {cfg.train.window_steps // fs * fs or fs}")
+    if fs is not None and tc.window_steps % fs:
+        raise UserError(f"train.window_steps={tc.window_steps} must be a multiple of model.frame_stack={fs} "
+                        f"(whole tokens), e.g. {tc.window_steps // fs * fs or fs}")
     planner_settings(cfg)
     check_int("seed", cfg.seed, 0)
 

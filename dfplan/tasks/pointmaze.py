@@ -72,9 +72,9 @@ class PointMazeTask(Task):
 
     def train_command(self, variant: str) -> str:
         d4rl = self.default_dataset_id()
-        if variant == "paper":
-            window = f" train.window_steps={self.max_episode_steps}" if self.max_episode_steps != 300 else ""
-            return f"dfplan-train env={self.name} dataset={d4rl} +experiment=df_paper{window}"
+        if variant == "paper":  # whole-episode windows, as the paper trains
+            return (f"dfplan-train env={self.name} dataset={d4rl} +experiment=df_paper "
+                    f"train.window_steps={self.max_episode_steps}")
         dataset = self.default_dataset_id(dwell=100) if variant == "dwell" else d4rl
         return f"dfplan-train env={self.name} dataset={dataset}"
 
