@@ -28,7 +28,7 @@ TRUE, FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 
 
 class ArgError(SystemExit):
-    pass
+    """A user's mistake, `ArgError("error: ...")`; `user_errors_as_exit` prints it and exits with code 2."""
 
 
 # --- arguments -------------------------------------------------------------------------------------
@@ -376,13 +376,20 @@ def controller_settings(controller) -> dict:
 
 
 def user_errors_as_exit(main: Callable[[], Any]) -> Any:
-    """Run `main`; a `dfplan.errors.UserError` (a bad key, value or file) ends it with one line, as the CLI does."""
+    """Run `main`; a user's mistake (an ArgError, a `dfplan.errors.UserError`: a bad key, value or file) ends it
+    with one line on stderr and exit code 2, as the dfplan commands do."""
     from dfplan.errors import UserError
 
     try:
         return main()
+    except ArgError as err:
+        if err.code in (0, None):  # --help
+            raise
+        message = str(err.code)
     except UserError as err:
-        raise ArgError(f"error: {err}") from None
+        message = f"error: {err}"
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
 
 
 def outside_maze(layout, xy):

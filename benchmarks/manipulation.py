@@ -29,6 +29,8 @@ env steps), planning seconds per episode, episodes per minute.
 
 from __future__ import annotations
 
+import sys
+
 import common
 
 ENVS = ["fetch-push", "fetch-pickandplace"]
@@ -126,4 +128,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    common.user_errors_as_exit(main)
+    sys.exit(common.user_errors_as_exit(main))

@@ -78,7 +78,7 @@ def time_preset(cfg, splits, device: torch.device, steps: int, warmup: int, seed
             common.sync(device)
             t0, sample_s, env_steps = time.perf_counter(), 0.0, 0
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, tc.lr, tc.warmup_steps, tc.steps)
+            group["lr"] = lr_at(step, tc.lr, tc.warmup_steps, tc.steps, schedule=tc.lr_schedule)
         ts = time.perf_counter()
         batch = windows.sample(tc.batch_size, rng).to(device)
         sample_s += time.perf_counter() - ts

@@ -40,10 +40,16 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         e.lerp_(p.detach(), 1.0 - decay)
 
 
-def lr_at(step: int, base_lr: float, warmup: int, total: int, min_ratio: float = 0.1) -> float:
-    """Linear warm-up, then cosine decay to `min_ratio * base_lr`."""
+LR_SCHEDULES = ("cosine", "constant")
+
+
+def lr_at(step: int, base_lr: float, warmup: int, total: int, min_ratio: float = 0.1, schedule: str = "cosine") -> float:
+    """Linear warm-up, then cosine decay to `min_ratio * base_lr` at `total` (or, `constant`, `base_lr` for good:
+    a run that can be extended by any number of steps without the rate jumping back up)."""
     if step < warmup:
         return base_lr * (step + 1) / warmup
+    if schedule == "constant":
+        return base_lr
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return base_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
@@ -191,6 +197,10 @@ def validation_loss(model, sampler: WindowSampler, batches: int, batch_size: int
     return float(np.mean(losses))
 
 
+def snapshot_path(out: Path, step: int) -> Path:
+    return Path(out) / "snapshots" / f"step-{step:07d}.pt"
+
+
 def planner_settings(cfg: DictConfig) -> dict | None:
     """The `planner:` entry of the config (DF settings the preset tunes, e.g. `variant=paper`'s), validated, in the
     form a checkpoint stores; None when it sets nothing (the checkpoint then plans with the defaults)."""
@@ -209,6 +219,8 @@ def check_config(cfg: DictConfig) -> None:
     tc = cfg.train
     for key in ("steps", "batch_size", "window_steps", "log_every", "val_every", "val_batches", "checkpoint_every"):
         check_int(f"train.{key}", tc[key], 1)
+    check_int("train.snapshot_every", tc.snapshot_every, 0)
+    check_choice("train.lr_schedule", tc.lr_schedule, LR_SCHEDULES)
     check_float("train.lr", tc.lr, 0.0)
     check_float("train.grad_clip", tc.grad_clip, 0.0)
     if not 0.0 <= tc.val_fraction < 1.0:
@@ -279,10 +291,11 @@ def _train(cfg: DictConfig, task, rank: int, world: int, device: torch.device, o
     logger = _Logger(out, enabled=rank == 0, start_step=step)
     planner = planner_settings(cfg)
 
-    def checkpoint(path: Path) -> None:
+    def checkpoint(path: Path, inference: bool = False) -> None:
+        """The whole run state (resumable), or with `inference` the EMA weights alone (a snapshot to evaluate)."""
+        weights = {"model": ema.state_dict()} if inference else {"model": model.state_dict(), "optimizer": opt.state_dict()}
         save_checkpoint(path, {
-            "model_type": name, "model_config": kwargs, "model": model.state_dict(), "ema": ema.state_dict(),
-            "optimizer": opt.state_dict(), "step": step, "config": resolved, "dataset_id": cfg.dataset,
+            "model_type": name, "model_config": kwargs, **weights, "ema": ema.state_dict(), "step": step, "config": resolved, "dataset_id": cfg.dataset,
             "env": cfg.env, "task": task.spec() if task is not None else None,
             "normalizer": splits.normalizer.state_dict(), "ref_scores": list(splits.ref_scores),
             **({"planner": planner} if planner else {}),
@@ -295,7 +308,7 @@ def _train(cfg: DictConfig, task, rank: int, world: int, device: torch.device, o
     t0, seen_tokens, loss_avg, start_step = time.perf_counter(), 0, None, step
     while step < tc.steps:
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, tc.lr, tc.warmup_steps, tc.steps)
+            group["lr"] = lr_at(step, tc.lr, tc.warmup_steps, tc.steps, schedule=tc.lr_schedule)
         batch = train_windows.sample(per_rank_batch, rng).to(device)
         with autocast:
             loss = ddp_model(batch)  # forward() is the batch loss; through DDP it all-reduces gradients
@@ -318,6 +331,8 @@ def _train(cfg: DictConfig, task, rank: int, world: int, device: torch.device, o
             val = validation_loss(ema, val_windows, tc.val_batches, tc.batch_size, device)
             logger.log(step, val_loss=val)
             bar.write(f"step {step}: train loss {loss_avg:.4f}  val loss (EMA) {val:.4f}")
+        if rank == 0 and tc.snapshot_every and step % tc.snapshot_every == 0:
+            checkpoint(snapshot_path(out, step), inference=True)  # for score-vs-steps curves (benchmarks/training_curve.py)
         if rank == 0 and (step % tc.checkpoint_every == 0 or step == tc.steps):
             checkpoint(last_path)
     bar.close()

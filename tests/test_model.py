@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -148,6 +149,48 @@ def test_resume_continues_at_the_saved_step(datasets, tmp_path):
     assert load_checkpoint(tmp_path / "final.pt")["step"] == 90
     steps = [int(line.split(",")[0]) for line in (tmp_path / "log.csv").read_text().splitlines()[1:]]
     assert max(steps) == 90
+
+
+def test_lr_schedules_warm_up_then_decay_or_hold():
+    from dfplan.training import lr_at
+
+    assert lr_at(0, 1.0, 10, 100) == pytest.approx(0.1) and lr_at(9, 1.0, 10, 100, schedule="constant") == 1.0
+    assert lr_at(100, 1.0, 10, 100) == pytest.approx(0.1) and lr_at(55, 1.0, 10, 100) == pytest.approx(0.55)
+    assert lr_at(100, 1.0, 10, 100, schedule="constant") == lr_at(10**6, 1.0, 10, 100, schedule="constant") == 1.0
+
+
+def test_snapshots_hold_the_ema_weights_and_survive_a_resume(datasets, tmp_path):
+    from dfplan.df.planner import load_planner
+    from dfplan.training import snapshot_path
+
+    cfg = train_config(tmp_path, steps=40, snapshot_every=20, lr_schedule="constant")
+    train(cfg)
+    cfg.train.steps, cfg.resume = 60, True
+    train(cfg)
+    assert sorted(p.name for p in (tmp_path / "snapshots").iterdir()) == [f"step-{s:07d}.pt" for s in (20, 40, 60)]
+    snap, final = load_checkpoint(snapshot_path(tmp_path, 60)), load_checkpoint(tmp_path / "final.pt")
+    assert "optimizer" not in snap and snap["step"] == 60
+    assert all(torch.equal(snap["model"][k], final["ema"][k]) for k in final["ema"])
+    assert not all(torch.equal(snap["model"][k], final["model"][k]) for k in final["model"])  # EMA, not raw weights
+    assert load_planner(snapshot_path(tmp_path, 20), device="cpu").meta["env"] == "pointmaze-umaze"
+
+
+def test_training_curve_measures_each_snapshot_once(datasets, tmp_path):
+    """benchmarks/training_curve.py on a real run: one row per snapshot, skipped when re-run, and a figure."""
+    cfg = train_config(tmp_path / "run", steps=40, snapshot_every=20)
+    train(cfg)
+    results, plot = tmp_path / "curve.jsonl", tmp_path / "curve.png"
+    command = [sys.executable, str(TESTS.parent / "benchmarks" / "training_curve.py"), f"run={tmp_path / 'run'}",
+               "env=pointmaze-umaze", "quick=true", "episodes=1", f"results={results}", f"plot={plot}"]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [r["step"] for r in rows] == [20, 40] and rows[0]["val_loss"] is None and plot.stat().st_size > 0
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "seed 0:" not in again.stdout and "| 40 |" in again.stdout
+    assert len(results.read_text().splitlines()) == 2
+    empty = subprocess.run([*command[:2], f"run={tmp_path}"], capture_output=True, text=True, timeout=60)
+    assert empty.returncode == 2 and "snapshot_every" in empty.stderr and "Traceback" not in empty.stderr
 
 
 def test_killed_training_resumes_to_the_same_final_step(datasets, tmp_path):
