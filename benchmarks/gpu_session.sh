@@ -10,6 +10,7 @@
 #                                                  # scale (batch 4,096, whole-episode windows) on the three mazes at
 #                                                  # once; resumes from runs/paper-<maze>/last.pt when the working tree
 #                                                  # carries one, and returns last.pt (tiny: 0.1M parameters) to go on
+#                                                  # and the EMA snapshots (paper-snapshots.tgz) for a score curve
 # .whl/ (git-ignored; carried to the machine) was filled here with
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl mujoco==3.11.0 gymnasium==1.4.0 \
@@ -89,13 +90,16 @@ elif [ "$stage" = paper ]; then
     if [ -f runs/paper-$m/last.pt ]; then mkdir -p /tmp/runs/paper-$m && cp runs/paper-$m/last.pt /tmp/runs/paper-$m/ && resume=true; fi
     (set -x; timeout $deadline dfplan-train env=pointmaze-$m dataset=dfplan/pointmaze/$m-v0 +experiment=df_paper train=gpu \
       train.batch_size=4096 train.steps=$steps train.window_steps=$window model.mlp_hidden=$width model.emb_dim=$width \
-      train.checkpoint_every=500 train.val_every=1000 device=cuda resume=$resume out=/tmp/runs/paper-$m) \
+      train.checkpoint_every=500 train.val_every=1000 train.snapshot_every=5000 device=cuda resume=$resume \
+      out=/tmp/runs/paper-$m) \
       > "$LOG/paper-$m.log" 2>&1 &
   done
   wait
   for m in umaze medium large; do
     cp /tmp/runs/paper-$m/last.pt "$OUT/paper-$m-last.pt"; cp /tmp/runs/paper-$m/log.csv "$LOG/paper-$m.csv"
   done
+  # EMA snapshots every 5,000 steps (0.4 MB each) for benchmarks/training_curve.py here
+  tar czf "$OUT/paper-snapshots.tgz" -C /tmp/runs $(cd /tmp/runs && ls -d paper-*/snapshots 2>/dev/null)
 elif [ "$stage" = eval ]; then  # shipped checkpoints only: no datasets needed
   (cd /tmp && python3 -m pytest -q -c "$REPO/pyproject.toml" -o pythonpath= -p no:cacheprovider "$REPO/tests/test_gpu.py" \
     "$REPO/tests/test_model.py" -k "gpu or cuda or ddp") 2>&1 | tee "$LOG/pytest-gpu.log" | tail -2

@@ -2,12 +2,14 @@
 validation loss, so you can see whether more training still helps.
 
     dfplan-train env=pointmaze-medium dataset=dfplan/pointmaze/medium-dwell100-v0 train=cpu_long out=runs/medium-long
-    python benchmarks/training_curve.py run=runs/medium-long like=pointmaze-medium-dwell plot=curve.png
+    python benchmarks/training_curve.py run=runs/medium-long like=pointmaze-medium-dwell baseline=pointmaze-medium-dwell
+        plot=curve.png
 
 Snapshots are the EMA weights a run writes every `train.snapshot_every` steps (`runs/<run>/snapshots/step-*.pt`;
 the `train=cpu_long` preset writes one every 4,000 steps). A DF snapshot is planned with the settings stored in
 `like=` (a shipped name or a checkpoint; default: the task's shipped DF model), so the curve measures the weights
-alone; a Diffuser snapshot with Diffuser's own. Each snapshot: `seeds` x `episodes` episodes from env seed
+alone; a Diffuser snapshot with Diffuser's own. `baseline=` (a shipped name or a checkpoint, e.g. the model the run
+should beat) is measured once on the same episodes with its own settings: a last table line and a dashed line. Each snapshot: `seeds` x `episodes` episodes from env seed
 `first_seed` (default 5000+: tuning episodes, which the held-out checks at 1000+ never use — pick a snapshot here,
 then check it there). Snapshots already in the results file with the same settings are skipped, so re-running it
 as training goes on measures only the new ones. Prints a Markdown table, writes one JSON line per snapshot and seed
@@ -21,11 +23,12 @@ import csv
 import json
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 import common
 
-DEFAULTS = {"run": "", "env": None, "like": None, "every": 0, "seeds": 3, "episodes": 20, "first_seed": 5000,
+DEFAULTS = {"run": "", "env": None, "like": None, "baseline": None, "every": 0, "seeds": 3, "episodes": 20, "first_seed": 5000,
             "goal": "fixed", "device": "auto", "plot": None, "title": None}
 QUICK = {"seeds": 1, "episodes": 2}
 STEP = re.compile(r"step-(\d+)\.pt$")
@@ -42,8 +45,8 @@ def validation_losses(run: Path) -> dict[int, float]:
     log = run / "log.csv"
     if not log.is_file():
         return {}
-    with open(log, newline="") as f:
-        return {int(r["step"]): float(r["val_loss"]) for r in csv.DictReader(f) if r.get("val_loss")}
+    with open(log, newline="") as f:  # long format: step,key,value
+        return {int(r["step"]): float(r["value"]) for r in csv.DictReader(f) if r["key"] == "val_loss"}
 
 
 def measured(path: Path, key: dict) -> list[dict]:
@@ -54,7 +57,7 @@ def measured(path: Path, key: dict) -> list[dict]:
     return [r for r in rows if all(r.get(k) == v for k, v in key.items())]
 
 
-def plot_curve(rows: list[dict], path: str, title: str) -> None:
+def plot_curve(rows: list[dict], path: str, title: str, base_rows: list[dict], base_name: str | None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -68,8 +71,11 @@ def plot_curve(rows: list[dict], path: str, title: str) -> None:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 5.6), sharex=True, height_ratios=[2, 1])
     top.fill_between(steps, [m - s for m, s in zip(mean, se)], [m + s for m, s in zip(mean, se)], alpha=0.25)
     top.plot(steps, mean, "o-")
+    if base_rows:
+        top.axhline(common.mean_se(r["score_mean"] for r in base_rows)[0], ls="--", color="tab:red", label=base_name)
+        top.legend(loc="lower right", fontsize=8)
     top.set_ylabel("normalized score (100 = expert)")
-    top.set_title(title, fontsize=9)
+    top.set_title(textwrap.fill(title, 90), fontsize=8)
     top.grid(alpha=0.3)
     val = [(r["step"], r["val_loss"]) for _, g in groups for r in g[:1] if r.get("val_loss") is not None]
     if val:
@@ -81,6 +87,21 @@ def plot_curve(rows: list[dict], path: str, title: str) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def measure(controller, task, args, results, row: dict, device: str, label: str) -> None:
+    """`args.seeds` x `args.episodes` episodes of `controller`, one results row per seed."""
+    from dfplan.evaluation import evaluate
+    from dfplan.run import reference_scores
+
+    ref = reference_scores(task, controller)
+    for seed in range(args.seeds):
+        first = args.first_seed + seed * args.episodes
+        res = evaluate(controller, task, goal=args.goal, episodes=args.episodes, seed=first, batch=args.episodes,
+                       progress=False)
+        s = res.summary(task, ref)
+        results.add({**row, "seed": seed, "first_env_seed": first, "device": device, **s}, device)
+        print(f"  {label} seed {seed}: score {s['score_mean']:6.1f}  success {s['success_rate']:.0%}", flush=True)
 
 
 def main() -> None:
@@ -96,45 +117,44 @@ def main() -> None:
     from dfplan.checkpoint import load_checkpoint
     from dfplan.controllers import make_controller
     from dfplan.df.planner import load_planner
-    from dfplan.evaluation import evaluate
-    from dfplan.run import reference_scores, resolve_task
+    from dfplan.run import resolve_task
 
     task = resolve_task(args.env, str(found[0][1]))
     planner = "diffuser" if load_checkpoint(found[0][1]).get("model_type") == "diffuser" else "df"
     like = common.default_checkpoint(task, args.like) if planner == "df" else None
+    baseline = common.default_checkpoint(task, args.baseline, planner) if args.baseline else None
     settings = load_planner(like, device="cpu").settings.flat() if like else {}
     device = common.resolve_device(args.device)
     results = common.Results("training_curve", args, command)
-    key = {"run": str(run.resolve()), "env": task.name, "settings_from": str(like) if like else None,
-           "episodes": args.episodes, "first_env_seed_0": args.first_seed, "goal": args.goal}
+    episodes = {"env": task.name, "episodes": args.episodes, "first_env_seed_0": args.first_seed, "goal": args.goal}
+    key = {"run": str(run.resolve()), "settings_from": str(like) if like else None, **episodes}
     done, val = {r["step"] for r in measured(results.path, key)}, validation_losses(run)
     for step, path in found:
-        if step in done:
-            continue
-        controller = make_controller(planner, task, path, device=device, **settings)
-        ref = reference_scores(task, controller)
-        for seed in range(args.seeds):
-            first = args.first_seed + seed * args.episodes
-            res = evaluate(controller, task, goal=args.goal, episodes=args.episodes, seed=first, batch=args.episodes,
-                           progress=False)
-            s = res.summary(task, ref)
-            results.add({**key, "step": step, "snapshot": str(path), "seed": seed, "first_env_seed": first,
-                         "val_loss": val.get(step), "planner": planner, "device": device, **s}, device)
-            print(f"  step {step:7d} seed {seed}: score {s['score_mean']:6.1f}  success {s['success_rate']:.0%}",
-                  flush=True)
-    rows = measured(results.path, key)
-    table = common.aggregate_table(sorted(rows, key=lambda r: r["step"]), ["step"], [
-        ("normalized score", common.col_mean_se("score_mean", 1)),
-        ("success", common.col_mean_se("success_rate", 0, pct=True)),
-        ("validation loss", lambda g: f"{g[0]['val_loss']:.4f}" if g[0].get("val_loss") is not None else "–"),
-    ], key_headers=["training steps"])
+        if step not in done:
+            controller = make_controller(planner, task, path, device=device, **settings)
+            measure(controller, task, args, results, {**key, "step": step, "snapshot": str(path), "planner": planner,
+                                                      "val_loss": val.get(step)}, device, f"step {step:7d}")
+    base_key = {"baseline": str(baseline), **episodes}
+    if baseline is not None and not measured(results.path, base_key):  # with its own stored settings
+        measure(make_controller(planner, task, baseline, device=device), task, args, results,
+                {**base_key, "planner": planner}, device, baseline.stem)
+    rows = [{**r, "val_loss": val.get(r["step"], r.get("val_loss"))} for r in measured(results.path, key)]
+    base_rows = measured(results.path, base_key) if baseline is not None else []
+    lines = [[g[0][0], common.fmt_mean_se(r["score_mean"] for r in g[1]),
+              common.fmt_mean_se((r["success_rate"] for r in g[1]), 0, pct=True),
+              f"{g[1][0]['val_loss']:.4f}" if g[1][0].get("val_loss") is not None else "–"]
+             for g in common.group_rows(sorted(rows, key=lambda r: r["step"]), ["step"])]
+    if base_rows:
+        lines.append([f"{baseline.stem} (baseline)", common.fmt_mean_se(r["score_mean"] for r in base_rows),
+                      common.fmt_mean_se((r["success_rate"] for r in base_rows), 0, pct=True), "–"])
+    table = common.markdown_table(["training steps", "normalized score", "success", "validation loss"], lines)
     title = args.title or (f"{task.name}, {run.name}: {args.seeds} x {args.episodes} episodes per snapshot, env seeds "
                            f"{args.first_seed}+, settings of {Path(str(like)).stem if like else planner}")
     print()
     print(common.section(title, table, command))
     print(f"results in {results.path}")
     if args.plot:
-        plot_curve(rows, args.plot, title)
+        plot_curve(rows, args.plot, title, base_rows, baseline.stem if baseline is not None else None)
         print(f"wrote {args.plot}")
 
 

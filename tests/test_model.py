@@ -181,14 +181,16 @@ def test_training_curve_measures_each_snapshot_once(datasets, tmp_path):
     train(cfg)
     results, plot = tmp_path / "curve.jsonl", tmp_path / "curve.png"
     command = [sys.executable, str(TESTS.parent / "benchmarks" / "training_curve.py"), f"run={tmp_path / 'run'}",
-               "env=pointmaze-umaze", "quick=true", "episodes=1", f"results={results}", f"plot={plot}"]
+               "env=pointmaze-umaze", "quick=true", "episodes=1", f"results={results}", f"plot={plot}",
+               "baseline=pointmaze-umaze-dwell"]
     first = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
     rows = [json.loads(line) for line in results.read_text().splitlines()]
-    assert [r["step"] for r in rows] == [20, 40] and rows[0]["val_loss"] is None and plot.stat().st_size > 0
+    assert [r.get("step", r.get("baseline")) for r in rows][:2] == [20, 40] and "umaze-dwell" in rows[2]["baseline"]
+    assert rows[0]["val_loss"] is None and rows[1]["val_loss"] > 0 and plot.stat().st_size > 0
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "seed 0:" not in again.stdout and "| 40 |" in again.stdout
-    assert len(results.read_text().splitlines()) == 2
+    assert len(results.read_text().splitlines()) == 3 and "(baseline) |" in again.stdout
     empty = subprocess.run([*command[:2], f"run={tmp_path}"], capture_output=True, text=True, timeout=60)
     assert empty.returncode == 2 and "snapshot_every" in empty.stderr and "Traceback" not in empty.stderr
 
