@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import fcntl
 import math
 import os
@@ -18,12 +19,12 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from dfplan.checkpoint import load_checkpoint, remove_temp_files, save_checkpoint
-from dfplan.data import WindowSampler, load_runs
+from dfplan.checkpoint import load_checkpoint, remove_temp_files, resolve_checkpoint, save_checkpoint
+from dfplan.data import Normalizer, WindowSampler, load_runs
 from dfplan.devices import resolve_device
 from dfplan.df.model import CELLS
 from dfplan.errors import UserError, check_choice, check_float, check_int
-from dfplan.models import build_model
+from dfplan.models import build_model, complete_config
 from dfplan.settings import resolve_settings
 
 
@@ -162,21 +163,40 @@ def open_run_folder(out: Path) -> RunLock:
     return lock
 
 
-def check_resume(ckpt: dict, cfg: DictConfig, path: Path) -> None:
-    """resume=true continues only the same model on the same data: anything else would load weights that mean
-    something else (or fail on shapes half-way), and mix two runs in one folder."""
+def check_same_model(ckpt: dict, cfg: DictConfig, path: Path, flag: str) -> None:
+    """`resume=true` continues only the same model on the same data, `init=` starts only the same model (normalized
+    the same way) from the weights in `path`: anything else would load weights that mean something else (or fail on
+    shapes half-way), or mix two runs in one folder."""
     asked = OmegaConf.to_container(cfg.model, resolve=True)
     asked_type = asked.pop("name")
     saved_train = (ckpt.get("config") or {}).get("train") or {}
-    pairs = [("dataset", ckpt.get("dataset_id"), cfg.dataset), ("model.name", ckpt.get("model_type"), asked_type),
+    pairs = [("model.name", ckpt.get("model_type"), asked_type),
              ("train.normalizer", saved_train.get("normalizer"), cfg.train.get("normalizer"))]
-    if ckpt.get("model_config") is not None:
-        saved = {k: v for k, v in ckpt["model_config"].items() if k not in ("obs_dim", "act_dim")}
-        pairs += [(f"model.{k}", saved.get(k, "<unset>"), asked.get(k, "<unset>")) for k in sorted(set(saved) | set(asked))]
+    if flag == "resume=true":
+        pairs.insert(0, ("dataset", ckpt.get("dataset_id"), cfg.dataset))
+    if ckpt.get("model_config") is not None and ckpt.get("model_type") == asked_type:
+        saved, asked = (complete_config(asked_type, c) for c in (ckpt["model_config"], asked))
+        pairs += [(f"model.{k}", saved.get(k, "<unset>"), asked.get(k, "<unset>"))
+                  for k in sorted(set(saved) | set(asked)) if k not in ("obs_dim", "act_dim")]
+    fix = ("a different dataset or model needs its own out=" if flag == "resume=true" else
+           "set the model keys as that checkpoint was trained (or train a new model without init=)")
     for key, was, now in pairs:
         if was is not None and was != now:
-            raise UserError(f"resume=true but {path} was trained with {key}={was!r} and the config asks for "
-                            f"{key}={now!r}; a different dataset or model needs its own out=")
+            raise UserError(f"{flag} but {path} was trained with {key}={was!r} and the config asks for "
+                            f"{key}={now!r}; {fix}")
+
+
+def load_init(cfg: DictConfig) -> tuple[dict, Path] | tuple[None, None]:
+    """The checkpoint `init=` names (a path or a shipped name), checked against the config; (None, None) if unset."""
+    if not cfg.get("init"):
+        return None, None
+    path = resolve_checkpoint(cfg.init)
+    ckpt = load_checkpoint(path)
+    check_same_model(ckpt, cfg, path, f"init={cfg.init}")
+    if int(ckpt.get("step", 0)) >= cfg.train.steps:
+        raise UserError(f"init={cfg.init} was trained for {ckpt.get('step')} steps and train.steps={cfg.train.steps}: "
+                        f"the run counts on from the checkpoint's step, so set train.steps above it")
+    return ckpt, path
 
 
 def _distributed(device: str) -> tuple[int, int]:
@@ -235,6 +255,9 @@ def check_config(cfg: DictConfig) -> None:
                         f"(whole tokens), e.g. {tc.window_steps // fs * fs or fs}")
     planner_settings(cfg)
     check_int("seed", cfg.seed, 0)
+    if cfg.get("init") and cfg.resume:
+        raise UserError(f"init={cfg.init} starts a new run from a checkpoint's weights and resume=true continues the "
+                        f"run in out=; pass one of them")
 
 
 def train(cfg: DictConfig, task=None) -> Path:
@@ -262,24 +285,36 @@ def _train(cfg: DictConfig, task, rank: int, world: int, device: torch.device, o
         raise UserError(f"resume=true but {last_path} does not exist; check out= (or drop resume=true to start anew)")
     if cfg.resume:
         ckpt = load_checkpoint(last_path)
-        check_resume(ckpt, cfg, last_path)
+        check_same_model(ckpt, cfg, last_path, "resume=true")
     elif last_path.exists() and rank == 0:
         raise UserError(f"{out} already holds a run; pass resume=true to continue it or choose another out=")
+    init, init_path = load_init(cfg)
 
     splits = load_runs(cfg.dataset, val_fraction=tc.val_fraction, seed=cfg.seed, normalizer_mode=tc.normalizer)
+    if init is not None:  # the weights were trained on data normalized this way (another dataset: fine-tuning)
+        splits = dataclasses.replace(splits, normalizer=Normalizer.from_state_dict(init["normalizer"]))
     name, kwargs = model_kwargs(cfg, splits.obs_dim, splits.act_dim)
     model = build_model(name, **kwargs).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
-    step = 0
+    step = schedule_start = 0  # schedule_start: where the warm-up and the rate schedule begin (init=: its step)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         ema.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["optimizer"])
-        step = int(ckpt["step"])
+        step, schedule_start = int(ckpt["step"]), int(ckpt.get("schedule_start", 0))
+        init_path = ckpt.get("init")
         del ckpt
         if rank == 0:
             print(f"resumed from {last_path} at step {step}")
+    elif init is not None:  # its EMA weights (what it plans with), a fresh optimizer, steps counted on
+        model.load_state_dict(init["ema"])
+        ema.load_state_dict(init["ema"])
+        step = schedule_start = int(init.get("step", 0))
+        init_path = str(init_path)
+        del init
+        if rank == 0:
+            print(f"started from the weights of {init_path} (step {step}), a fresh optimizer")
 
     train_windows = WindowSampler(splits.train, tc.window_steps, splits.normalizer)
     val_windows = WindowSampler(splits.val, tc.window_steps, splits.normalizer) if splits.val else None
@@ -295,7 +330,8 @@ def _train(cfg: DictConfig, task, rank: int, world: int, device: torch.device, o
         """The whole run state (resumable), or with `inference` the EMA weights alone (a snapshot to evaluate)."""
         weights = {"model": ema.state_dict()} if inference else {"model": model.state_dict(), "optimizer": opt.state_dict()}
         save_checkpoint(path, {
-            "model_type": name, "model_config": kwargs, **weights, "ema": ema.state_dict(), "step": step, "config": resolved, "dataset_id": cfg.dataset,
+            "model_type": name, "model_config": kwargs, **weights, "ema": ema.state_dict(), "step": step,
+            "schedule_start": schedule_start, "init": init_path, "config": resolved, "dataset_id": cfg.dataset,
             "env": cfg.env, "task": task.spec() if task is not None else None,
             "normalizer": splits.normalizer.state_dict(), "ref_scores": list(splits.ref_scores),
             **({"planner": planner} if planner else {}),
@@ -308,7 +344,8 @@ def _train(cfg: DictConfig, task, rank: int, world: int, device: torch.device, o
     t0, seen_tokens, loss_avg, start_step = time.perf_counter(), 0, None, step
     while step < tc.steps:
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, tc.lr, tc.warmup_steps, tc.steps, schedule=tc.lr_schedule)
+            group["lr"] = lr_at(step - schedule_start, tc.lr, tc.warmup_steps, tc.steps - schedule_start,
+                                schedule=tc.lr_schedule)
         batch = train_windows.sample(per_rank_batch, rng).to(device)
         with autocast:
             loss = ddp_model(batch)  # forward() is the batch loss; through DDP it all-reduces gradients

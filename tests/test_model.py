@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from dfplan.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from dfplan.data import WindowSampler, load_runs
@@ -173,6 +174,27 @@ def test_snapshots_hold_the_ema_weights_and_survive_a_resume(datasets, tmp_path)
     assert all(torch.equal(snap["model"][k], final["ema"][k]) for k in final["ema"])
     assert not all(torch.equal(snap["model"][k], final["model"][k]) for k in final["model"])  # EMA, not raw weights
     assert load_planner(snapshot_path(tmp_path, 20), device="cpu").meta["env"] == "pointmaze-umaze"
+
+
+def test_init_starts_from_a_checkpoints_weights_and_counts_on(tiny_checkpoint, datasets, tmp_path):
+    from dfplan.errors import UserError
+
+    start = load_checkpoint(tiny_checkpoint)
+    cfg = train_config(tmp_path, steps=start["step"] + 2, lr=1e-9)
+    cfg.init = str(tiny_checkpoint)
+    train(cfg)
+    final = load_checkpoint(tmp_path / "final.pt")
+    assert final["step"] == start["step"] + 2 and final["init"] == str(tiny_checkpoint)
+    assert all(torch.allclose(final["ema"][k], start["ema"][k], atol=1e-5) for k in start["ema"])
+    assert all(torch.equal(final["normalizer"][k], v) for k, v in start["normalizer"].items() if torch.is_tensor(v))
+    for overrides, message in [({"model.hidden": 64}, "model.hidden=32"), ({"resume": True}, "pass one of them"),
+                               ({"train.steps": start["step"]}, "set train.steps above it")]:
+        bad = train_config(tmp_path / "bad", steps=start["step"] + 2)
+        bad.init = str(tiny_checkpoint)
+        for key, value in overrides.items():
+            OmegaConf.update(bad, key, value)
+        with pytest.raises(UserError, match=message.replace("(", r"\(")):
+            train(bad)
 
 
 def test_training_curve_measures_each_snapshot_once(datasets, tmp_path):
