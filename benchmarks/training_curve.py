@@ -20,6 +20,7 @@ loss against steps.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import re
 import sys
@@ -134,7 +135,9 @@ def main() -> None:
             controller = make_controller(planner, task, path, device=device, **settings)
             measure(controller, task, args, results, {**key, "step": step, "snapshot": str(path), "planner": planner,
                                                       "val_loss": val.get(step)}, device, f"step {step:7d}")
-    base_key = {"baseline": str(baseline), **episodes}
+    base_key = {"baseline": str(baseline), **episodes}  # + its content: a shipped name can point at a newer model
+    if baseline is not None:
+        base_key["baseline_sha256"] = hashlib.sha256(baseline.read_bytes()).hexdigest()[:16]
     if baseline is not None and not measured(results.path, base_key):  # with its own stored settings
         measure(make_controller(planner, task, baseline, device=device), task, args, results,
                 {**base_key, "planner": planner}, device, baseline.stem)
