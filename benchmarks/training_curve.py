@@ -9,9 +9,9 @@ Snapshots are the EMA weights a run writes every `train.snapshot_every` steps (`
 the `train=cpu_long` preset writes one every 4,000 steps). A DF snapshot is planned with the settings stored in
 `like=` (a shipped name or a checkpoint; default: the task's shipped DF model), so the curve measures the weights
 alone; a Diffuser snapshot with Diffuser's own. `baseline=` (a shipped name or a checkpoint, e.g. the model the run
-should beat) is measured once on the same episodes with its own settings: a last table line and a dashed line. Each snapshot: `seeds` x `episodes` episodes from env seed
-`first_seed` (default 5000+: tuning episodes, which the held-out checks at 1000+ never use — pick a snapshot here,
-then check it there). Snapshots already in the results file with the same settings are skipped, so re-running it
+should beat) is measured once on the same episodes with its own settings: a last table line and a dashed line.
+Each snapshot: `seeds` x `episodes` episodes from env seed `first_seed` (default 5000+: tuning episodes, which the
+held-out checks at 1000+ never use — pick a snapshot here, then check it there). Snapshots already in the results file with the same settings are skipped, so re-running it
 as training goes on measures only the new ones. Prints a Markdown table, writes one JSON line per snapshot and seed
 (`benchmarks/results/training_curve.jsonl`) and, with `plot=`, a figure of the score (mean ± s.e.) and validation
 loss against steps.
@@ -50,11 +50,15 @@ def validation_losses(run: Path) -> dict[int, float]:
         return {int(r["step"]): float(r["value"]) for r in csv.DictReader(f) if r["key"] == "val_loss"}
 
 
-def measured(path: Path, key: dict) -> list[dict]:
-    """The rows of the results file for the same run and evaluation settings."""
+def read_rows(path: Path) -> list[dict]:
+    """Every row of a JSON-lines results file (none when it does not exist yet)."""
     if not path.is_file():
         return []
-    rows = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def matching(rows: list[dict], key: dict) -> list[dict]:
+    """The rows for the same run (or baseline) and evaluation settings."""
     return [r for r in rows if all(r.get(k) == v for k, v in key.items())]
 
 
@@ -129,7 +133,8 @@ def main() -> None:
     results = common.Results("training_curve", args, command)
     episodes = {"env": task.name, "episodes": args.episodes, "first_env_seed_0": args.first_seed, "goal": args.goal}
     key = {"run": str(run.resolve()), "settings_from": str(like) if like else None, **episodes}
-    done, val = {r["step"] for r in measured(results.path, key)}, validation_losses(run)
+    before, val = read_rows(results.path), validation_losses(run)
+    done = {r["step"] for r in matching(before, key)}
     for step, path in found:
         if step not in done:
             controller = make_controller(planner, task, path, device=device, **settings)
@@ -138,18 +143,18 @@ def main() -> None:
     base_key = {"baseline": str(baseline), **episodes}  # + its content: a shipped name can point at a newer model
     if baseline is not None:
         base_key["baseline_sha256"] = hashlib.sha256(baseline.read_bytes()).hexdigest()[:16]
-    if baseline is not None and not measured(results.path, base_key):  # with its own stored settings
+    if baseline is not None and not matching(before, base_key):  # with its own stored settings
         measure(make_controller(planner, task, baseline, device=device), task, args, results,
                 {**base_key, "planner": planner}, device, baseline.stem)
-    rows = [{**r, "val_loss": val.get(r["step"], r.get("val_loss"))} for r in measured(results.path, key)]
-    base_rows = measured(results.path, base_key) if baseline is not None else []
-    lines = [[g[0][0], common.fmt_mean_se(r["score_mean"] for r in g[1]),
-              common.fmt_mean_se((r["success_rate"] for r in g[1]), 0, pct=True),
-              f"{g[1][0]['val_loss']:.4f}" if g[1][0].get("val_loss") is not None else "–"]
-             for g in common.group_rows(sorted(rows, key=lambda r: r["step"]), ["step"])]
+    every_row = before + results.rows  # what the file held, plus what this run appended
+    rows = [{**r, "val_loss": val.get(r["step"], r.get("val_loss"))} for r in matching(every_row, key)]
+    base_rows = matching(every_row, base_key) if baseline is not None else []
+    columns = [common.col_mean_se("score_mean", 1), common.col_mean_se("success_rate", 0, pct=True)]
+    lines = [[step, *(c(group) for c in columns),
+              f"{group[0]['val_loss']:.4f}" if group[0].get("val_loss") is not None else "–"]
+             for (step,), group in common.group_rows(sorted(rows, key=lambda r: r["step"]), ["step"])]
     if base_rows:
-        lines.append([f"{baseline.stem} (baseline)", common.fmt_mean_se(r["score_mean"] for r in base_rows),
-                      common.fmt_mean_se((r["success_rate"] for r in base_rows), 0, pct=True), "–"])
+        lines.append([f"{baseline.stem} (baseline)", *(c(base_rows) for c in columns), "–"])
     table = common.markdown_table(["training steps", "normalized score", "success", "validation loss"], lines)
     title = args.title or (f"{task.name}, {run.name}: {args.seeds} x {args.episodes} episodes per snapshot, env seeds "
                            f"{args.first_seed}+, settings of {Path(str(like)).stem if like else planner}")

@@ -186,8 +186,9 @@ def check_same_model(ckpt: dict, cfg: DictConfig, path: Path, flag: str) -> None
                             f"{key}={now!r}; {fix}")
 
 
-def load_init(cfg: DictConfig) -> tuple[dict, Path] | tuple[None, None]:
-    """The checkpoint `init=` names (a path or a shipped name), checked against the config; (None, None) if unset."""
+def load_init(cfg: DictConfig) -> tuple[dict, str] | tuple[None, None]:
+    """(checkpoint, its path) that `init=` names (a path or a shipped name), checked against the config; (None, None)
+    if unset."""
     if not cfg.get("init"):
         return None, None
     path = resolve_checkpoint(cfg.init)
@@ -196,7 +197,7 @@ def load_init(cfg: DictConfig) -> tuple[dict, Path] | tuple[None, None]:
     if int(ckpt.get("step", 0)) >= cfg.train.steps:
         raise UserError(f"init={cfg.init} was trained for {ckpt.get('step')} steps and train.steps={cfg.train.steps}: "
                         f"the run counts on from the checkpoint's step, so set train.steps above it")
-    return ckpt, path
+    return ckpt, str(path)
 
 
 def _distributed(device: str) -> tuple[int, int]:
@@ -311,7 +312,6 @@ def _train(cfg: DictConfig, task, rank: int, world: int, device: torch.device, o
         model.load_state_dict(init["ema"])
         ema.load_state_dict(init["ema"])
         step = schedule_start = int(init.get("step", 0))
-        init_path = str(init_path)
         del init
         if rank == 0:
             print(f"started from the weights of {init_path} (step {step}), a fresh optimizer")
