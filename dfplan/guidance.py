@@ -81,10 +81,15 @@ def geodesic_distance(fields: torch.Tensor, origin: torch.Tensor, step: float,
 
 
 class GeodesicGuide:
-    """Builds `geodesic_distance` objectives for a maze, one field per distinct goal (cached)."""
+    """Builds `geodesic_distance` objectives for a maze, one field per distinct goal (cached). The field keeps
+    paths `clearance` metres clear of the walls and rises `wall_slope` per metre into them
+    (`MazeLayout.geodesic_field`); the defaults were chosen on tuning episodes (benchmarks/README, "Wall-aware
+    distance field")."""
 
-    def __init__(self, layout, resolution: int = 8, max_cached: int = 512):
+    def __init__(self, layout, resolution: int = 8, clearance: float = 0.1, wall_slope: float = 2.0,
+                 max_cached: int = 512):
         self.layout, self.resolution, self.max_cached = layout, resolution, max_cached
+        self.clearance, self.wall_slope = clearance, wall_slope
         origin, self.step = layout.field_frame(resolution)
         self.origin = torch.as_tensor(origin, dtype=torch.float32)
         self._fields: dict[tuple[float, float], torch.Tensor] = {}
@@ -94,7 +99,8 @@ class GeodesicGuide:
         if key not in self._fields:
             if len(self._fields) >= self.max_cached:  # random goals: one field per episode; keep the newest
                 self._fields.pop(next(iter(self._fields)))
-            field, _, _ = self.layout.geodesic_field(np.asarray(key), self.resolution)
+            field, _, _ = self.layout.geodesic_field(np.asarray(key), self.resolution, wall_slope=self.wall_slope,
+                                                     clearance=self.clearance)
             self._fields[key] = torch.from_numpy(field)
         return self._fields[key]
 

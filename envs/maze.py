@@ -157,6 +157,16 @@ class MazeLayout:
         outside = (i < 0) | (i >= self.n_rows) | (j < 0) | (j >= self.n_cols)
         return outside | self.walls[np.clip(i, 0, self.n_rows - 1), np.clip(j, 0, self.n_cols - 1)]
 
+    def clear_of_walls(self, xy, clearance: float) -> np.ndarray:
+        """Boolean array: is each point (..., 2) outside the walls and at least `clearance` away from them
+        (checked in 8 directions)?"""
+        xy = np.asarray(xy, dtype=float)
+        clear = ~self.in_wall(xy)
+        if clearance > 0:
+            for angle in np.arange(8) * np.pi / 4:
+                clear &= ~self.in_wall(xy + clearance * np.array([np.cos(angle), np.sin(angle)]))
+        return clear
+
     def distances_to(self, target) -> np.ndarray:
         """BFS distance (in cells, 4-connected) from every cell to `target`; -1 for walls/unreachable."""
         target = tuple(target)
@@ -196,32 +206,29 @@ class MazeLayout:
         step = self.scale / resolution
         return np.array([-self.x_center + step / 2, self.y_center - step / 2]), step
 
-    def geodesic_field(self, goal_xy, resolution: int = 8) -> tuple[np.ndarray, np.ndarray, float]:
+    def geodesic_field(self, goal_xy, resolution: int = 8, wall_slope: float = 2.0, clearance: float = 0.0
+                       ) -> tuple[np.ndarray, np.ndarray, float]:
         """Shortest-path distance through free space from every point of a grid (`resolution` points per cell
-        side) to `goal_xy`, 8-connected; points inside walls get the largest free distance plus one cell, so a
-        gradient leads out of walls. Returns (field [rows, cols], xy of field[0, 0], grid step); field[r, c] is at
+        side) to `goal_xy`, 8-connected. A point inside a wall takes the distance of the free point nearest to it plus
+        `wall_slope` times its depth into the wall, so a gradient leads out of walls without a cliff at their
+        edge (a cliff's slope, ~100 per metre, outweighs the goal's pull of 1 wherever a plan grazes a wall) and
+        without a short cut through them. `clearance` > 0 counts the strip of that width along the walls as wall,
+        so shortest paths keep clear of walls and corners (a path that grazes a corner leads a plan into it). Returns (field [rows, cols], xy of field[0, 0], grid step); field[r, c] is at
         xy = origin + (c * step, -r * step)."""
         origin, step = self.field_frame(resolution)
         n_r, n_c = self.n_rows * resolution, self.n_cols * resolution
         cols, rows = np.meshgrid(np.arange(n_c), np.arange(n_r))
         pts = np.stack([origin[0] + cols * step, origin[1] - rows * step], axis=-1)
-        free = ~self.in_wall(pts)
-        dist = np.full(free.shape, np.inf)
         gr = int(np.clip(round((origin[1] - goal_xy[1]) / step), 0, n_r - 1))
         gc = int(np.clip(round((goal_xy[0] - origin[0]) / step), 0, n_c - 1))
+        free = self.clear_of_walls(pts, clearance)
+        if not free[gr, gc]:  # a goal closer to a wall than the clearance: paths may come as close as it is
+            free = ~self.in_wall(pts)
+        dist = np.full(free.shape, np.inf)
         dist[gr, gc] = float(np.linalg.norm(pts[gr, gc] - goal_xy))
-        moves = [(di, dj, step * float(np.hypot(di, dj))) for di in (-1, 0, 1) for dj in (-1, 0, 1) if di or dj]
-        while True:  # Bellman-Ford sweeps, vectorized over the grid; converges in ~ path length / step sweeps
-            new = dist.copy()
-            for di, dj, w in moves:
-                shifted = np.full_like(dist, np.inf)
-                shifted[max(di, 0):n_r + min(di, 0), max(dj, 0):n_c + min(dj, 0)] = \
-                    dist[max(-di, 0):n_r + min(-di, 0), max(-dj, 0):n_c + min(-dj, 0)] + w
-                new = np.minimum(new, np.where(free, shifted, np.inf))
-            if np.array_equal(new, dist):
-                break
-            dist = new
-        finite = np.isfinite(dist)
+        dist, _ = _relax(dist, free, step)  # through free space
+        dist = _extend_into_walls(dist, free, step, wall_slope)
+        finite = np.isfinite(dist)  # free space cut off from the goal (a custom map's island): the top value
         dist[~finite] = dist[finite].max() + self.scale
         return dist.astype(np.float32), origin, step
 
@@ -231,3 +238,35 @@ class MazeLayout:
         pts = np.asarray(a_xy)[None] * (1 - t) + np.asarray(b_xy)[None] * t
         offsets = np.array([[0, 0], [margin, margin], [margin, -margin], [-margin, margin], [-margin, -margin]])
         return not self.in_wall(pts[:, None, :] + offsets[None]).any()
+
+
+def _relax(dist: np.ndarray, allowed: np.ndarray, step: float, carry: np.ndarray | None = None):
+    """Bellman-Ford sweeps on an 8-connected grid, vectorized: shortest distances from the finite entries of
+    `dist`, moving only onto `allowed` points at `step` per grid step (diagonals sqrt(2) x); `carry` (optional)
+    is copied along from each point's nearest source. Converges in ~ path length / step sweeps."""
+    n_r, n_c = dist.shape
+    moves = [(di, dj, step * float(np.hypot(di, dj))) for di in (-1, 0, 1) for dj in (-1, 0, 1) if di or dj]
+    while True:
+        new, new_carry = dist.copy(), None if carry is None else carry.copy()
+        for di, dj, w in moves:
+            src = (slice(max(-di, 0), n_r + min(-di, 0)), slice(max(-dj, 0), n_c + min(-dj, 0)))
+            dst = (slice(max(di, 0), n_r + min(di, 0)), slice(max(dj, 0), n_c + min(dj, 0)))
+            shifted = np.full_like(dist, np.inf)
+            shifted[dst] = dist[src] + w
+            better = allowed & (shifted < new)
+            new = np.where(better, shifted, new)
+            if carry is not None:
+                moved = np.zeros_like(carry)
+                moved[dst] = carry[src]
+                new_carry = np.where(better, moved, new_carry)
+        if np.array_equal(new, dist):
+            return dist, carry
+        dist, carry = new, new_carry
+
+
+def _extend_into_walls(field: np.ndarray, free: np.ndarray, step: float, slope: float) -> np.ndarray:
+    """`field` (finite on free points) extended into the walls: each wall point gets the value of its nearest free
+    point plus `slope` x its distance from it (a wall point no free point reaches keeps inf)."""
+    depth = np.where(free, 0.0, np.inf)
+    depth, nearest = _relax(depth, ~free, step, carry=np.where(free, field, np.inf))
+    return np.where(free, field, nearest + slope * depth)

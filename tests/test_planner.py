@@ -188,7 +188,34 @@ def test_geodesic_field_goes_around_the_walls():
     at = lambda xy: field[int(round((origin[1] - xy[1]) / step)), int(round((xy[0] - origin[0]) / step))]  # noqa: E731
     assert at(goal) < step
     assert 4.1 < at(layout.cell_to_xy((1, 1))) < 4.7  # round the wall's end (4.16 in free space), not 2 straight
-    assert at(layout.cell_to_xy((2, 1))) > field[np.isfinite(field)].max() - 1.01  # inside a wall: the top value
+    wall, edge = layout.cell_to_xy((2, 1)), layout.cell_to_xy((3, 1)) + np.array([0.0, 0.4])  # edge: just below it
+    assert at(wall) > at(edge) + 0.9  # inside a wall: uphill, 2 x the 0.5 m crossed
+    # no cliff at the walls' edges (neighbours of which one is free differ by about the wall slope's step) and no
+    # short cut through them (the outer wall beside the arm is not cheaper than the free point next to it)
+    free = ~layout.in_wall(origin + np.stack(np.meshgrid(np.arange(40), np.arange(40)), -1) * [step, -step])
+    for axis in (0, 1):
+        jump = np.abs(np.diff(field, axis=axis))
+        edge = np.logical_or(*(np.take(free, range(0, 39), axis), np.take(free, range(1, 40), axis)))
+        assert jump[edge].max() <= 4.0 * step
+    inner, outer = layout.cell_to_xy((1, 1)) - [0.45, 0], layout.cell_to_xy((1, 1)) - [0.55, 0]
+    assert at(outer) > at(inner)
+
+
+def test_geodesic_field_keeps_clear_of_walls():
+    layout = umaze_layout()
+    goal = layout.cell_to_xy((3, 1))
+    plain, origin, step = layout.geodesic_field(goal)
+    clear, _, _ = layout.geodesic_field(goal, clearance=0.2)
+    at = lambda f, xy: f[int(round((origin[1] - xy[1]) / step)), int(round((xy[0] - origin[0]) / step))]  # noqa: E731
+    grazing = layout.cell_to_xy((1, 1)) + [-0.45, 0.0]  # 5 cm from the outer wall, inside the band
+    middle = layout.cell_to_xy((1, 2))  # a cell's centre, far from any wall
+    assert layout.clear_of_walls(middle, 0.2) and not layout.clear_of_walls(grazing, 0.2)
+    assert layout.clear_of_walls(grazing, 0.0)
+    assert at(clear, grazing) > at(plain, grazing) + 0.1  # the band counts as wall: uphill
+    assert 0 < at(clear, middle) - at(plain, middle) < 1.0  # the way round the corners is a little longer
+    near_wall = layout.cell_to_xy((3, 1)) + [-0.45, 0.0]  # a goal inside the band: paths may come as close as it is
+    f, _, _ = layout.geodesic_field(near_wall, clearance=0.2)
+    assert at(f, near_wall) < step and np.isfinite(f).all()
 
 
 def test_geodesic_guidance_leads_round_the_wall_not_into_it():
