@@ -224,6 +224,9 @@ class MazeLayout:
         free = self.clear_of_walls(pts, clearance)
         if not free[gr, gc]:  # a goal closer to a wall than the clearance: paths may come as close as it is
             free = ~self.in_wall(pts)
+        if not free[gr, gc]:  # a goal inside a wall (or outside the maze) means the free point nearest to it
+            gr, gc = np.unravel_index(np.where(free, np.linalg.norm(pts - goal_xy, axis=-1), np.inf).argmin(),
+                                      free.shape)
         dist = np.full(free.shape, np.inf)
         dist[gr, gc] = float(np.linalg.norm(pts[gr, gc] - goal_xy))
         dist, _ = _relax(dist, free, step)  # through free space

@@ -216,6 +216,9 @@ def test_geodesic_field_keeps_clear_of_walls():
     near_wall = layout.cell_to_xy((3, 1)) + [-0.45, 0.0]  # a goal inside the band: paths may come as close as it is
     f, _, _ = layout.geodesic_field(near_wall, clearance=0.2)
     assert at(f, near_wall) < step and np.isfinite(f).all()
+    in_wall = layout.cell_to_xy((2, 1))  # a goal inside a wall: its nearest free point is the goal
+    f, _, _ = layout.geodesic_field(in_wall, clearance=0.1)
+    assert np.isfinite(f).all() and f.min() == pytest.approx(0.5 + step / 2, abs=step)
 
 
 def test_geodesic_guidance_leads_round_the_wall_not_into_it():
