@@ -209,12 +209,13 @@ class MazeLayout:
     def geodesic_field(self, goal_xy, resolution: int = 8, wall_slope: float = 2.0, clearance: float = 0.0
                        ) -> tuple[np.ndarray, np.ndarray, float]:
         """Shortest-path distance through free space from every point of a grid (`resolution` points per cell
-        side) to `goal_xy`, 8-connected. A point inside a wall takes the distance of the free point nearest to it plus
-        `wall_slope` times its depth into the wall, so a gradient leads out of walls without a cliff at their
+        side) to `goal_xy`, 8-connected. A point inside a wall takes the distance of the free point nearest to it
+        plus `wall_slope` times its depth into the wall, so a gradient leads out of walls without a cliff at their
         edge (a cliff's slope, ~100 per metre, outweighs the goal's pull of 1 wherever a plan grazes a wall) and
         without a short cut through them. `clearance` > 0 counts the strip of that width along the walls as wall,
-        so shortest paths keep clear of walls and corners (a path that grazes a corner leads a plan into it). Returns (field [rows, cols], xy of field[0, 0], grid step); field[r, c] is at
-        xy = origin + (c * step, -r * step)."""
+        so shortest paths keep clear of walls and corners (a path that grazes a corner leads a plan into it).
+        Returns (field [rows, cols], xy of field[0, 0], grid step); field[r, c] is at xy = origin + (c * step,
+        -r * step)."""
         origin, step = self.field_frame(resolution)
         n_r, n_c = self.n_rows * resolution, self.n_cols * resolution
         cols, rows = np.meshgrid(np.arange(n_c), np.arange(n_r))
