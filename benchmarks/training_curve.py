@@ -11,10 +11,10 @@ the `train=cpu_long` preset writes one every 4,000 steps). A DF snapshot is plan
 alone; a Diffuser snapshot with Diffuser's own. `baseline=` (a shipped name or a checkpoint, e.g. the model the run
 should beat) is measured once on the same episodes with its own settings: a last table line and a dashed line.
 Each snapshot: `seeds` x `episodes` episodes from env seed `first_seed` (default 5000+: tuning episodes, which the
-held-out checks at 1000+ never use — pick a snapshot here, then check it there). Snapshots already in the results file with the same settings are skipped, so re-running it
-as training goes on measures only the new ones. Prints a Markdown table, writes one JSON line per snapshot and seed
-(`benchmarks/results/training_curve.jsonl`) and, with `plot=`, a figure of the score (mean ± s.e.) and validation
-loss against steps.
+held-out checks at 1000+ never use — pick a snapshot here, then check it there). Snapshots already in the results
+file with the same settings are skipped, so re-running it as training goes on measures only the new ones. Prints a
+Markdown table, writes one JSON line per snapshot and seed (`benchmarks/results/training_curve.jsonl`) and, with
+`plot=`, a figure of the score (mean ± s.e.) and validation loss against steps.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import common
 
-DEFAULTS = {"run": "", "env": None, "like": None, "baseline": None, "every": 0, "seeds": 3, "episodes": 20, "first_seed": 5000,
-            "goal": "fixed", "device": "auto", "plot": None, "title": None}
+DEFAULTS = {"run": "", "env": None, "like": None, "baseline": None, "every": 0, "seeds": 3, "episodes": 20,
+            "first_seed": 5000, "goal": "fixed", "device": "auto", "plot": None, "title": None}
 QUICK = {"seeds": 1, "episodes": 2}
 STEP = re.compile(r"step-(\d+)\.pt$")
 

@@ -29,9 +29,10 @@ def build_model(name: str, **config):
     """Instantiate a model type from plain keyword config (as stored in checkpoints)."""
     config = complete_config(name, config)
     model_cls, config_cls = MODEL_TYPES[name]
-    unknown = set(config) - set(config_cls.__dataclass_fields__)
+    fields = set(config_cls.__dataclass_fields__)
+    unknown = set(config) - fields
     if unknown:
-        raise ValueError(f"unknown {name} config keys {sorted(unknown)}; valid keys: {sorted(config_cls.__dataclass_fields__)}")
+        raise ValueError(f"unknown {name} config keys {sorted(unknown)}; valid keys: {sorted(fields)}")
     return model_cls(config_cls(**config))
 
 

@@ -181,11 +181,16 @@ def umaze_layout():
     return MazeLayout(get_maze("pointmaze-umaze").maze_map)
 
 
+def field_at(field, origin, step, xy) -> float:
+    """The value of a geodesic field at the grid point nearest to `xy`."""
+    return field[int(round((origin[1] - xy[1]) / step)), int(round((xy[0] - origin[0]) / step))]
+
+
 def test_geodesic_field_goes_around_the_walls():
     layout = umaze_layout()
     goal = layout.cell_to_xy((3, 1))  # bottom-left arm; (1, 1) is straight above it, behind the wall
     field, origin, step = layout.geodesic_field(goal)
-    at = lambda xy: field[int(round((origin[1] - xy[1]) / step)), int(round((xy[0] - origin[0]) / step))]  # noqa: E731
+    at = lambda xy: field_at(field, origin, step, xy)  # noqa: E731
     assert at(goal) < step
     assert 4.1 < at(layout.cell_to_xy((1, 1))) < 4.7  # round the wall's end (4.16 in free space), not 2 straight
     wall, edge = layout.cell_to_xy((2, 1)), layout.cell_to_xy((3, 1)) + np.array([0.0, 0.4])  # edge: just below it
@@ -206,7 +211,7 @@ def test_geodesic_field_keeps_clear_of_walls():
     goal = layout.cell_to_xy((3, 1))
     plain, origin, step = layout.geodesic_field(goal)
     clear, _, _ = layout.geodesic_field(goal, clearance=0.2)
-    at = lambda f, xy: f[int(round((origin[1] - xy[1]) / step)), int(round((xy[0] - origin[0]) / step))]  # noqa: E731
+    at = lambda f, xy: field_at(f, origin, step, xy)  # noqa: E731
     grazing = layout.cell_to_xy((1, 1)) + [-0.45, 0.0]  # 5 cm from the outer wall, inside the band
     middle = layout.cell_to_xy((1, 2))  # a cell's centre, far from any wall
     assert layout.clear_of_walls(middle, 0.2) and not layout.clear_of_walls(grazing, 0.2)
