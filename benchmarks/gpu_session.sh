@@ -11,6 +11,8 @@
 #                                                  # once; resumes from runs/paper-<maze>/last.pt when the working tree
 #                                                  # carries one, and returns last.pt (tiny: 0.1M parameters) to go on
 #                                                  # and the EMA snapshots (paper-snapshots.tgz) for a score curve
+#   bash benchmarks/gpu_session.sh scale [SECONDS] # Diffuser Medium/Large trained on, DF paper U-Maze and DF dwell
+#                                                  # Large at GPU scale, side by side until SECONDS (default 540)
 # .whl/ (git-ignored; carried to the machine) was filled here with
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl mujoco==3.11.0 gymnasium==1.4.0 \
@@ -100,6 +102,40 @@ elif [ "$stage" = paper ]; then
   done
   # EMA snapshots every 5,000 steps (0.4 MB each) for benchmarks/training_curve.py here
   tar czf "$OUT/paper-snapshots.tgz" -C /tmp/runs $(cd /tmp/runs && ls -d paper-*/snapshots 2>/dev/null)
+elif [ "$stage" = scale ]; then
+  # One lease, four runs sharing the GPU, each started as soon as its dataset is written, all stopped by the clock
+  # (last.pt every 250 steps): Diffuser Medium / Large trained on from the shipped models (batch 512, the paper's
+  # rate, constant), DF's paper configuration on U-Maze at the paper's batch, and the DF dwell model on Large at the
+  # GPU preset (constant rate, so a later lease resumes it). Returns the Diffuser exports, the DF runs' last.pt and
+  # snapshots, and the logs.
+  end=$((${2:-540} - 40))  # seconds into this script when training stops (exports and the tarball need ~40 s)
+  run() {  # run NAME DATASET_ARGS... -- TRAIN_ARGS...: generate the dataset if missing, then train until $end
+    local name=$1; shift; local data=(); while [ "$1" != -- ]; do data+=("$1"); shift; done; shift
+    dfplan-data "${data[@]}" progress=false > "$LOG/data-$name.log" 2>&1
+    (set -x; OMP_NUM_THREADS=3 timeout $((end - SECONDS)) dfplan-train "$@" device=cuda train.checkpoint_every=250 \
+      train.progress=false out=/tmp/runs/$name) > "$LOG/train-$name.log" 2>&1
+    cp /tmp/runs/$name/log.csv "$LOG/$name.csv"
+  }
+  for m in medium large; do
+    run $m-diffuser env=pointmaze-$m -- env=pointmaze-$m model=diffuser train=diffuser_gpu +experiment=diffuser_$m \
+      init=pointmaze-$m-diffuser train.steps=100000 train.batch_size=512 train.lr=2e-4 train.lr_schedule=constant \
+      train.warmup_steps=100 train.val_every=500 &
+  done
+  run paper-umaze env=pointmaze-umaze -- env=pointmaze-umaze dataset=dfplan/pointmaze/umaze-v0 +experiment=df_paper \
+    train=gpu train.batch_size=4096 train.steps=120000 train.window_steps=300 model.mlp_hidden=16 model.emb_dim=16 \
+    train.val_every=500 train.snapshot_every=500 &
+  run large-dwell env=pointmaze-large dwell=100 -- env=pointmaze-large dataset=dfplan/pointmaze/large-dwell100-v0 \
+    train=gpu train.steps=100000 train.lr_schedule=constant train.val_every=500 train.snapshot_every=1000 &
+  wait
+  for m in medium large; do
+    (cd /tmp && python3 -c "from dfplan.checkpoint import export_for_inference as e, load_checkpoint as l; \
+src='/tmp/runs/$m-diffuser/last.pt'; print('$m diffuser', l(src)['step'], 'steps ->', e(src, '$OUT/pointmaze-$m-diffuser.pt', half=True))")
+  done
+  cp /tmp/runs/large-dwell/last.pt "$OUT/large-dwell-last.pt"
+  # the last four EMA snapshots (3.4 MB each; a file that comes back holds at most 16 MiB)
+  tar czf "$OUT/large-dwell-snapshots.tgz" -C /tmp/runs $(cd /tmp/runs && ls large-dwell/snapshots/*.pt | tail -4)
+  tar czf "$OUT/paper-umaze.tgz" -C /tmp/runs paper-umaze/last.pt paper-umaze/snapshots
+  tail -n 3 "$LOG"/*.csv
 elif [ "$stage" = eval ]; then  # shipped checkpoints only: no datasets needed
   (cd /tmp && python3 -m pytest -q -c "$REPO/pyproject.toml" -o pythonpath= -p no:cacheprovider "$REPO/tests/test_gpu.py" \
     "$REPO/tests/test_model.py" -k "gpu or cuda or ddp") 2>&1 | tee "$LOG/pytest-gpu.log" | tail -2
