@@ -5,8 +5,8 @@
 One line per env x goal protocol (envs in the order of `dfplan.tasks.task_names()`), one column per method: the
 score mean ± s.e. over seeds (the task's score, e.g. PointMaze's normalized score; `normalized_score_mean` in rows
 written before the tasks had a score of their own), and the success rate. Rows of other scripts are left out.
-When a (env, goal, method, seed) appears more than once, the latest row wins. Prints the commands and machines
-the rows came from, so every number traces back to a run.
+When a (env, goal, method, seed) appears more than once, the row made last (its `time`) wins, whichever file holds
+it. Prints the commands and machines the rows came from, so every number traces back to a run.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ def load(paths: list[str]) -> list[dict]:
                 row = json.loads(line)
                 if row.get("script", "maze") != "maze":
                     continue
-                latest[(row["env"], row["goal"], row["method"], row["seed"])] = row
+                key = (row["env"], row["goal"], row["method"], row["seed"])
+                if key not in latest or row.get("time", "") >= latest[key].get("time", ""):
+                    latest[key] = row  # ISO times: the run made last wins, whichever file it is in
     return list(latest.values())
 
 

@@ -1,5 +1,6 @@
 """The console scripts as a user runs them (subprocesses, real Hydra parsing)."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -98,8 +99,6 @@ def test_data_command_writes_a_dataset(tmp_path):
 
 
 def test_eval_prints_a_human_line_then_json(tmp_path):
-    import json
-
     result = run(["dfplan-eval", "episodes=2", "max_episode_steps=40", "progress=false", "results=r.jsonl"], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     human, line = result.stdout.strip().splitlines()[-2:]
@@ -154,3 +153,19 @@ def test_eval_writes_an_mp4_when_asked(tmp_path):
 
     frames = sum(1 for _ in imageio.get_reader(tmp_path / "ep.mp4"))
     assert frames == 301  # the reset frame and one per step of the 300-step U-Maze episode
+
+
+def test_maze_summary_keeps_the_row_made_last_whichever_file_holds_it(tmp_path):
+    """benchmarks/summary.py: a re-measured cell (a retrained checkpoint) replaces the older row even when the old row
+    sits in a file named later on the command line."""
+    def row(score, time):
+        return json.dumps({"script": "maze", "env": "pointmaze-medium", "goal": "fixed", "method": "diffuser", "seed": 0,
+                           "score_mean": score, "success_rate": 1.0, "time": time, "command": "c", "device": "cpu"})
+
+    (tmp_path / "new.jsonl").write_text(row(73.6, "2026-11-30T12:00:00+00:00") + "\n")
+    (tmp_path / "old.jsonl").write_text(row(22.0, "2026-11-25T07:41:25+00:00") + "\n")
+    script = Path(__file__).parent.parent / "benchmarks" / "summary.py"
+    result = subprocess.run([sys.executable, str(script), "new.jsonl", "old.jsonl"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "73.6" in result.stdout and "22.0" not in result.stdout
