@@ -8,8 +8,8 @@
 #   bash benchmarks/gpu_session.sh eval            # GPU tests, DF vs Diffuser speed, Diffuser rows of the maze table
 #   bash benchmarks/gpu_session.sh paper STEPS     # DF's paper configuration (+experiment=df_paper) at the paper's
 #                                                  # scale (batch 4,096, whole-episode windows) on the three mazes at
-#                                                  # once; resumes from runs/paper-<maze>/last.pt when the working tree
-#                                                  # carries one, and returns last.pt (tiny: 0.1M parameters) to go on
+#                                                  # once; resumes from benchmarks/resume/paper-<maze>-last.pt where
+#                                                  # one is committed, and returns last.pt (2 MB) to commit there
 #                                                  # and the EMA snapshots (paper-snapshots.tgz) for a score curve
 #   bash benchmarks/gpu_session.sh scale [SECONDS] # Diffuser Medium/Large trained on, DF paper U-Maze and DF dwell
 #                                                  # Large at GPU scale, side by side until SECONDS (default 540)
@@ -89,7 +89,8 @@ elif [ "$stage" = paper ]; then
     [ $m = medium ] && window=600
     [ $m = large ] && { window=800; width=32; }  # the paper code's episode_len and network_size per maze
     resume=false
-    if [ -f runs/paper-$m/last.pt ]; then mkdir -p /tmp/runs/paper-$m && cp runs/paper-$m/last.pt /tmp/runs/paper-$m/ && resume=true; fi
+    saved=benchmarks/resume/paper-$m-last.pt  # committed after each lease (U-Maze: step 2,250 of session 8)
+    if [ -f $saved ]; then mkdir -p /tmp/runs/paper-$m && cp $saved /tmp/runs/paper-$m/last.pt && resume=true; fi
     (set -x; timeout $deadline dfplan-train env=pointmaze-$m dataset=dfplan/pointmaze/$m-v0 +experiment=df_paper train=gpu \
       train.batch_size=4096 train.steps=$steps train.window_steps=$window model.mlp_hidden=$width model.emb_dim=$width \
       train.checkpoint_every=500 train.val_every=1000 train.snapshot_every=5000 device=cuda resume=$resume \
@@ -129,7 +130,8 @@ elif [ "$stage" = scale ]; then
   wait
   for m in medium large; do
     (cd /tmp && python3 -c "from dfplan.checkpoint import export_for_inference as e, load_checkpoint as l; \
-src='/tmp/runs/$m-diffuser/last.pt'; print('$m diffuser', l(src)['step'], 'steps ->', e(src, '$OUT/pointmaze-$m-diffuser.pt', half=True))")
+src='/tmp/runs/$m-diffuser/last.pt'; \
+print('$m diffuser', l(src)['step'], 'steps ->', e(src, '$OUT/pointmaze-$m-diffuser.pt', half=True))")
   done
   cp /tmp/runs/large-dwell/last.pt "$OUT/large-dwell-last.pt"
   # the last four EMA snapshots (3.4 MB each; a file that comes back holds at most 16 MiB)
