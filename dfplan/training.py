@@ -296,7 +296,7 @@ def _train(cfg: DictConfig, task, rank: int, world: int, device: torch.device, o
         splits = dataclasses.replace(splits, normalizer=Normalizer.from_state_dict(init["normalizer"]))
     name, kwargs = model_kwargs(cfg, splits.obs_dim, splits.act_dim)
     model = build_model(name, **kwargs).to(device)
-    ema = copy.deepcopy(model).requires_grad_(False)
+    ema = copy.deepcopy(model).requires_grad_(False).to(device)  # .to() re-packs the copy's GRU weights for cuDNN
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
     step = schedule_start = 0  # schedule_start: where the warm-up and the rate schedule begin (init=: its step)
     if ckpt is not None:
