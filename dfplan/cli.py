@@ -247,8 +247,9 @@ def run_train(cfg: DictConfig) -> None:
     train(cfg, task=task)
 
 
-EVAL_SETTINGS = ("horizon", "memory", "memory_tokens", "objective", "guidance_scale", "guidance_rule", "history_guidance",
-                 "mc_samples", "ddim_steps", "schedule", "warm_start_step", "stabilization_level", "context_noise")
+EVAL_SETTINGS = ("horizon", "min_horizon", "token_reach", "memory", "memory_tokens", "objective", "guidance_scale",
+                 "guidance_rule", "history_guidance", "mc_samples", "ddim_steps", "schedule", "warm_start_step",
+                 "stabilization_level", "context_noise")
 
 
 def run_eval(cfg: DictConfig) -> None:

@@ -64,10 +64,17 @@ class ControllerSettings:
     memory: bool = True  # carry the RNN latent across replans (a causal rollout over the executed history)
     memory_tokens: int | None = None  # with memory: keep only the last N executed tokens; None = the whole episode
     objective: str | None = None  # guidance objective by name (the task lists them); None = the task's default
+    min_horizon: int | None = None  # variable horizon: each plan gets the tokens its cost-to-go needs (that distance /
+    #   token_reach), between min_horizon and horizon; None = every plan gets `horizon` tokens
+    token_reach: float = 0.25  # variable horizon: cost-to-go (maze: metres of path) a plan covers per token
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
         set_("horizon", check_int("horizon", self.horizon, 1))
+        set_("min_horizon", check_int("min_horizon", self.min_horizon, 1, allow_none=True))
+        set_("token_reach", check_float("token_reach", self.token_reach, 1e-6))
+        if self.min_horizon is not None and self.min_horizon > self.horizon:
+            raise UserError(f"min_horizon={self.min_horizon} must not exceed horizon={self.horizon}")
         set_("replan_every", check_int("replan_every", self.replan_every, 1, allow_none=True))
         set_("memory", check_bool("memory", self.memory))
         set_("memory_tokens", check_int("memory_tokens", self.memory_tokens, 0, allow_none=True))

@@ -164,3 +164,33 @@ def test_act_refuses_wrong_shapes_and_a_changed_batch(planner):
         c.act({"observation": np.zeros((2, 5)), "desired_goal": np.ones((2, 2))})
     with pytest.raises(ValueError, match=r"goals \[N, 2\]"):
         c.act({"observation": np.zeros((2, 4)), "desired_goal": np.ones((2, 3))})
+
+
+def test_tokens_to_goal_follows_the_cost_to_go():
+    """Variable horizon: ceil(distance / token_reach) tokens, within [shortest, longest]; unreadable costs: longest."""
+    from dfplan.df.controller import tokens_to_goal
+    from dfplan.guidance import goal_distance
+
+    obs = torch.tensor([[1.0, 1.0, 0, 0], [2.0, 1.0, 0, 0], [4.0, 1.0, 0, 0], [100.0, 1.0, 0, 0], [np.nan, 1, 0, 0]])
+    goal = torch.tensor([[1.0, 1.0]]).expand(5, 2)
+    tokens = tokens_to_goal(goal_distance(goal), obs, act_dim=2, token_reach=0.5, shortest=2, longest=8)
+    np.testing.assert_array_equal(tokens, [2, 2, 6, 8, 8])
+
+
+def test_variable_horizon_plans_each_env_over_the_tokens_it_needs(planner):
+    """An env at its goal and one far from it, planned together with min_horizon: the near one's plan is the plan
+    that horizon min_horizon gives alone (same seed), and the batch's plan is cut to that length."""
+    obs = {"observation": np.array([[1.0, 1.0, 0, 0], [-1.0, -1.0, 0, 0]]), "desired_goal": np.array([[1.0, 1.0]] * 2)}
+    c = MPCController(planner, horizon=6, min_horizon=2, token_reach=0.5, replan_every=4, memory=False,
+                      objective="goal_distance")
+    c.reset(seed=0)
+    c.act(obs)
+    assert c.plan.shape[:2] == (2, 2 * planner.frame_stack)
+    near = torch.tensor(obs["observation"][:1], dtype=torch.float32)
+    alone = planner.plan_from(planner.initial_latent(near), near, torch.tensor([[1.0, 1.0]]), 2,
+                              generator=torch.Generator().manual_seed(0), objective=c.objective(torch.ones(1, 2)))
+    np.testing.assert_allclose(c.plan[0], alone.actions[0].numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="min_horizon"):
+        MPCController(planner, horizon=4, min_horizon=5)
+    with pytest.raises(ValueError, match="replan_every"):
+        MPCController(planner, horizon=8, min_horizon=1, replan_every=8)

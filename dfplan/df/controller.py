@@ -31,6 +31,7 @@ class MPCController:
     def __init__(self, planner: DFPlanner, horizon: int | None = None, replan_every: int | None = None,
                  memory: bool | None = None, memory_tokens: int | None = None,
                  objective: str | Callable[[torch.Tensor], Objective] | None = None,
+                 min_horizon: int | None = None, token_reach: float | None = None,
                  max_episode_steps: int | None = None, action_low: float = -1.0, action_high: float = 1.0,
                  seed: int | None = None):
         """
@@ -42,20 +43,29 @@ class MPCController:
             trained on; None = the whole episode.
         objective: a guidance objective by name (the planner's task lists them, e.g. "geodesic") or a builder
             goal [B, Dg] -> objective (e.g. `GeodesicGuide(layout)`).
+        min_horizon, token_reach: variable horizon — each env's plan gets ceil(cost-to-go / token_reach) tokens,
+            between min_horizon and horizon, where the cost-to-go is the objective's distance at the current state
+            (distance objectives: goal_distance, geodesic). Envs that need the same horizon are planned together.
         """
         named = objective if isinstance(objective, str) else None
         settings = replace(planner.settings.controller, **{k: v for k, v in dict(
             horizon=horizon, replan_every=replan_every, memory=memory, memory_tokens=memory_tokens,
-            objective=named).items() if v is not None})
+            objective=named, min_horizon=min_horizon, token_reach=token_reach).items() if v is not None})
         self.settings = settings
         self.planner = planner
         self.objective = objective if callable(objective) else planner.objective_builder(settings.objective)
         self.fs = planner.frame_stack
         self.horizon = settings.horizon
         self.replan_every = settings.replan_every or self.fs
-        if self.replan_every > self.horizon * self.fs:
-            raise UserError(f"replan_every={self.replan_every} exceeds the plan length {self.horizon * self.fs} steps "
-                            f"(horizon={self.horizon} tokens x frame_stack={self.fs})")
+        self.min_horizon, self.token_reach = settings.min_horizon, settings.token_reach
+        shortest = self.horizon if self.min_horizon is None else self.min_horizon
+        if self.replan_every > shortest * self.fs:
+            raise UserError(f"replan_every={self.replan_every} exceeds the plan length {shortest * self.fs} steps "
+                            f"({'min_horizon' if self.min_horizon else 'horizon'}={shortest} tokens x "
+                            f"frame_stack={self.fs})")
+        if self.min_horizon is not None and planner.sampler.warm_start_step:
+            raise UserError("min_horizon (a variable horizon) cannot warm-start from the previous plan: "
+                            "pass warm_start_step=0")
         if settings.memory and self.replan_every % self.fs:
             raise UserError(f"memory=true needs replan_every to be a multiple of frame_stack={self.fs}, "
                             f"got {self.replan_every}")
@@ -154,6 +164,24 @@ class MPCController:
         remaining = max(self.max_episode_steps - self.t, 1)
         return int(min(self.horizon, max(math.ceil(remaining / self.fs), math.ceil(self.replan_every / self.fs))))
 
+    def _plan_by_distance(self, z, z_now, obs_t, goal_t, objective, horizon: int) -> None:
+        """Variable horizon: one plan per group of envs that need the same number of tokens; the plans are cut to
+        the shortest (only the first `replan_every` steps are executed before the next replan)."""
+        horizons = tokens_to_goal(objective, obs_t, self.planner.act_dim, self.token_reach,
+                                  min(self.min_horizon, horizon), horizon)  # near the episode's end: the time left
+        actions, states = [], []
+        for h in np.unique(horizons):
+            rows = torch.as_tensor(np.flatnonzero(horizons == h), device=obs_t.device)
+            plan = self.planner.plan_from(z[rows], obs_t[rows], goal_t[rows], int(h), self.objective(goal_t[rows]),
+                                          generator=self.generator, z_now=None if z_now is None else z_now[rows])
+            self.plan_seconds += plan.info["seconds"]
+            actions.append((rows, plan.actions))
+            states.append((rows, plan.states))
+        steps = int(horizons.min()) * self.fs
+        self.plan = _merge(actions, steps, len(obs_t)).cpu().numpy()
+        self.plan_states = _merge(states, steps + 1, len(obs_t)).cpu().numpy()
+        self.plan_tokens = None  # plans of several lengths: nothing to warm-start from (checked in __init__)
+
     def _replan(self, states: np.ndarray, goals: np.ndarray) -> None:
         obs_t = torch.as_tensor(states, device=self.planner.device)
         goal_t = torch.as_tensor(goals, device=self.planner.device)
@@ -167,12 +195,15 @@ class MPCController:
             if self.memory and self.planner.sampler.history_guidance != 1.0:
                 z_now = self.planner.initial_latent(obs_t)
             objective = self.objective(goal_t) if self.objective is not None else None
-            plan = self.planner.plan_from(z, obs_t, goal_t, horizon, objective, generator=self.generator, init=init,
-                                          z_now=z_now)
-            self.plan_seconds += plan.info["seconds"]
-            self.plan = plan.actions.cpu().numpy()
-            self.plan_states = plan.states.cpu().numpy()
-            self.plan_tokens = plan.info["tokens"]
+            if self.min_horizon is None or objective is None:
+                plan = self.planner.plan_from(z, obs_t, goal_t, horizon, objective, generator=self.generator,
+                                              init=init, z_now=z_now)
+                self.plan_seconds += plan.info["seconds"]
+                self.plan = plan.actions.cpu().numpy()
+                self.plan_states = plan.states.cpu().numpy()
+                self.plan_tokens = plan.info["tokens"]
+            else:
+                self._plan_by_distance(z, z_now, obs_t, goal_t, objective, horizon)
         except UserError:
             raise
         except (RuntimeError, ValueError) as err:  # a numerical failure must not crash the control loop
@@ -184,3 +215,23 @@ class MPCController:
         self.plan_step = 0
         if self.plan_states is not None:
             self.history.append(self.plan_states)
+
+
+def tokens_to_goal(objective: Objective, obs: torch.Tensor, act_dim: int, token_reach: float, shortest: int,
+                   longest: int) -> np.ndarray:
+    """Tokens each env's plan needs: its cost-to-go (minus the distance objective at the current state) over
+    `token_reach`, rounded up, within [shortest, longest]. Non-finite costs get the longest horizon."""
+    with torch.no_grad():
+        here = obs[:, None].expand(-1, 2, -1)  # a one-step "plan" that stays where it is
+        cost = -objective(here, torch.zeros(len(obs), 1, act_dim, device=obs.device)).cpu().numpy()
+    tokens = np.where(np.isfinite(cost), np.ceil(np.nan_to_num(cost) / token_reach), longest)
+    return np.clip(tokens, shortest, longest).astype(int)
+
+
+def _merge(parts: list[tuple[torch.Tensor, torch.Tensor]], steps: int, rows: int) -> torch.Tensor:
+    """Rows of several plans [n_i, T_i, D], cut to `steps`, back into one batch in the envs' order."""
+    first = parts[0][1]
+    out = first.new_empty((rows, steps, first.shape[-1]))
+    for idx, part in parts:
+        out[idx.to(out.device)] = part[:, :steps]
+    return out
