@@ -194,3 +194,6 @@ def test_variable_horizon_plans_each_env_over_the_tokens_it_needs(planner):
         MPCController(planner, horizon=4, min_horizon=5)
     with pytest.raises(ValueError, match="replan_every"):
         MPCController(planner, horizon=8, min_horizon=1, replan_every=8)
+    planner.settings = replace(planner.settings, sampler=replace(planner.settings.sampler, warm_start_step=1))
+    with pytest.raises(ValueError, match="warm-start"):
+        MPCController(planner, horizon=8, min_horizon=2)
