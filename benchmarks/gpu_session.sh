@@ -42,6 +42,11 @@ datasets() {  # the 1M-step recipe datasets, generated in parallel on the CPU co
   wait
 }
 
+export_diffuser() {  # export_diffuser MAZE CHECKPOINT: the half-size inference export to $OUT, as shipped
+  (cd /tmp && python3 -c "from dfplan.checkpoint import export_for_inference as e, load_checkpoint as l; \
+print('$1', l('$2')['step'], 'steps ->', e('$2', '$OUT/pointmaze-$1-diffuser.pt', half=True))")
+}
+
 timings() {  # CUDA latency of DF plans, DF vs Diffuser speed (shipped checkpoints)
   python3 benchmarks/planning.py part=latency device=cuda variant=d4rl horizons=16,32,64 ddim_steps=3,10 mc=1,4 \
     batches=1,50 results="$LOG/planning.jsonl" 2>&1 | tail -16
@@ -77,8 +82,7 @@ elif [ "$stage" = train ]; then
   for m in umaze medium large; do
     src=/tmp/runs/$m-diffuser/final.pt; [ -f $src ] || src=/tmp/runs/$m-diffuser/last.pt
     cp /tmp/runs/$m-diffuser/log.csv "$LOG/train-$m.csv"
-    (cd /tmp && python3 -c "from dfplan.checkpoint import export_for_inference as e, load_checkpoint as l; \
-print('$m', l('$src')['step'], 'steps ->', e('$src', '$OUT/pointmaze-$m-diffuser.pt', half=True))")
+    export_diffuser $m $src
   done
 elif [ "$stage" = paper ]; then
   steps=$2
@@ -129,9 +133,7 @@ elif [ "$stage" = scale ]; then
     train=gpu train.steps=100000 train.lr_schedule=constant train.val_every=500 train.snapshot_every=1000 &
   wait
   for m in medium large; do
-    (cd /tmp && python3 -c "from dfplan.checkpoint import export_for_inference as e, load_checkpoint as l; \
-src='/tmp/runs/$m-diffuser/last.pt'; \
-print('$m diffuser', l(src)['step'], 'steps ->', e(src, '$OUT/pointmaze-$m-diffuser.pt', half=True))")
+    export_diffuser $m /tmp/runs/$m-diffuser/last.pt
   done
   cp /tmp/runs/large-dwell/last.pt "$OUT/large-dwell-last.pt"
   # the last four EMA snapshots (3.4 MB each; a file that comes back holds at most 16 MiB)
