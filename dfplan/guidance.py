@@ -116,6 +116,17 @@ class GeodesicGuide:
         return self._last[1]
 
 
+def per_candidate(objective: Objective, n: int) -> Objective:
+    """`objective` (made for B rows) applied to B*n rows holding n candidate plans per row, row-major
+    (row b*n + j = candidate j of row b, as `repeat_interleave` lays them out): one call per candidate."""
+
+    def objective_n(states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        s, a = states.unflatten(0, (-1, n)), actions.unflatten(0, (-1, n))
+        return torch.stack([objective(s[:, j], a[:, j]) for j in range(n)], dim=1).flatten()
+
+    return objective_n
+
+
 def combine(*weighted: tuple[float, Objective]) -> Objective:
     """Weighted sum of objectives, e.g. combine((1.0, goal_distance(g)), (5.0, goal_reward(g)))."""
 

@@ -30,6 +30,7 @@ class SamplerSettings:
     guidance_rule: str = "eps"  # eps: shift the predicted noise by scale*sqrt(1-ab)*grad at every step | paper: add
     #   scale*c*grad to the next DDIM sample, c = (1-ab) - sqrt(1-ab_next-sigma^2)*sqrt(1-ab) (~0 at high noise, 0 at the end)
     mc_samples: int = 1  # Monte Carlo Guidance samples R (1 = plain guidance)
+    candidates: int = 1  # guided plans sampled per env; the one the objective scores best is kept (1 = one plan)
     clip_x0: float = 10.0  # clamp predicted clean tokens (normalized units) for numerical safety
     warm_start_step: int = 0  # > 0: a previous plan's rest starts re-noised at this DDIM step (0 = off)
     temperature: float = 1.0  # scale of the starting noise: 1 samples the data's behaviour, < 1 leans to its mean
@@ -47,6 +48,7 @@ class SamplerSettings:
         check_choice("guidance_rule", self.guidance_rule, GUIDANCE_RULES)
         set_("context_noise", check_bool("context_noise", self.context_noise))
         set_("mc_samples", check_int("mc_samples", self.mc_samples, 1))
+        set_("candidates", check_int("candidates", self.candidates, 1))
         set_("clip_x0", check_float("clip_x0", self.clip_x0, 0.0))
         set_("warm_start_step", check_int("warm_start_step", self.warm_start_step, 0))
         set_("temperature", check_float("temperature", self.temperature, 0.0))

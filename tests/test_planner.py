@@ -4,7 +4,7 @@ import torch
 
 from dfplan.guidance import goal_distance, goal_reward
 from dfplan.df.planner import load_planner
-from dfplan.df.sampler import SamplerSettings, sample
+from dfplan.df.sampler import SampleResult, SamplerSettings, best_candidates, sample
 
 OBS = torch.tensor([[0.5, 1.0, 0.0, 0.0], [1.0, -1.0, 0.0, 0.0], [-1.0, -1.0, 0.5, 0.0]])
 GOAL = torch.tensor([[-1.0, 1.0]] * 3)
@@ -55,6 +55,27 @@ def test_mcg_with_one_sample_equals_plain_guidance(planner):
     assert torch.equal(a.states, b.states)
     c = planner.plan(OBS, GOAL, 4, generator=gen(5), guidance_scale=0.5, mc_samples=4)
     assert torch.isfinite(c.states).all() and not torch.equal(a.states, c.states)
+
+
+def test_candidates_keep_each_envs_best_of_its_plans(planner):
+    n = 4  # the n candidates are the plans of n copies of each env in one batch; each env keeps its best
+    best = planner.plan(OBS, GOAL, 4, generator=gen(2), guidance_scale=0.5, candidates=n)
+    every = planner.plan(OBS.repeat_interleave(n, 0), GOAL.repeat_interleave(n, 0), 4, generator=gen(2),
+                         guidance_scale=0.5)
+    value = every.info["objective"].reshape(3, n)
+    assert len(set(value.argmax(1).tolist())) > 1 or value.std(1).min() > 0  # the candidates differ
+    torch.testing.assert_close(best.info["objective"], value.max(1).values)
+    torch.testing.assert_close(best.actions, every.actions.unflatten(0, (3, n))[range(3), value.argmax(1)])
+    assert torch.equal(best.states[:, 0], OBS)
+    unguided = [planner.plan(OBS, GOAL, 4, generator=gen(2), guidance_scale=0.0, candidates=c) for c in (1, n)]
+    assert torch.equal(unguided[0].states, unguided[1].states)  # nothing to rank by: one plan
+
+
+def test_best_candidate_never_picks_a_non_finite_objective():
+    result = SampleResult(tokens=torch.arange(4.0)[:, None, None], z_end=None,
+                          objective=torch.tensor([float("nan"), -5.0, 2.0, float("inf")]))
+    best = best_candidates(result, 2)
+    assert best.tokens.flatten().tolist() == [1.0, 2.0] and best.z_end is None
 
 
 def test_paper_guidance_weight_vanishes_at_high_noise_and_at_the_end():

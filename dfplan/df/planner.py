@@ -9,10 +9,10 @@ import torch
 
 from dfplan.data import Normalizer
 from dfplan.df.model import DFRNN
-from dfplan.df.sampler import SampleResult, feed_context, sample
+from dfplan.df.sampler import SampleResult, best_candidates, feed_context, sample
 from dfplan.df.tokens import from_tokens
 from dfplan.errors import UserError
-from dfplan.guidance import Objective, goal_distance
+from dfplan.guidance import Objective, goal_distance, per_candidate
 from dfplan.settings import SAMPLER_KEYS, DFSettings, resolve_settings
 from dfplan.types import Plan, check_batch
 
@@ -102,9 +102,17 @@ class DFPlanner:
         if unknown:
             raise UserError(f"unknown sampler setting {sorted(unknown)[0]!r}; settings: {list(SAMPLER_KEYS)}")
         cfg = replace(self.sampler, **overrides) if overrides else self.sampler
-        token_objective = None if objective is None else self._token_objective(objective, obs)
-        result = sample(self.model, z.to(self.device), int(horizon), cfg, token_objective, generator, init=init,
-                        z_now=z_now)
+        n = cfg.candidates if objective is not None and cfg.guidance_scale > 0 else 1  # unguided: nothing to rank by
+        z = z.to(self.device)
+        plan_obs = obs
+        if n > 1:  # n plans per env in one batch, env b's at rows b*n .. b*n+n-1
+            z, plan_obs, init, z_now = (None if t is None else t.repeat_interleave(n, 0)
+                                        for t in (z, obs, init, z_now))
+            objective = per_candidate(objective, n)
+        token_objective = None if objective is None else self._token_objective(objective, plan_obs)
+        result = sample(self.model, z, int(horizon), cfg, token_objective, generator, init=init, z_now=z_now)
+        if n > 1:
+            result = best_candidates(result, n)
         return self._to_plan(result, obs, time.perf_counter() - t0)
 
     def objective_builder(self, name: str | None = None):

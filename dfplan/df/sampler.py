@@ -40,6 +40,16 @@ class SampleResult:
     objective: torch.Tensor | None  # [B] objective of the final plan, if guided
 
 
+def best_candidates(result: SampleResult, n: int) -> SampleResult:
+    """Of n candidate plans per row (rows b*n .. b*n+n-1 of a guided `result`), keep the one with the highest
+    objective (a non-finite objective never wins)."""
+    value = result.objective.reshape(-1, n)
+    value = torch.where(torch.isfinite(value), value, -torch.inf)
+    rows = value.argmax(1) + torch.arange(value.shape[0], device=value.device) * n
+    pick = lambda t: None if t is None else t[rows.to(t.device)]  # noqa: E731
+    return SampleResult(tokens=pick(result.tokens), z_end=pick(result.z_end), objective=pick(result.objective))
+
+
 def feed_context(model, tokens: torch.Tensor, z: torch.Tensor, level: int, noise: torch.Tensor,
                  emb: torch.Tensor | None = None, noised: bool = True) -> torch.Tensor:
     """Advance the latent over finished tokens [B, T, D], fed at the stabilization level (`emb`: its embedding
