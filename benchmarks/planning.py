@@ -9,8 +9,8 @@ ships of `variant` (none = the task's default, e.g. dwell; the committed results
 (`dfplan.tasks.get_task`) gives the start states (its env's reset states, its default goal protocol) and the
 plan statistics (`task.plan_stats`).
 (a) Latency: median wall time of `DFPlanner.plan` over `plans` plans (after `warmup` plans) for every
-    horizon (tokens) x DDIM steps x MC samples R x batch, guided with the checkpoint's tuned guidance scale
-    (`planner.settings.sampler.guidance_scale`; `guidance_scale=` overrides). Also on CUDA when torch sees one
+    horizon (tokens) x DDIM steps x MC samples R x candidates N x batch, guided with the checkpoint's tuned guidance
+    scale (`planner.settings.sampler.guidance_scale`; `guidance_scale=` overrides). Also on CUDA when torch sees one
     (`cuda=false` to skip).
 (b) Quality: one plan of `quality_horizon` tokens from each env reset state (seeds 0..quality_seeds-1) per
     variant (guidance on/off x MCG R=4/off x pyramid/full_sequence), scored by `task.plan_stats` per plan
@@ -44,6 +44,7 @@ DEFAULTS = {
     "horizons": [8, 16, 32, 64],
     "ddim_steps": [10, 20, 50],
     "mc": [1, 4],
+    "candidates": [1],  # best-of-N plans per env (`candidates`), e.g. [1,8]
     "batches": [1, 32],
     "plans": 20,
     "warmup": 2,
@@ -59,13 +60,14 @@ QUICK = {"horizons": [8, 32], "ddim_steps": [10], "mc": [1, 4], "batches": [1, 8
 def latency(planner, task, args, scale: float, device: str, results: common.Results) -> list[dict]:
     rows = []
     obs_all, goal_all = common.reset_states(task, range(max(args.batches)))
-    configs = [(h, s, r, b) for h in args.horizons for s in args.ddim_steps for r in args.mc for b in args.batches]
+    configs = [(h, s, r, n, b) for h in args.horizons for s in args.ddim_steps for r in args.mc
+               for n in args.candidates for b in args.batches]
     print(f"latency on {device}: {len(configs)} configs x ({args.warmup} warm-up + {args.plans} plans)", flush=True)
-    for h, s, r, b in configs:
+    for h, s, r, n, b in configs:
         obs = torch.as_tensor(obs_all[:b], device=device)
         goal = torch.as_tensor(goal_all[:b], device=device)
         gen = torch.Generator(device=device).manual_seed(args.sample_seed)
-        kw = dict(ddim_steps=s, mc_samples=r, guidance_scale=scale)
+        kw = dict(ddim_steps=s, mc_samples=r, candidates=n, guidance_scale=scale)
         sampler = replace(planner.sampler, **kw)  # what the plans use (validated here, before the timing)
         for _ in range(args.warmup):
             planner.plan(obs, goal, h, generator=gen, **kw)
@@ -78,20 +80,21 @@ def latency(planner, task, args, scale: float, device: str, results: common.Resu
             times.append(1000 * (time.perf_counter() - t0))
         q = np.percentile(times, [10, 90])
         row = {"part": "latency", "env": task.name, "method": "df", "device": device, "horizon_tokens": h,
-               "env_steps": h * planner.frame_stack, "ddim_steps": s, "mc_samples": r, "batch": b,
+               "env_steps": h * planner.frame_stack, "ddim_steps": s, "mc_samples": r, "candidates": n, "batch": b,
                "guidance_scale": scale, "sampler": asdict(sampler), "plans": args.plans,
                "median_ms": statistics.median(times), "p10_ms": float(q[0]), "p90_ms": float(q[1]),
                "median_ms_per_plan_row": statistics.median(times) / b, "times_ms": times}
         rows.append(results.add(row, device))
-        print(f"  H={h:3d} steps={s:3d} R={r} B={b:3d}: median {row['median_ms']:8.1f} ms", flush=True)
+        print(f"  H={h:3d} steps={s:3d} R={r} N={n} B={b:3d}: median {row['median_ms']:8.1f} ms", flush=True)
     return rows
 
 
 def latency_table(rows: list[dict]) -> str:
-    lines = [[r["device"], r["horizon_tokens"], r["env_steps"], r["ddim_steps"], r["mc_samples"], r["batch"],
-              f"{r['median_ms']:.1f}", f"{r['p10_ms']:.1f}–{r['p90_ms']:.1f}", f"{r['median_ms_per_plan_row']:.2f}"]
+    lines = [[r["device"], r["horizon_tokens"], r["env_steps"], r["ddim_steps"], r["mc_samples"],
+              r.get("candidates", 1), r["batch"], f"{r['median_ms']:.1f}", f"{r['p10_ms']:.1f}–{r['p90_ms']:.1f}",
+              f"{r['median_ms_per_plan_row']:.2f}"]
              for r in rows]
-    return common.markdown_table(["device", "H (tokens)", "env steps", "DDIM steps", "R", "batch", "median ms",
+    return common.markdown_table(["device", "H (tokens)", "env steps", "DDIM steps", "R", "N", "batch", "median ms",
                                   "p10–p90 ms", "ms per plan row"], lines)
 
 

@@ -248,8 +248,8 @@ def run_train(cfg: DictConfig) -> None:
 
 
 EVAL_SETTINGS = ("horizon", "min_horizon", "token_reach", "memory", "memory_tokens", "objective", "guidance_scale",
-                 "guidance_rule", "history_guidance", "mc_samples", "candidates", "ddim_steps", "schedule", "warm_start_step",
-                 "stabilization_level", "context_noise")
+                 "guidance_rule", "history_guidance", "mc_samples", "candidates", "ddim_steps", "schedule",
+                 "warm_start_step", "stabilization_level", "context_noise")
 
 
 def run_eval(cfg: DictConfig) -> None:
