@@ -60,10 +60,12 @@ def goal_reward(goal: torch.Tensor, radius: float = 0.45, sharpness: float = 10.
 
 
 def geodesic_distance(fields: torch.Tensor, origin: torch.Tensor, step: float,
-                      pos_dims: tuple[int, int] = (0, 1)) -> Objective:
+                      pos_dims: tuple[int, int] = (0, 1), value_fields: torch.Tensor | None = None) -> Objective:
     """J = -sum_t D(pos_t): like `goal_distance`, but D is the shortest-path distance around the walls
     (`MazeLayout.geodesic_field`, one field [B, rows, cols] per batch element, bilinearly interpolated), so
-    guidance leads around walls instead of into the wall nearest the goal. Needs the maze layout."""
+    guidance leads around walls instead of into the wall nearest the goal. Needs the maze layout.
+    `value_fields` (same shape): J takes its value from these and its gradient from `fields` (e.g. walls that
+    cost more in the value than a gradient may climb)."""
     n_r, n_c = fields.shape[-2:]
 
     def objective(states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -74,8 +76,12 @@ def geodesic_distance(fields: torch.Tensor, origin: torch.Tensor, step: float,
         # keep sample points finite and on the field: grid_sample's CPU backward crashes the process on NaN, and
         # outside the field the border value (zero gradient) is what padding_mode="border" gives anyway
         grid = torch.nan_to_num(grid, nan=0.0, posinf=1.0, neginf=-1.0).clamp(-1.0, 1.0)
-        d = F.grid_sample(fields[:, None].to(pos), grid, mode="bilinear", padding_mode="border", align_corners=True)
-        return -d[:, 0, 0].sum(-1)
+        at = lambda f: F.grid_sample(f[:, None].to(pos), grid, mode="bilinear", padding_mode="border",  # noqa: E731
+                                     align_corners=True)[:, 0, 0].sum(-1)
+        d = at(fields)
+        if value_fields is not None:
+            d = d + (at(value_fields) - d).detach()
+        return -d
 
     return objective
 
@@ -84,24 +90,27 @@ class GeodesicGuide:
     """Builds `geodesic_distance` objectives for a maze, one field per distinct goal (cached). The field keeps
     paths `clearance` metres clear of the walls and rises `wall_slope` per metre into them
     (`MazeLayout.geodesic_field`); the defaults were chosen on tuning episodes (benchmarks/README, "Wall-aware
-    distance field")."""
+    distance field"). The objective's value (what best-of-N `candidates` ranks plans by) rises `value_wall_slope`
+    per metre instead, so a plan through a wall never wins; its gradient keeps the gentle `wall_slope`, since a
+    steep one pushes guided plans away from any goal beside a wall (benchmarks/README, "Best of N plans")."""
 
     def __init__(self, layout, resolution: int = 8, clearance: float = 0.1, wall_slope: float = 2.0,
-                 max_cached: int = 512):
+                 value_wall_slope: float = 20.0, max_cached: int = 512):
         self.layout, self.resolution, self.max_cached = layout, resolution, max_cached
-        self.clearance, self.wall_slope = clearance, wall_slope
+        self.clearance, self.wall_slope, self.value_wall_slope = clearance, wall_slope, value_wall_slope
         origin, self.step = layout.field_frame(resolution)
         self.origin = torch.as_tensor(origin, dtype=torch.float32)
         self._fields: dict[tuple[float, float], torch.Tensor] = {}
         self._last: tuple[tuple, Objective] | None = None  # goals of the last call and their objective
 
     def field(self, key: tuple[float, float]) -> torch.Tensor:
+        """[2, rows, cols]: the field with `wall_slope` (the gradient's) and with `value_wall_slope` (the value's)."""
         if key not in self._fields:
             if len(self._fields) >= self.max_cached:  # random goals: one field per episode; keep the newest
                 self._fields.pop(next(iter(self._fields)))
-            field, _, _ = self.layout.geodesic_field(np.asarray(key), self.resolution, wall_slope=self.wall_slope,
-                                                     clearance=self.clearance)
-            self._fields[key] = torch.from_numpy(field)
+            self._fields[key] = torch.stack([torch.from_numpy(self.layout.geodesic_field(
+                np.asarray(key), self.resolution, wall_slope=slope, clearance=self.clearance)[0])
+                for slope in (self.wall_slope, self.value_wall_slope)])
         return self._fields[key]
 
     def __call__(self, goal: torch.Tensor) -> Objective:
@@ -111,8 +120,9 @@ class GeodesicGuide:
         inside = np.clip(np.nan_to_num(goal.detach().cpu().numpy()), lo, hi)
         keys = tuple((round(float(x), 3), round(float(y), 3)) for x, y in inside)
         if self._last is None or self._last[0] != (keys, goal.device):
-            fields = torch.stack([self.field(k) for k in keys]).to(goal.device)  # [B, rows, cols]
-            self._last = ((keys, goal.device), geodesic_distance(fields, self.origin.to(goal.device), self.step))
+            fields = torch.stack([self.field(k) for k in keys]).to(goal.device)  # [B, 2, rows, cols]
+            self._last = ((keys, goal.device), geodesic_distance(fields[:, 0], self.origin.to(goal.device),
+                                                                 self.step, value_fields=fields[:, 1]))
         return self._last[1]
 
 

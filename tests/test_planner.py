@@ -267,6 +267,25 @@ def test_geodesic_guidance_leads_round_the_wall_not_into_it():
     assert len(guide._fields) == 2
 
 
+def test_geodesic_value_counts_walls_steeply_and_its_gradient_gently():
+    from dfplan.guidance import GeodesicGuide
+
+    layout = umaze_layout()
+    goal = torch.tensor(layout.cell_to_xy((3, 1)), dtype=torch.float32)[None]
+    states = torch.zeros(1, 3, 4)
+    states[0, 1, :2] = torch.tensor(layout.cell_to_xy((1, 2)), dtype=torch.float32)  # free, mid-corridor
+    states[0, 2, :2] = torch.tensor(layout.cell_to_xy((2, 1)), dtype=torch.float32)  # the wall's middle, 0.5 m deep
+    out = {}
+    for slope in (2.0, 20.0):
+        x = states.clone().requires_grad_(True)
+        value = GeodesicGuide(layout, value_wall_slope=slope)(goal)(x, None)
+        value.sum().backward()
+        out[slope] = value.item(), x.grad.clone()
+    # 18 more per metre of depth: 0.5 m into the wall plus the 0.1 m clearance band that counts as wall
+    assert out[2.0][0] - out[20.0][0] == pytest.approx(18 * 0.6, abs=1.0)
+    torch.testing.assert_close(out[2.0][1], out[20.0][1])  # the same gradient
+
+
 def test_episode_goal_distance_weighs_the_mean_by_the_episode_length():
     from dfplan.guidance import episode_goal_distance
     from dfplan.tasks import get_task
