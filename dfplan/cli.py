@@ -294,7 +294,7 @@ def run_plan(cfg: DictConfig) -> None:
     s = run.plan_once(cfg.env, checkpoint=cfg.checkpoint, variant=cfg.variant, starts=cfg.starts, goal=cfg.goal,
                       seed=cfg.seed, horizon=cfg.horizon, device=cfg.device, out=cfg.out,
                       **_settings(cfg, ("objective", "guidance_scale", "mc_samples", "candidates", "ddim_steps",
-                                                "schedule")))
+                                        "schedule")))
     extra = ""
     if "in_wall" in s:
         extra = f"; planned positions in walls {s['in_wall']:.1%}, plans through a wall {s['through_wall']:.0%}"
