@@ -108,9 +108,9 @@ class GeodesicGuide:
         if key not in self._fields:
             if len(self._fields) >= self.max_cached:  # random goals: one field per episode; keep the newest
                 self._fields.pop(next(iter(self._fields)))
-            self._fields[key] = torch.stack([torch.from_numpy(self.layout.geodesic_field(
-                np.asarray(key), self.resolution, wall_slope=slope, clearance=self.clearance)[0])
-                for slope in (self.wall_slope, self.value_wall_slope)])
+            fields, _, _ = self.layout.geodesic_fields(np.asarray(key), self.resolution, clearance=self.clearance,
+                                                       wall_slopes=(self.wall_slope, self.value_wall_slope))
+            self._fields[key] = torch.from_numpy(fields)
         return self._fields[key]
 
     def __call__(self, goal: torch.Tensor) -> Objective:

@@ -208,14 +208,21 @@ class MazeLayout:
 
     def geodesic_field(self, goal_xy, resolution: int = 8, wall_slope: float = 2.0, clearance: float = 0.0
                        ) -> tuple[np.ndarray, np.ndarray, float]:
+        """The field of `geodesic_fields` for one wall slope: (field [rows, cols], xy of field[0, 0], grid step)."""
+        fields, origin, step = self.geodesic_fields(goal_xy, resolution, (wall_slope,), clearance)
+        return fields[0], origin, step
+
+    def geodesic_fields(self, goal_xy, resolution: int = 8, wall_slopes: tuple[float, ...] = (2.0,),
+                        clearance: float = 0.0) -> tuple[np.ndarray, np.ndarray, float]:
         """Shortest-path distance through free space from every point of a grid (`resolution` points per cell
         side) to `goal_xy`, 8-connected. A point inside a wall takes the distance of the free point nearest to it
         plus `wall_slope` times its depth into the wall, so a gradient leads out of walls without a cliff at their
         edge (a cliff's slope, ~100 per metre, outweighs the goal's pull of 1 wherever a plan grazes a wall) and
         without a short cut through them. `clearance` > 0 counts the strip of that width along the walls as wall,
         so shortest paths keep clear of walls and corners (a path that grazes a corner leads a plan into it).
-        Returns (field [rows, cols], xy of field[0, 0], grid step); field[r, c] is at xy = origin + (c * step,
-        -r * step)."""
+        One field per slope of `wall_slopes`, from one shortest-path computation.
+        Returns (fields [slopes, rows, cols], xy of field[0, 0], grid step); field[r, c] is at xy = origin +
+        (c * step, -r * step)."""
         origin, step = self.field_frame(resolution)
         n_r, n_c = self.n_rows * resolution, self.n_cols * resolution
         cols, rows = np.meshgrid(np.arange(n_c), np.arange(n_r))
@@ -231,10 +238,11 @@ class MazeLayout:
         dist = np.full(free.shape, np.inf)
         dist[gr, gc] = float(np.linalg.norm(pts[gr, gc] - goal_xy))
         dist, _ = _relax(dist, free, step)  # through free space
-        dist = _extend_into_walls(dist, free, step, wall_slope)
-        finite = np.isfinite(dist)  # free space cut off from the goal (a custom map's island): the top value
-        dist[~finite] = dist[finite].max() + self.scale
-        return dist.astype(np.float32), origin, step
+        fields = _extend_into_walls(dist, free, step, np.asarray(wall_slopes, dtype=float))
+        for field in fields:  # free space cut off from the goal (a custom map's island): the top value
+            finite = np.isfinite(field)
+            field[~finite] = field[finite].max() + self.scale
+        return fields.astype(np.float32), origin, step
 
     def line_of_sight(self, a_xy, b_xy, margin: float = 0.15, samples: int = 24) -> bool:
         """True when the straight segment a->b (widened by `margin`) crosses no wall cell."""
@@ -268,9 +276,10 @@ def _relax(dist: np.ndarray, allowed: np.ndarray, step: float, carry: np.ndarray
         dist, carry = new, new_carry
 
 
-def _extend_into_walls(field: np.ndarray, free: np.ndarray, step: float, slope: float) -> np.ndarray:
-    """`field` (finite on free points) extended into the walls: each wall point gets the value of its nearest free
-    point plus `slope` x its distance from it (a wall point no free point reaches keeps inf)."""
+def _extend_into_walls(field: np.ndarray, free: np.ndarray, step: float, slopes: np.ndarray) -> np.ndarray:
+    """`field` (finite on free points) extended into the walls, once per slope of `slopes` [S] -> [S, rows, cols]:
+    each wall point gets the value of its nearest free point plus the slope x its distance from it (a wall point no
+    free point reaches keeps inf)."""
     depth = np.where(free, 0.0, np.inf)
     depth, nearest = _relax(depth, ~free, step, carry=np.where(free, field, np.inf))
-    return np.where(free, field, nearest + slope * depth)
+    return np.where(free, field, nearest + slopes[:, None, None] * depth)
