@@ -67,6 +67,8 @@ def geodesic_distance(fields: torch.Tensor, origin: torch.Tensor, step: float,
     `value_fields` (same shape): J takes its value from these and its gradient from `fields` (e.g. walls that
     cost more in the value than a gradient may climb)."""
     n_r, n_c = fields.shape[-2:]
+    # channels of one grid_sample: [gradient field] or [gradient field, value field]
+    channels = fields[:, None] if value_fields is None else torch.stack([fields, value_fields], dim=1)
 
     def objective(states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         pos = states[:, 1:, list(pos_dims)]
@@ -76,12 +78,11 @@ def geodesic_distance(fields: torch.Tensor, origin: torch.Tensor, step: float,
         # keep sample points finite and on the field: grid_sample's CPU backward crashes the process on NaN, and
         # outside the field the border value (zero gradient) is what padding_mode="border" gives anyway
         grid = torch.nan_to_num(grid, nan=0.0, posinf=1.0, neginf=-1.0).clamp(-1.0, 1.0)
-        at = lambda f: F.grid_sample(f[:, None].to(pos), grid, mode="bilinear", padding_mode="border",  # noqa: E731
-                                     align_corners=True)[:, 0, 0].sum(-1)
-        d = at(fields)
-        if value_fields is not None:
-            d = d + (at(value_fields) - d).detach()
-        return -d
+        d = F.grid_sample(channels.to(pos), grid, mode="bilinear", padding_mode="border",
+                          align_corners=True)[:, :, 0].sum(-1)  # [B, channels]
+        if value_fields is None:
+            return -d[:, 0]
+        return -(d[:, 0] + (d[:, 1] - d[:, 0]).detach())
 
     return objective
 
