@@ -57,6 +57,11 @@ def read_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def sha256_16(data: str | bytes) -> str:
+    """The first 16 hex digits of the SHA-256 of `data` (a cache key)."""
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()[:16]
+
+
 def matching(rows: list[dict], key: dict) -> list[dict]:
     """The rows for the same run (or baseline) and evaluation settings."""
     return [r for r in rows if all(r.get(k) == v for k, v in key.items())]
@@ -132,17 +137,20 @@ def main() -> None:
     device = common.resolve_device(args.device)
     results = common.Results("training_curve", args, command)
     episodes = {"env": task.name, "episodes": args.episodes, "first_env_seed_0": args.first_seed, "goal": args.goal}
-    key = {"run": str(run.resolve()), "settings_from": str(like) if like else None, **episodes}
+    # Keyed on the settings themselves, not the file they came from: a copied file shares its rows, a shipped name
+    # whose settings were re-tuned does not.
+    key = {"run": str(run.resolve()), "settings_sha256": sha256_16(json.dumps(settings, sort_keys=True)), **episodes}
     before, val = read_rows(results.path), validation_losses(run)
     done = {r["step"] for r in matching(before, key)}
     for step, path in found:
         if step not in done:
             controller = make_controller(planner, task, path, device=device, **settings)
-            measure(controller, task, args, results, {**key, "step": step, "snapshot": str(path), "planner": planner,
+            measure(controller, task, args, results, {**key, "settings_from": str(like) if like else None, "step": step,
+                                                      "snapshot": str(path), "planner": planner,
                                                       "val_loss": val.get(step)}, device, f"step {step:7d}")
     base_key = {"baseline": str(baseline), **episodes}  # + its content: a shipped name can point at a newer model
     if baseline is not None:
-        base_key["baseline_sha256"] = hashlib.sha256(baseline.read_bytes()).hexdigest()[:16]
+        base_key["baseline_sha256"] = sha256_16(baseline.read_bytes())
     if baseline is not None and not matching(before, base_key):  # with its own stored settings
         measure(make_controller(planner, task, baseline, device=device), task, args, results,
                 {**base_key, "planner": planner}, device, baseline.stem)

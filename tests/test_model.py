@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -213,6 +214,10 @@ def test_training_curve_measures_each_snapshot_once(datasets, tmp_path):
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "seed 0:" not in again.stdout and "| 40 |" in again.stdout
     assert len(results.read_text().splitlines()) == 3 and "(baseline) |" in again.stdout
+    copied = tmp_path / "same-settings.pt"  # the rows are keyed on the settings, not on the file they came from
+    shutil.copy(TESTS.parent / "dfplan" / "checkpoints" / "pointmaze-umaze-dwell.pt", copied)
+    same = subprocess.run([*command, f"like={copied}"], capture_output=True, text=True, timeout=600)
+    assert same.returncode == 0 and "seed 0:" not in same.stdout and len(results.read_text().splitlines()) == 3
     empty = subprocess.run([*command[:2], f"run={tmp_path}"], capture_output=True, text=True, timeout=60)
     assert empty.returncode == 2 and "snapshot_every" in empty.stderr and "Traceback" not in empty.stderr
 
