@@ -14,6 +14,7 @@ from dfplan.errors import UserError, check_bool, check_choice, check_float, chec
 
 SCHEDULES = ("pyramid", "full_sequence", "autoregressive", "trapezoid")
 GUIDANCE_RULES = ("eps", "paper")
+GUIDED_DIMS = ("all", "actions")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,10 @@ class SamplerSettings:
     guidance_scale: float = 0.0  # strength of the objective's gradient; 0 = unguided
     guidance_rule: str = "eps"  # eps: shift the predicted noise by scale*sqrt(1-ab)*grad at every step | paper: add
     #   scale*c*grad to the next DDIM sample, c = (1-ab) - sqrt(1-ab_next-sigma^2)*sqrt(1-ab) (~0 at high noise, 0 at the end)
+    guided_dims: str = "all"  # all | actions: the gradient moves only the noisy actions; the states follow through
+    #   the model, so planned states stay ones the planned actions reach
+    guide_last_step: bool = True  # false: each token's last DDIM step is unguided: its clean state and action are the
+    #   model's own prediction (the eps rule there moves the clean states directly, not the actions)
     mc_samples: int = 1  # Monte Carlo Guidance samples R (1 = plain guidance)
     candidates: int = 1  # guided plans sampled per env; the one the objective scores best is kept (1 = one plan)
     clip_x0: float = 10.0  # clamp predicted clean tokens (normalized units) for numerical safety
@@ -47,6 +52,8 @@ class SamplerSettings:
         set_("guidance_scale", check_float("guidance_scale", self.guidance_scale, 0.0))
         check_choice("guidance_rule", self.guidance_rule, GUIDANCE_RULES)
         set_("context_noise", check_bool("context_noise", self.context_noise))
+        check_choice("guided_dims", self.guided_dims, GUIDED_DIMS)
+        set_("guide_last_step", check_bool("guide_last_step", self.guide_last_step))
         set_("mc_samples", check_int("mc_samples", self.mc_samples, 1))
         set_("candidates", check_int("candidates", self.candidates, 1))
         set_("clip_x0", check_float("clip_x0", self.clip_x0, 0.0))

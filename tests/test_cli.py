@@ -66,6 +66,8 @@ MISTAKES = [
     (["dfplan-train", "planner=8"], "planner=8 must be a mapping of settings"),
     (["dfplan-eval", "history_guidance=inf"], "history_guidance=inf"),
     (["dfplan-eval", "guidance_rule=classifier"], "guidance_rule='classifier'"),
+    (["dfplan-eval", "guided_dims=states"], "guided_dims='states'"),
+    (["dfplan-plan", "guide_last_step=maybe"], "guide_last_step"),
 ]
 
 

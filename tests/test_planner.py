@@ -104,6 +104,17 @@ def test_paper_guidance_rule_steers_the_plan_toward_the_goal(planner):
     assert guided < free - 0.1
 
 
+def test_guidance_can_spare_the_last_step_and_the_states(planner):
+    kw = dict(schedule="full_sequence", ddim_steps=1)  # one DDIM step: it is every token's last
+    plan = lambda **g: planner.plan(OBS, GOAL, 4, generator=gen(3), **kw, **g)  # noqa: E731
+    free, guided = plan(guidance_scale=0.0), plan(guidance_scale=5.0)
+    assert not torch.allclose(guided.states, free.states, atol=0.1)
+    assert torch.allclose(plan(guidance_scale=5.0, guide_last_step=False).states, free.states, atol=1e-6)
+    actions_only = plan(guidance_scale=5.0, guided_dims="actions")  # the gradient moves the actions, not the states
+    assert torch.allclose(actions_only.states, free.states, atol=1e-3)  # (eps -> x0 at full noise: round-off ~1e-4)
+    assert not torch.allclose(actions_only.actions, free.actions, atol=1e-3)
+
+
 def test_context_fed_clean_when_context_noise_is_off(planner):
     from dfplan.df.sampler import feed_context
 

@@ -210,9 +210,18 @@ def paper_guidance_weight(ab: torch.Tensor, ab_next: torch.Tensor, eta: float = 
     return torch.where(ab_next >= 1, torch.zeros_like(c), c)
 
 
+def _action_mask(frame_stack: int, act_dim: int, obs_dim: int, device) -> torch.Tensor:
+    """[D]: 1 on a token's action entries, 0 on its states (token = frame_stack x [a, o])."""
+    frame = torch.cat([torch.ones(act_dim, device=device), torch.zeros(obs_dim, device=device)])
+    return frame.repeat(frame_stack)
+
+
 def _predict(model, x_act, row: _Row, z_prefix, prefix, cfg: SamplerSettings, objective, randn):
     """(x0, eps, shift) for the active tokens; guided by the objective's gradient when one is given: through eps
     (`guidance_rule="eps"`), or as `shift`, added to the next DDIM sample (`"paper"`; None otherwise)."""
+    last = row.ab_next >= 1  # [T, 1]: tokens that this step finishes
+    if objective is not None and not cfg.guide_last_step and bool(last.all()):
+        objective = None  # nothing left to guide: skip the backward pass
     if objective is None:
         x0 = _x0(model, x_act, row, z_prefix, cfg)
         return x0, eps_from_x0_at(x_act, row.ab, x0), None
@@ -230,6 +239,10 @@ def _predict(model, x_act, row: _Row, z_prefix, prefix, cfg: SamplerSettings, ob
             values += [objective(whole(x0_r)) for x0_r in x0_re.chunk(R)]
         mean_value = values[0] if len(values) == 1 else torch.stack(values).mean(0)
         grad = torch.autograd.grad(mean_value.sum(), x_in)[0]
+    if not cfg.guide_last_step:
+        grad = torch.where(last, 0.0, grad)
+    if cfg.guided_dims == "actions":
+        grad = grad * _action_mask(model.cfg.frame_stack, model.cfg.act_dim, model.cfg.obs_dim, grad.device)
     x0 = x0.detach()
     eps = eps_from_x0_at(x_act, row.ab, x0)
     if cfg.guidance_rule == "paper":
