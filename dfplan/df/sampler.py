@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -70,6 +71,7 @@ class _Row(NamedTuple):
     ab_next: torch.Tensor  # [T, 1] ... after this row
     emb: torch.Tensor  # [T, E] level embedding of the levels now
     unchanged: torch.Tensor | None  # [T, 1] True where the level stays; None when every token moves
+    finishes_all: bool  # every active token is clean after this row (known on the host: no device sync to ask)
 
 
 class _Tables(NamedTuple):
@@ -101,7 +103,7 @@ def _tables(model, levels: np.ndarray, context_level: int, device) -> _Tables:
 
 def _row(t: _Tables, m: int, done: int) -> _Row:
     return _Row(ab=t.ab[m, done:], ab_next=t.ab[m + 1, done:], emb=t.emb[t.index[m, done:]],
-                unchanged=None if t.all_move[m] else t.stays[m, done:])
+                unchanged=None if t.all_move[m] else t.stays[m, done:], finishes_all=t.finished[m + 1] == t.ab.shape[1])
 
 
 def sample(model, z0: torch.Tensor, horizon: int, cfg: SamplerSettings, objective: TokenObjective | None = None,
@@ -210,6 +212,7 @@ def paper_guidance_weight(ab: torch.Tensor, ab_next: torch.Tensor, eta: float = 
     return torch.where(ab_next >= 1, torch.zeros_like(c), c)
 
 
+@lru_cache(maxsize=8)
 def _action_mask(frame_stack: int, act_dim: int, obs_dim: int, device) -> torch.Tensor:
     """[D]: 1 on a token's action entries, 0 on its states (token = frame_stack x [a, o])."""
     frame = torch.cat([torch.ones(act_dim, device=device), torch.zeros(obs_dim, device=device)])
@@ -219,8 +222,7 @@ def _action_mask(frame_stack: int, act_dim: int, obs_dim: int, device) -> torch.
 def _predict(model, x_act, row: _Row, z_prefix, prefix, cfg: SamplerSettings, objective, randn):
     """(x0, eps, shift) for the active tokens; guided by the objective's gradient when one is given: through eps
     (`guidance_rule="eps"`), or as `shift`, added to the next DDIM sample (`"paper"`; None otherwise)."""
-    last = row.ab_next >= 1  # [T, 1]: tokens that this step finishes
-    if objective is not None and not cfg.guide_last_step and bool(last.all()):
+    if objective is not None and not cfg.guide_last_step and row.finishes_all:
         objective = None  # nothing left to guide: skip the backward pass
     if objective is None:
         x0 = _x0(model, x_act, row, z_prefix, cfg)
@@ -240,7 +242,7 @@ def _predict(model, x_act, row: _Row, z_prefix, prefix, cfg: SamplerSettings, ob
         mean_value = values[0] if len(values) == 1 else torch.stack(values).mean(0)
         grad = torch.autograd.grad(mean_value.sum(), x_in)[0]
     if not cfg.guide_last_step:
-        grad = torch.where(last, 0.0, grad)
+        grad = torch.where(row.ab_next >= 1, 0.0, grad)  # tokens this step finishes
     if cfg.guided_dims == "actions":
         grad = grad * _action_mask(model.cfg.frame_stack, model.cfg.act_dim, model.cfg.obs_dim, grad.device)
     x0 = x0.detach()
