@@ -3,11 +3,12 @@
     python benchmarks/fidelity.py env=pointmaze-umaze paper=runs/umaze-paper/final.pt
         optimizer=runs/umaze-paper-opt/final.pt network=runs/umaze-paper-net/final.pt
         frame_stack=runs/umaze-paper-fs4/final.pt window=runs/umaze-paper-w60/final.pt      (one command line)
-    python benchmarks/fidelity.py quick=true paper=runs/umaze-paper/final.pt      # smoke test
+    python benchmarks/fidelity.py quick=true      # smoke test, on the shipped paper checkpoint
 
 Rows (all on the D4RL-recipe data, the same env seeds, the checkpoint's own actions):
   paper              the paper configuration: a checkpoint trained with `+experiment=df_paper` and the planner
-                     settings that preset stores in it (configs/experiment/df_paper.yaml says what each one is)
+                     settings that preset stores in it (configs/experiment/df_paper.yaml says what each one is);
+                     `paper=PATH`, default the shipped pointmaze-<maze>-paper (`dfplan-eval variant=paper`)
   planner switches   the paper checkpoint with one group of planner settings set to ours, i.e. to the values tuned
                      for our shipped D4RL-data checkpoint (`ours=`, default the shipped pointmaze-<maze>-d4rl):
                      guidance (rule, scale, objective), sampler (schedule, DDIM steps), horizon (the same plan
@@ -61,8 +62,6 @@ def main() -> None:
     bad = [r for r in args.rows if r not in ROWS]
     if bad:
         raise common.ArgError(f"error: unknown rows {bad}; choose from {ROWS}")
-    if not args.paper:
-        raise common.ArgError("error: pass paper=PATH, a checkpoint trained with +experiment=df_paper")
     task = common.task_of(args.env)
     command = common.print_command()
     from dfplan.controllers import make_controller
@@ -71,10 +70,13 @@ def main() -> None:
     from dfplan.run import reference_scores
 
     device = common.resolve_device(args.device)
-    paths = {"paper": common.default_checkpoint(task, args.paper),
+    paths = {"paper": common.default_checkpoint(task, args.paper or None, "df", "paper"),
              "ours": common.default_checkpoint(task, args.ours or None, "df", "d4rl"),
              "diffuser": common.default_checkpoint(task, None, "diffuser"),
              **{k: common.default_checkpoint(task, args[k]) if args[k] else None for k in TRAINING_SWITCHES}}
+    if paths["paper"] is None:
+        raise common.ArgError(f"error: no paper checkpoint ships for {task.name}; pass paper=PATH, one trained with "
+                              f"{task.train_command('paper')}")
     paper_planner, ours_planner = load_planner(paths["paper"], device=device), load_planner(paths["ours"], device=device)
     paper, ours = paper_planner.settings.flat(), ours_planner.settings.flat()  # the tuned settings of each
     fs = (paper_planner.frame_stack, ours_planner.frame_stack)

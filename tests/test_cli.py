@@ -44,7 +44,7 @@ MISTAKES = [
     (["dfplan-eval", "horizon=1.5"], "horizon=1.5"),
     (["dfplan-eval", "planner=df", "checkpoint=missing.pt"], "missing.pt does not exist"),
     (["dfplan-eval", "variant=best"], "variant='best'"),
-    (["dfplan-eval", "env=pointmaze-medium", "variant=paper"], "+experiment=df_paper train.window_steps=600"),
+    (["dfplan-eval", "env=ogbench-cube-double", "planner=diffuser"], "dfplan-train env=ogbench-cube-double model=diffuser"),
     (["dfplan-eval", "results=/no/such/dir/r.jsonl"], "cannot write /no/such/dir/r.jsonl"),
     (["dfplan-eval", "env=pointmaze-umaze", "checkpoint=pointmaze-medium-dwell"], "trained for env=pointmaze-medium"),
     (["dfplan-eval", "planner=df", "checkpoint=pointmaze-umaze-diffuser"], "holds a Diffuser model, not a DF one"),

@@ -307,12 +307,22 @@ def test_paper_preset_trains_and_its_checkpoint_plans_with_the_paper_settings(da
     assert plan.actions.shape == (2, 30, 2) and torch.isfinite(plan.states).all()
 
 
-def test_shipped_paper_variant_holds_the_paper_configuration():
+@pytest.mark.parametrize("env", ["pointmaze-umaze", "pointmaze-medium", "pointmaze-large"])
+def test_shipped_paper_variant_holds_the_paper_configuration(env):
+    """variant=paper on every maze: the paper's cell, frame stack and settings, trained on whole episodes by the
+    command the task names (which `dfplan-eval variant=paper` prints when the file is missing)."""
     from dfplan.df.planner import load_planner
+    from dfplan.tasks import get_task
 
-    planner = load_planner("pointmaze-umaze-paper", device="cpu")
+    task = get_task(env)
+    path = task.shipped_checkpoint("df", "paper")
+    planner = load_planner(path, device="cpu")
     assert planner.model.cfg.cell == "resmlp_gru" and planner.frame_stack == 10
     assert planner.settings.sampler.guidance_rule == "paper" and planner.settings.controller.memory is False
+    trained = load_checkpoint(path)["config"]
+    assert trained["train"]["window_steps"] == task.max_episode_steps
+    assert f"train.window_steps={task.max_episode_steps}" in task.train_command("paper")
+    assert (planner.model.cfg.mlp_hidden == 32) == ("model.mlp_hidden=32" in task.train_command("paper"))
     plan = planner.plan(torch.zeros(1, 4), torch.ones(1, 2), horizon=2, ddim_steps=5)
     assert torch.isfinite(plan.states).all()
 

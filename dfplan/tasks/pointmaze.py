@@ -3,8 +3,8 @@
 Score: D4RL-style normalized return (100 = the waypoint expert, 0 = a random policy, the reference scores coming
 from the dataset the checkpoint was trained on). Success: the goal reached at any step (continuing task).
 Objectives: `goal_distance` (the Diffusion Forcing paper's straight line) and `geodesic` (shortest path around the
-walls; uses the map). Variants of the shipped DF checkpoints: `dwell` (trained on the dwell data, the default)
-and `d4rl` (the D4RL recipe).
+walls; uses the map). Variants of the shipped DF checkpoints: `dwell` (trained on the dwell data, the default),
+`d4rl` (the D4RL recipe) and `paper` (the D4RL recipe, the Diffusion Forcing paper code's configuration).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class PointMazeTask(Task):
     score_name = "normalized score"
     success_radius = GOAL_RADIUS
     objectives = ("goal_distance", "geodesic", "episode_goal_distance")
-    variants = ("dwell", "d4rl", "paper")  # paper: +experiment=df_paper, shipped for U-Maze
+    variants = ("dwell", "d4rl", "paper")  # paper: +experiment=df_paper
     data_options = ("steps", "dwell", "ref_episodes")
 
     def __init__(self, spec):
@@ -72,9 +72,10 @@ class PointMazeTask(Task):
 
     def train_command(self, variant: str) -> str:
         d4rl = self.default_dataset_id()
-        if variant == "paper":  # whole-episode windows, as the paper trains
+        if variant == "paper":  # whole-episode windows, as the paper trains; its Large network is twice as wide
+            wide = " model.mlp_hidden=32 model.emb_dim=32" if self.max_episode_steps >= 800 else ""
             return (f"dfplan-train env={self.name} dataset={d4rl} +experiment=df_paper "
-                    f"train.window_steps={self.max_episode_steps}")
+                    f"train.window_steps={self.max_episode_steps}{wide}")
         dataset = self.default_dataset_id(dwell=100) if variant == "dwell" else d4rl
         return f"dfplan-train env={self.name} dataset={dataset}"
 
