@@ -248,8 +248,8 @@ def run_train(cfg: DictConfig) -> None:
 
 
 EVAL_SETTINGS = ("horizon", "min_horizon", "token_reach", "memory", "memory_tokens", "objective", "guidance_scale",
-                 "guidance_rule", "guided_dims", "guide_last_step", "history_guidance", "mc_samples", "candidates",
-                 "ddim_steps", "schedule", "warm_start_step", "stabilization_level", "context_noise")
+                 "guidance_rule", "guided_dims", "guide_last_step", "clip_actions", "history_guidance", "mc_samples",
+                 "candidates", "ddim_steps", "schedule", "warm_start_step", "stabilization_level", "context_noise")
 
 
 def run_eval(cfg: DictConfig) -> None:
@@ -293,8 +293,8 @@ def run_plan(cfg: DictConfig) -> None:
 
     s = run.plan_once(cfg.env, checkpoint=cfg.checkpoint, variant=cfg.variant, starts=cfg.starts, goal=cfg.goal,
                       seed=cfg.seed, horizon=cfg.horizon, device=cfg.device, out=cfg.out,
-                      **_settings(cfg, ("objective", "guidance_scale", "guided_dims", "guide_last_step", "mc_samples",
-                                        "candidates", "ddim_steps", "schedule")))
+                      **_settings(cfg, ("objective", "guidance_scale", "guided_dims", "guide_last_step", "clip_actions",
+                                        "mc_samples", "candidates", "ddim_steps", "schedule")))
     extra = ""
     if "in_wall" in s:
         extra = f"; planned positions in walls {s['in_wall']:.1%}, plans through a wall {s['through_wall']:.0%}"

@@ -37,6 +37,8 @@ class SamplerSettings:
     mc_samples: int = 1  # Monte Carlo Guidance samples R (1 = plain guidance)
     candidates: int = 1  # guided plans sampled per env; the one the objective scores best is kept (1 = one plan)
     clip_x0: float = 10.0  # clamp predicted clean tokens (normalized units) for numerical safety
+    clip_actions: bool = False  # clamp the planned actions to the env's action box at every DDIM step, so guidance
+    #   cannot plan actions the env would clip and the planned states stay ones the env reaches
     warm_start_step: int = 0  # > 0: a previous plan's rest starts re-noised at this DDIM step (0 = off)
     temperature: float = 1.0  # scale of the starting noise: 1 samples the data's behaviour, < 1 leans to its mean
     history_guidance: float = 1.0  # with memory: x0 = x0_now + w*(x0_hist - x0_now), hist = after the executed history,
@@ -57,6 +59,7 @@ class SamplerSettings:
         set_("mc_samples", check_int("mc_samples", self.mc_samples, 1))
         set_("candidates", check_int("candidates", self.candidates, 1))
         set_("clip_x0", check_float("clip_x0", self.clip_x0, 0.0))
+        set_("clip_actions", check_bool("clip_actions", self.clip_actions))
         set_("warm_start_step", check_int("warm_start_step", self.warm_start_step, 0))
         set_("temperature", check_float("temperature", self.temperature, 0.0))
         set_("history_guidance", check_float("history_guidance", self.history_guidance))

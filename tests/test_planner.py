@@ -115,6 +115,16 @@ def test_guidance_can_spare_the_last_step_and_the_states(planner):
     assert not torch.allclose(actions_only.actions, free.actions, atol=1e-3)
 
 
+def test_clipped_actions_stay_in_the_action_box(planner):
+    plan = lambda **g: planner.plan(OBS, GOAL, 6, generator=gen(4), guidance_scale=50.0, **g)  # noqa: E731
+    pushed = plan()  # strong guidance drives the planned actions out of the env's box ...
+    assert pushed.actions.abs().max() > 1.05
+    clipped = plan(clip_actions=True)  # ... unless each step's clean estimate is clamped into it
+    assert clipped.actions.abs().max() <= 1.0 + 1e-5 and torch.isfinite(clipped.states).all()
+    low, high = planner.token_box()  # the states are left free
+    assert torch.isinf(low).sum() == planner.frame_stack * planner.obs_dim and (high > low).all()
+
+
 def test_context_fed_clean_when_context_noise_is_off(planner):
     from dfplan.df.sampler import feed_context
 

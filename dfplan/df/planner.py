@@ -44,6 +44,7 @@ class DFPlanner:
         self.goal_dims = tuple(task.goal_dims) if task is not None else (0, 1)
         self.frame_stack = model.cfg.frame_stack
         self._builders: dict = {}  # objective name -> (goal -> objective), see `objective_builder`
+        self._token_box = None  # normalized action box per token entry, built on first use (`token_box`)
 
     @property
     def sampler(self):
@@ -110,10 +111,24 @@ class DFPlanner:
                                         for t in (z, obs, init, z_now))
             objective = per_candidate(objective, n)
         token_objective = None if objective is None else self._token_objective(objective, plan_obs)
-        result = sample(self.model, z, int(horizon), cfg, token_objective, generator, init=init, z_now=z_now)
+        box = self.token_box() if cfg.clip_actions else None
+        result = sample(self.model, z, int(horizon), cfg, token_objective, generator, init=init, z_now=z_now,
+                        token_box=box)
         if n > 1:
             result = best_candidates(result, n)
         return self._to_plan(result, obs, time.perf_counter() - t0)
+
+    def token_box(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(low, high) [token_dim], normalized: the task's action box on a token's action entries, ±inf on its
+        states (what `clip_actions` clamps each clean estimate into)."""
+        if self._token_box is None:
+            low, high = self.task.action_bounds if self.task is not None else (-1.0, 1.0)
+            act = self.normalizer.norm_act(torch.tensor([[low] * self.act_dim, [high] * self.act_dim],
+                                                        device=self.device))
+            inf = torch.full((self.obs_dim,), torch.inf, device=self.device)
+            self._token_box = (torch.cat([act[0], -inf]).repeat(self.frame_stack),
+                               torch.cat([act[1], inf]).repeat(self.frame_stack))
+        return self._token_box
 
     def objective_builder(self, name: str | None = None):
         """goal -> objective for a guidance objective of the planner's task, by name (None: the tuned one; the

@@ -108,12 +108,14 @@ def _row(t: _Tables, m: int, done: int) -> _Row:
 
 def sample(model, z0: torch.Tensor, horizon: int, cfg: SamplerSettings, objective: TokenObjective | None = None,
            generator: torch.Generator | None = None, return_latent: bool = False,
-           init: torch.Tensor | None = None, z_now: torch.Tensor | None = None) -> SampleResult:
+           init: torch.Tensor | None = None, z_now: torch.Tensor | None = None,
+           token_box: tuple[torch.Tensor, torch.Tensor] | None = None) -> SampleResult:
     """Sample `horizon` tokens after latent z0 [B, Hz]; `return_latent` also feeds the plan back for `z_end`
     (one more RNN pass, needed by causal rollouts, not by planning). Warm start: with `cfg.warm_start_step` > 0,
     `init` [B, n, D] (normalized clean tokens, e.g. the unexecuted rest of the previous plan) seeds the first n
     tokens, re-noised to that step, instead of pure noise. History guidance: `z_now` [B, Hz], a latent with less
-    history than z0 (used when `cfg.history_guidance` != 1)."""
+    history than z0 (used when `cfg.history_guidance` != 1). `token_box`: (low, high) [D] in normalized units, used
+    when `cfg.clip_actions`: every step's clean estimate is clamped into it (±inf on the state entries)."""
     paired = z_now is not None and cfg.history_guidance != 1.0
     if paired:
         z0 = torch.cat([z0, z_now.to(z0.device)])  # the doubled batch: [history; current state]
@@ -126,8 +128,9 @@ def sample(model, z0: torch.Tensor, horizon: int, cfg: SamplerSettings, objectiv
     # guided, the prediction turns gradients back on for itself; unguided, inference mode is ~10% cheaper than
     # no_grad at batch 1, and its tensors (which can never join a graph) are cloned out for the caller
     with torch.no_grad() if guided else torch.inference_mode():
+        box = token_box if cfg.clip_actions else None
         tokens, z_end = _sample(model, z0, levels, cfg, objective if guided else None, generator, return_latent,
-                                init, n_init, paired)
+                                init, n_init, paired, box)
     if not guided:
         tokens, z_end = tokens.clone(), None if z_end is None else z_end.clone()
     with torch.no_grad():  # outside inference mode: an objective may keep tensors it makes for later guided calls
@@ -135,9 +138,9 @@ def sample(model, z0: torch.Tensor, horizon: int, cfg: SamplerSettings, objectiv
     return SampleResult(tokens=tokens, z_end=z_end, objective=value)
 
 
-def _sample(model, z0, levels, cfg, objective, generator, return_latent, init, n_init, paired):
+def _sample(model, z0, levels, cfg, objective, generator, return_latent, init, n_init, paired, box=None):
     """(tokens [B, H, D], z_end or None): the row loop of `sample` (`objective`: None when unguided; `paired`:
-    z0 is [2B, Hz], history guidance)."""
+    z0 is [2B, Hz], history guidance; `box`: (low, high) [D] that every clean estimate is clamped into, or None)."""
     B = z0.shape[0] // 2 if paired else z0.shape[0]
     pair = (lambda t: torch.cat([t, t])) if paired else (lambda t: t)  # tokens as the latents' batch sees them
     horizon, D, device = levels.shape[1], model.cfg.token_dim, z0.device
@@ -158,6 +161,9 @@ def _sample(model, z0, levels, cfg, objective, generator, return_latent, init, n
             continue
         row, x_act = _row(tables, m, done), x[:, done:]
         x0, eps, shift = _predict(model, x_act, row, z_prefix, x[:, :done], cfg, objective, randn)
+        if box is not None:  # the step then heads for actions the env can execute, and the states follow them
+            x0 = torch.minimum(torch.maximum(x0, box[0]), box[1])
+            eps = eps_from_x0_at(x_act, row.ab, x0)
         x[:, done:] = ddim_step_at(x_act, x0, row.ab, row.ab_next, cfg.eta, eps_hat=eps, unchanged=row.unchanged,
                                    noise=randn(*x_act.shape) if cfg.eta > 0 else None)
         if shift is not None:

@@ -51,6 +51,7 @@ class Task(ABC):
     objectives: tuple[str, ...] = ()  # guidance objectives by name; the first is the default
     variants: tuple[str, ...] = ()  # shipped DF checkpoint variants; the first is the default
     data_options: tuple[str, ...] = ()  # dfplan-data keys this task's recipe takes (besides seed and dataset_id)
+    action_bounds: tuple[float, float] = (-1.0, 1.0)  # the env's action box, the same for every action dim
 
     # --- env ---------------------------------------------------------------------------------------
     @property
