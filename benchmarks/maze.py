@@ -13,7 +13,8 @@ as `dfplan-eval` does; the recorded settings are the controller's own, `dataclas
   df-replan8     replan_every=8 env steps (two tokens)    df-replan4  replan every token
   df-warm1, df-warm2, df-cold   warm start from the previous plan at DDIM step 1 / 2, or off
   df-geodesic, df-goal-distance  guidance objective: shortest-path distance around the walls (knows the map) /
-                 straight-line distance (the paper's)
+                 straight-line distance (the paper's); df-geodesic-best8   geodesic, the best of 8 plans (the
+                 dwell models' planner)
   df-dwell, df-dwell-geodesic, df-dwell-goal-distance   the DF checkpoint trained on the dwell dataset variant
                  (variant dwell, the task's default); df-dwell-memory, df-dwell-no-memory   the same with memory
                  on / off
@@ -45,6 +46,7 @@ DF_METHODS = {"df": {}, "df-no-mcg": {"mc_samples": 1}, "df-mcg": {"mc_samples":
               "df-no-memory": {"memory": False}, "df-replan8": {"replan_every": 8},
               "df-replan4": {"replan_every": 4}, "df-warm1": {"warm_start_step": 1}, "df-warm2": {"warm_start_step": 2},
               "df-cold": {"warm_start_step": 0}, "df-geodesic": {"objective": "geodesic"},
+              "df-geodesic-best8": {"objective": "geodesic", "candidates": 8},
               "df-goal-distance": {"objective": "goal_distance"},
               "df-dwell": {"checkpoint": "dwell"}, "df-dwell-geodesic": {"checkpoint": "dwell", "objective": "geodesic"},
               "df-dwell-goal-distance": {"checkpoint": "dwell", "objective": "goal_distance"},
