@@ -46,7 +46,8 @@ def make_controller(planner: str, task, checkpoint=None, variant: str | None = N
         if not isinstance(df, DFPlanner):
             raise UserError(f"{path} holds a {type(df).__name__.removesuffix('Planner')} model, not a DF one; pass "
                             f"planner=diffuser (or another checkpoint)")
-        return MPCController(df, replan_every=replan_every, **controller)
+        low, high = task.action_bounds
+        return MPCController(df, replan_every=replan_every, action_low=low, action_high=high, **controller)
     from dfplan.diffuser.controller import DiffuserController
     from dfplan.diffuser.planner import load_diffuser
 

@@ -14,6 +14,7 @@ from dfplan.df.tokens import from_tokens
 from dfplan.errors import UserError
 from dfplan.guidance import Objective, goal_distance, per_candidate
 from dfplan.settings import SAMPLER_KEYS, DFSettings, resolve_settings
+from dfplan.tasks.base import Task
 from dfplan.types import Plan, check_batch
 
 MAX_HORIZON = 10_000  # tokens; far past any episode, and still a plan that fits in memory
@@ -122,7 +123,7 @@ class DFPlanner:
         """(low, high) [token_dim], normalized: the task's action box on a token's action entries, ±inf on its
         states (what `clip_actions` clamps each clean estimate into)."""
         if self._token_box is None:
-            low, high = self.task.action_bounds if self.task is not None else (-1.0, 1.0)
+            low, high = (self.task or Task).action_bounds  # no task named: the default box
             act = self.normalizer.norm_act(torch.tensor([[low] * self.act_dim, [high] * self.act_dim],
                                                         device=self.device))
             inf = torch.full((self.obs_dim,), torch.inf, device=self.device)

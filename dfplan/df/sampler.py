@@ -162,7 +162,7 @@ def _sample(model, z0, levels, cfg, objective, generator, return_latent, init, n
         row, x_act = _row(tables, m, done), x[:, done:]
         x0, eps, shift = _predict(model, x_act, row, z_prefix, x[:, :done], cfg, objective, randn)
         if box is not None:  # the step then heads for actions the env can execute, and the states follow them
-            x0 = torch.minimum(torch.maximum(x0, box[0]), box[1])
+            x0 = x0.clamp(*box)
             eps = eps_from_x0_at(x_act, row.ab, x0)
         x[:, done:] = ddim_step_at(x_act, x0, row.ab, row.ab_next, cfg.eta, eps_hat=eps, unchanged=row.unchanged,
                                    noise=randn(*x_act.shape) if cfg.eta > 0 else None)
