@@ -372,6 +372,9 @@ def controller_settings(controller) -> dict:
     out = {k: getattr(controller, k) for k in ("mode", "replan_every") if hasattr(controller, k)}
     if hasattr(getattr(controller, "planner", None), "horizon"):
         out["horizon"] = controller.planner.horizon
+    reacher = getattr(controller, "reacher", None)
+    if reacher is not None:
+        out.update(execution="lowlevel", lowlevel=reacher.meta.get("path"))
     return out
 
 

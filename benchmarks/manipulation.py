@@ -8,17 +8,23 @@ on held-out episodes.
     python benchmarks/manipulation.py quick=true threads=1                 # smoke test
 
 Methods (controllers built by `dfplan.controllers.make_controller`, as `dfplan-eval` does):
-  df             the DF MPC controller with the checkpoint's tuned settings (executes its own actions)
+  df             the DF MPC controller with the checkpoint's tuned settings (its stored execution)
+  df-actions     DF executing its own planned actions, replanning every 4 steps (their tuned interval)
+  df-lowlevel    DF's planned state 10 steps ahead handed to the learned goal-conditioned low-level policy
+                 (execution=lowlevel; the checkpoint's other settings)
   df-unguided    guidance_scale=0: the goal enters only through the state (goal-conditioned DF, no guidance)
   df-object      objective=object_to_goal        df-reach   objective=reach_then_carry  (Fetch)
   df-whole-goal  OGBench: every cube's target in the observation at once, no one-cube-at-a-time subgoal layer
   diffuser       Diffuser, plan once, its planned gripper positions tracked by the task's tracker
+  diffuser-lowlevel  Diffuser, plan once, its plan reached by the low-level policy (10 steps ahead)
+  diffuser-replan-lowlevel  the same, replanning every 32 steps
   diffuser-actions   Diffuser executing its own diffused actions (replanning when they run out)
   bc             goal-conditioned behaviour cloning (MLP), same data
   expert         the scripted expert / OGBench's oracle that made the data (noise-free): the ceiling
   random         uniform random actions: the floor
-Checkpoints: `checkpoint_<env>=`, `diffuser_checkpoint_<env>=`, `bc_checkpoint_<env>=` (paths or shipped names), else
-the shipped `<env>-default.pt` / `<env>-diffuser.pt` / `<env>-bc.pt`; a method without one is skipped with a note.
+Checkpoints: `checkpoint_<env>=`, `diffuser_checkpoint_<env>=`, `bc_checkpoint_<env>=`, `lowlevel_checkpoint_<env>=`
+(paths or shipped names), else the shipped `<env>-default.pt` / `-diffuser.pt` / `-bc.pt` / `-lowlevel.pt`; a method
+without one is skipped with a note.
 Seed s runs env seeds `first_seed + s*episodes ...` (default first_seed 100000: never used by the datasets, which use
 seeds 123.. (Fetch) and 0.. (OGBench), nor by tuning, which used seeds 5000..); the same episodes for every method.
 OGBench env seed s plays evaluation task 1 + s % 5, so `episodes` a multiple of 5 covers the five tasks equally.
@@ -34,18 +40,31 @@ import sys
 import common
 
 ENVS = ["fetch-push", "fetch-pickandplace"]
-DF_METHODS = {"df": {}, "df-unguided": {"guidance_scale": 0.0}, "df-object": {"objective": "object_to_goal"},
-              "df-reach": {"objective": "reach_then_carry"}, "df-whole-goal": {}}
-OTHER = {"diffuser": "diffuser", "diffuser-actions": "diffuser", "bc": "bc", "expert": None, "random": None}
+LOWLEVEL = {"execution": "lowlevel"}
+OWN_ACTIONS_REPLAN = 4  # env steps between plans when DF executes its own actions (tuned on every manipulation task)
+# method -> (make_controller's planner, its keywords, the checkpoints it needs)
+METHODS = {
+    "df": ("df", {}, ("df",)),
+    "df-actions": ("df", {"execution": "actions", "replan_every": OWN_ACTIONS_REPLAN}, ("df",)),
+    "df-lowlevel": ("df", LOWLEVEL, ("df", "lowlevel")),
+    "df-unguided": ("df", {"guidance_scale": 0.0}, ("df",)),
+    "df-object": ("df", {"objective": "object_to_goal"}, ("df",)),
+    "df-reach": ("df", {"objective": "reach_then_carry"}, ("df",)),
+    "df-whole-goal": ("df", {}, ("df",)),
+    "diffuser": ("diffuser", {}, ("diffuser",)),
+    "diffuser-lowlevel": ("diffuser", LOWLEVEL, ("diffuser", "lowlevel")),
+    "diffuser-replan-lowlevel": ("diffuser-replan", {**LOWLEVEL, "replan_every": 32}, ("diffuser", "lowlevel")),
+    "diffuser-actions": ("diffuser-actions", {}, ("diffuser",)),
+    "bc": ("bc", {}, ("bc",)),
+    "expert": ("expert", {}, ()),
+    "random": ("random", {}, ()),
+}
 DEFAULTS = {"envs": ENVS, "methods": ["df", "df-unguided", "diffuser", "diffuser-actions", "bc", "expert", "random"],
             "seeds": 3, "episodes": 100, "first_seed": 100000, "batch": 0, "device": "auto", "render": None}
 QUICK = {"envs": ["fetch-push"], "methods": ["df", "expert", "random"], "seeds": 1, "episodes": 4}
-PREFIXES = ("checkpoint_", "diffuser_checkpoint_", "bc_checkpoint_")
-KIND = {"checkpoint_": "df", "diffuser_checkpoint_": "diffuser", "bc_checkpoint_": "bc"}
-
-
-def needs(method: str) -> str | None:
-    return "df" if method in DF_METHODS else OTHER[method]
+PREFIXES = ("checkpoint_", "diffuser_checkpoint_", "bc_checkpoint_", "lowlevel_checkpoint_")
+KIND = {"checkpoint_": "df", "diffuser_checkpoint_": "diffuser", "bc_checkpoint_": "bc",
+        "lowlevel_checkpoint_": "lowlevel"}
 
 
 def task_for(method: str, task):
@@ -59,20 +78,20 @@ def task_for(method: str, task):
     return CubeTask(task.name, subgoals="all")
 
 
-def build(method: str, task, checkpoint, device: str):
+def build(method: str, task, checkpoints: dict, device: str):
     from dfplan.controllers import make_controller
 
-    if method in DF_METHODS:
-        return make_controller("df", task, checkpoint, device=device, **DF_METHODS[method])
-    return make_controller(method, task, checkpoint, device=device)
+    planner, kwargs, needs = METHODS[method]
+    main = next((checkpoints[n] for n in needs if n != "lowlevel"), None)
+    lowlevel = {"lowlevel": str(checkpoints["lowlevel"])} if "lowlevel" in needs else {}
+    return make_controller(planner, task, main, device=device, **kwargs, **lowlevel)
 
 
 def main() -> None:
     args = common.parse_args(DEFAULTS, QUICK, __doc__, prefixes=PREFIXES)
-    known = set(DF_METHODS) | set(OTHER)
-    bad = [m for m in args.methods if m not in known]
+    bad = [m for m in args.methods if m not in METHODS]
     if bad:
-        raise common.ArgError(f"error: unknown methods {bad}; choose from {sorted(known)}")
+        raise common.ArgError(f"error: unknown methods {bad}; choose from {sorted(METHODS)}")
     tasks = {env: common.task_of(env) for env in args.envs}
     given = {prefix: common.prefixed(args, prefix) for prefix in PREFIXES}
     found = {env: {KIND[p]: common.default_checkpoint(task, given[p].get(env), KIND[p]) for p in PREFIXES}
@@ -85,13 +104,13 @@ def main() -> None:
     rows = []
     for env, task in tasks.items():
         for method in args.methods:
-            need = needs(method)
-            if need is not None and found[env][need] is None:
-                print(f"note: {env}: {method} skipped, no {need} checkpoint; pass "
-                      f"{next(p for p in PREFIXES if KIND[p] == need)}{env}=PATH", flush=True)
+            missing = [n for n in METHODS[method][2] if found[env][n] is None]
+            if missing:
+                print(f"note: {env}: {method} skipped, no {missing[0]} checkpoint; pass "
+                      f"{next(p for p in PREFIXES if KIND[p] == missing[0])}{env}=PATH", flush=True)
                 continue
             run_task = task_for(method, task)
-            controller = build(method, run_task, found[env].get(need), device)
+            controller = build(method, run_task, found[env], device)
             settings = common.controller_settings(controller)
             checkpoint = getattr(getattr(controller, "planner", None), "meta", {}).get("path")
             for seed in range(args.seeds):

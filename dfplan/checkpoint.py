@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 import dfplan
+from dfplan.data import Normalizer
 from dfplan.errors import UserError, choices_hint
 
 FORMAT = "dfplan-checkpoint"
@@ -136,3 +138,48 @@ def export_for_inference(src: str | Path, dst: str | Path, planner: dict | None 
     if planner is not None:
         keep["planner"] = planner
     return save_checkpoint(dst, keep)
+
+
+@dataclass
+class LoadedModel:
+    """A checkpoint's model with what it needs to act: its normalizer, its task and what it says of itself."""
+
+    model: torch.nn.Module
+    normalizer: Normalizer
+    task: object  # the `dfplan.tasks.Task` it was trained for (None when unknown)
+    meta: dict  # path, dataset id, env, reference scores, step
+    checkpoint: dict
+
+
+def load_model(checkpoint, model_type: str, train_hint: str, ema: bool = True, map_location="cpu") -> LoadedModel:
+    """The one loader of every model type: a checkpoint file or shipped name -> its model (EMA weights unless
+    `ema=False`), checked to be of `model_type` (else a one-line error naming `train_hint`)."""
+    from dfplan.models import build_model  # the registry imports every wing, and their loaders import this module
+
+    path = resolve_checkpoint(checkpoint, model_type)
+    ckpt = load_checkpoint(path, map_location=map_location)
+    if ckpt.get("model_type") != model_type:
+        raise CheckpointError(f"{path} holds a {ckpt.get('model_type')!r} model, not a {model_type} one; train one "
+                              f"with: {train_hint}")
+    model = build_model(model_type, **ckpt["model_config"])
+    model.load_state_dict(ckpt["ema" if ema else "model"])
+    return LoadedModel(model, Normalizer.from_state_dict(ckpt["normalizer"]), checkpoint_task(ckpt),
+                       checkpoint_meta(ckpt, path), ckpt)
+
+
+def checkpoint_task(ckpt: dict):
+    """The task a checkpoint was trained for (stored spec, or the env name of older checkpoints); None if unknown."""
+    from dfplan.tasks import get_task, task_from_spec  # the tasks name their shipped checkpoints through this module
+
+    if ckpt.get("task"):
+        return task_from_spec(ckpt["task"])
+    try:
+        return get_task(ckpt.get("env"))
+    except UserError:
+        return None
+
+
+def checkpoint_meta(ckpt: dict, path) -> dict:
+    ref = ckpt.get("ref_scores")
+    return {"path": str(path), "dataset_id": ckpt.get("dataset_id"), "env": ckpt.get("env"),
+            "ref_scores": list(ref) if ref and None not in ref else None, "step": ckpt.get("step")}

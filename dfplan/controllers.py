@@ -6,13 +6,16 @@ from __future__ import annotations
 import numpy as np
 
 from dfplan.errors import UserError, check_choice
+from dfplan.lowlevel import load_lowlevel
+from dfplan.settings import EXECUTIONS
 
 DIFFUSER_MODES = {"diffuser": "plan_once", "diffuser-replan": "replan", "diffuser-actions": "actions"}
 PLANNERS = ("df", *DIFFUSER_MODES, "bc", "expert", "random")
 
 
 def make_controller(planner: str, task, checkpoint=None, variant: str | None = None, device="auto",
-                    replan_every: int | None = None, **settings):
+                    replan_every: int | None = None, execution: str | None = None, lowlevel: str | None = None,
+                    **settings):
     """A controller for `task` (a `dfplan.tasks.Task`).
 
     planner: "df" (the MPC controller; `settings` override the checkpoint's tuned ones), "diffuser" (plan once +
@@ -20,8 +23,17 @@ def make_controller(planner: str, task, checkpoint=None, variant: str | None = N
     (its own actions), "bc" (a behaviour-cloning policy), "expert" (the task's scripted expert) or "random"
     (uniform actions: the floor). checkpoint: a path or shipped name; None = the
     checkpoint shipped for the task (`variant` picks among the DF ones).
+    execution: how DF and Diffuser (tracking modes) act on a plan: "actions" (DF's own actions; Diffuser's task
+    tracker) or "lowlevel" (a learned goal-conditioned policy, `lowlevel` = its checkpoint, None = the task's shipped
+    one); None = the checkpoint's stored choice (DF) or the tracker (Diffuser).
     """
     check_choice("planner", planner, PLANNERS)
+    if execution is not None:
+        check_choice("execution", execution, EXECUTIONS)
+        if planner in ("bc", "expert", "random", "diffuser-actions"):
+            raise UserError(f"execution={execution} does not apply to planner={planner}: it acts by itself")
+    if lowlevel is not None and execution != "lowlevel" and planner != "df":
+        raise UserError("lowlevel= names the policy for execution=lowlevel; pass execution=lowlevel too")
     if planner != "df" and settings:
         raise UserError(f"DF settings {sorted(settings)} do not apply to planner={planner}")
     if replan_every is not None and planner in ("bc", "expert", "random"):
@@ -47,14 +59,18 @@ def make_controller(planner: str, task, checkpoint=None, variant: str | None = N
             raise UserError(f"{path} holds a {type(df).__name__.removesuffix('Planner')} model, not a DF one; pass "
                             f"planner=diffuser (or another checkpoint)")
         low, high = task.action_bounds
-        return MPCController(df, replan_every=replan_every, action_low=low, action_high=high, **controller)
+        return MPCController(df, replan_every=replan_every, action_low=low, action_high=high, execution=execution,
+                             lowlevel=lowlevel, **controller)
     from dfplan.diffuser.controller import DiffuserController
     from dfplan.diffuser.planner import load_diffuser
 
     mode = DIFFUSER_MODES[planner]
     every = replan_every or (64 if mode == "replan" else None)
+    reacher = None
+    if execution == "lowlevel":
+        reacher = load_lowlevel(lowlevel or task.shipped_checkpoint("lowlevel"), device=device)
     return DiffuserController(load_diffuser(path, device=device), mode=mode, replan_every=every,
-                              tracker=task.track_action)
+                              tracker=None if reacher else task.track_action, reacher=reacher)
 
 
 def _split(settings: dict) -> tuple[dict, dict]:

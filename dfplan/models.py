@@ -1,4 +1,5 @@
-"""Model types by name, as stored in checkpoints: the DF RNN, Diffuser's temporal U-Net, the BC policy."""
+"""Model types by name, as stored in checkpoints: the DF RNN, Diffuser's temporal U-Net, the BC policy,
+the goal-conditioned low-level policy."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import dataclasses
 from dfplan.bc.model import BCConfig, BCPolicy
 from dfplan.df.model import DFRNN, DFConfig
 from dfplan.diffuser.model import DiffuserConfig, DiffuserModel
+from dfplan.lowlevel.model import LowLevelConfig, LowLevelPolicy
 
-MODEL_TYPES = {"df_rnn": (DFRNN, DFConfig), "diffuser": (DiffuserModel, DiffuserConfig), "bc": (BCPolicy, BCConfig)}
+MODEL_TYPES = {"df_rnn": (DFRNN, DFConfig), "diffuser": (DiffuserModel, DiffuserConfig), "bc": (BCPolicy, BCConfig),
+               "lowlevel": (LowLevelPolicy, LowLevelConfig)}
 
 
 def complete_config(name: str, config: dict) -> dict:

@@ -15,6 +15,7 @@ from dfplan.errors import UserError, check_bool, check_choice, check_float, chec
 SCHEDULES = ("pyramid", "full_sequence", "autoregressive", "trapezoid")
 GUIDANCE_RULES = ("eps", "paper")
 GUIDED_DIMS = ("all", "actions")
+EXECUTIONS = ("actions", "lowlevel")
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,12 @@ class ControllerSettings:
     min_horizon: int | None = None  # variable horizon: each plan gets the tokens its cost-to-go needs (that distance /
     #   token_reach), between min_horizon and horizon; None = every plan gets `horizon` tokens
     token_reach: float = 0.25  # variable horizon: cost-to-go (maze: metres of path) a plan covers per token
+    execution: str = "actions"  # actions: execute the plan's own actions | lowlevel: a learned goal-conditioned policy
+    #   steers toward the planned state k steps ahead (k: the policy's)
+    lowlevel: str | None = None  # execution=lowlevel: the low-level policy's checkpoint (path or shipped name);
+    #   None = the one shipped for the task
+    subgoal_ahead: int | None = None  # execution=lowlevel: the planned state this many env steps ahead is the policy's
+    #   subgoal (1..k, the span it was trained on); None = k
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -90,6 +97,10 @@ class ControllerSettings:
         set_("replan_every", check_int("replan_every", self.replan_every, 1, allow_none=True))
         set_("memory", check_bool("memory", self.memory))
         set_("memory_tokens", check_int("memory_tokens", self.memory_tokens, 0, allow_none=True))
+        check_choice("execution", self.execution, EXECUTIONS)
+        set_("subgoal_ahead", check_int("subgoal_ahead", self.subgoal_ahead, 1, allow_none=True))
+        if self.lowlevel is not None and not isinstance(self.lowlevel, str):
+            raise UserError(f"lowlevel={self.lowlevel!r} must be a checkpoint path or shipped name")
         if self.objective is not None and not isinstance(self.objective, str):
             raise UserError(f"objective={self.objective!r} must be the name of one of the task's objectives")
 

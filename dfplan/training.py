@@ -28,10 +28,13 @@ from dfplan.models import build_model, complete_config
 from dfplan.settings import resolve_settings
 
 
-def model_kwargs(cfg: DictConfig, obs_dim: int, act_dim: int) -> tuple[str, dict]:
-    """The model type and its constructor keywords (dimensions come from the data)."""
+def model_kwargs(cfg: DictConfig, obs_dim: int, act_dim: int, task=None) -> tuple[str, dict]:
+    """The model type and its constructor keywords (dimensions come from the data; a low-level policy's unset
+    `goal_dims` from the task's plan dims)."""
     kwargs = OmegaConf.to_container(cfg.model, resolve=True)
     name = kwargs.pop("name")
+    if "goal_dims" in kwargs and kwargs["goal_dims"] is None:
+        kwargs["goal_dims"] = list(task.plan_dims) if task is not None else []
     return name, {**kwargs, "obs_dim": obs_dim, "act_dim": act_dim}
 
 
@@ -171,7 +174,8 @@ def check_same_model(ckpt: dict, cfg: DictConfig, path: Path, flag: str) -> None
     asked_type = asked.pop("name")
     saved_train = (ckpt.get("config") or {}).get("train") or {}
     pairs = [("model.name", ckpt.get("model_type"), asked_type),
-             ("train.normalizer", saved_train.get("normalizer"), cfg.train.get("normalizer"))]
+             ("train.normalizer", saved_train.get("normalizer"), cfg.train.get("normalizer")),
+             ("state_dims", (ckpt.get("config") or {}).get("state_dims", "all"), cfg.get("state_dims", "all"))]
     if flag == "resume=true":
         pairs.insert(0, ("dataset", ckpt.get("dataset_id"), cfg.dataset))
     if ckpt.get("model_config") is not None and ckpt.get("model_type") == asked_type:
@@ -234,6 +238,20 @@ def planner_settings(cfg: DictConfig) -> dict | None:
     return resolve_settings(None, **given).as_dict()
 
 
+def resolve_state_dims(value, task) -> list[int] | None:
+    """`state_dims=` as the dims a DF model plans: "all" -> None (the whole observation), "plan" -> the task's plan
+    dims (`Task.plan_dims`), or an explicit list."""
+    if value in (None, "all"):
+        return None
+    if value == "plan":
+        if task is None:
+            raise UserError("state_dims=plan needs the task (env=) whose plan dims to take")
+        return list(task.plan_dims)
+    if isinstance(value, str) or not all(isinstance(d, int) and not isinstance(d, bool) for d in value):
+        raise UserError(f"state_dims={value!r} must be all, plan or a list of observation dims, e.g. [0,1,2]")
+    return list(value)
+
+
 def check_config(cfg: DictConfig) -> None:
     """Every value a run could otherwise trip on late (after loading the data, or after training) or silently (an
     untrained model, a division by zero)."""
@@ -254,7 +272,13 @@ def check_config(cfg: DictConfig) -> None:
     if fs is not None and tc.window_steps % fs:
         raise UserError(f"train.window_steps={tc.window_steps} must be a multiple of model.frame_stack={fs} "
                         f"(whole tokens), e.g. {tc.window_steps // fs * fs or fs}")
+    k = cfg.model.get("k")
+    if k is not None and check_int("model.k", k, 1) > tc.window_steps:
+        raise UserError(f"model.k={k} needs windows of at least k steps; set train.window_steps >= {k}")
     planner_settings(cfg)
+    state_dims = cfg.get("state_dims", "all")
+    if state_dims not in (None, "all") and cfg.model.name != "df_rnn":
+        raise UserError(f"state_dims={state_dims} applies to DF models; model={cfg.model.name} reads the whole state")
     check_int("seed", cfg.seed, 0)
     if cfg.get("init") and cfg.resume:
         raise UserError(f"init={cfg.init} starts a new run from a checkpoint's weights and resume=true continues the "
@@ -291,10 +315,17 @@ def _train(cfg: DictConfig, task, rank: int, world: int, device: torch.device, o
         raise UserError(f"{out} already holds a run; pass resume=true to continue it or choose another out=")
     init, init_path = load_init(cfg)
 
-    splits = load_runs(cfg.dataset, val_fraction=tc.val_fraction, seed=cfg.seed, normalizer_mode=tc.normalizer)
+    state_dims = resolve_state_dims(cfg.get("state_dims", "all"), task)
+    try:
+        splits = load_runs(cfg.dataset, val_fraction=tc.val_fraction, seed=cfg.seed, normalizer_mode=tc.normalizer,
+                           state_dims=state_dims)
+    except ValueError as err:
+        if "state_dims" not in str(err):
+            raise
+        raise UserError(str(err)) from err
     if init is not None:  # the weights were trained on data normalized this way (another dataset: fine-tuning)
         splits = dataclasses.replace(splits, normalizer=Normalizer.from_state_dict(init["normalizer"]))
-    name, kwargs = model_kwargs(cfg, splits.obs_dim, splits.act_dim)
+    name, kwargs = model_kwargs(cfg, splits.obs_dim, splits.act_dim, task)
     model = build_model(name, **kwargs).to(device)
     ema = copy.deepcopy(model).requires_grad_(False).to(device)  # .to() re-packs the copy's GRU weights for cuDNN
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
@@ -334,6 +365,7 @@ def _train(cfg: DictConfig, task, rank: int, world: int, device: torch.device, o
             "schedule_start": schedule_start, "init": init_path, "config": resolved, "dataset_id": cfg.dataset,
             "env": cfg.env, "task": task.spec() if task is not None else None,
             "normalizer": splits.normalizer.state_dict(), "ref_scores": list(splits.ref_scores),
+            "state_dims": state_dims, "env_obs_dim": splits.env_obs_dim,
             **({"planner": planner} if planner else {}),
         })
 

@@ -46,6 +46,8 @@ NUM_TASKS = 5
 PROPRIO_DIMS = 19
 CUBE_DIMS = 9
 EFFECTOR = (12, 13, 14)
+EFFECTOR_POSE = (12, 13, 14, 15, 16)  # xyz, cos yaw, sin yaw
+GRIPPER = 17  # gripper opening
 XYZ_CENTER = np.array([0.425, 0.0, 0.0])
 XYZ_SCALE = 10.0
 SUCCESS_DISTANCE = 0.04 * XYZ_SCALE  # the env's 0.04 m, in scaled units
@@ -134,6 +136,56 @@ def track_action(states: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return np.clip(np.column_stack([xyz, yaw, opening]) / ACTION_RANGE, -1.0, 1.0).astype(np.float32)
 
 
+def goal_observation(obs: np.ndarray, goals: np.ndarray, subgoals: str, cube: int | None) -> tuple[dict, int | None]:
+    """(the dict observation the models read, the cube being moved now) from a raw observation [D] and every cube's
+    target `goals` [n, 3] (scaled units): with `subgoals="one_cube"` the subgoal of `choose_subgoal`, which keeps
+    `cube` (the one moved so far) until it is placed; with "all" every cube's target at once."""
+    cubes = cube_positions(obs, len(goals))
+    if subgoals == "all":
+        sub = np.asarray(goals, dtype=np.float64).reshape(-1)
+    else:
+        cube, target = choose_subgoal(cubes, goals, cube)
+        sub = subgoal_positions(cubes, cube, target)
+    return ({"observation": with_offsets(obs, sub, len(goals)), "achieved_goal": cubes.reshape(-1),
+             "desired_goal": sub}, cube)
+
+
+class PlainObservation:
+    """Reads a plain OGBench env's observations in a user's own loop: `adapter(obs, goal=info["goal"])` turns the
+    raw observation [D] or [N, D] and the goal observation OGBench gives in `info` into the dict our wrapper
+    (`SubgoalObservation`) would have made, keeping the one-cube subgoal layer's choice per env between calls
+    (`reset()` at each episode's start). Our own dict observations pass through."""
+
+    def __init__(self, num_cubes: int, subgoals: str = "one_cube"):
+        self.num_cubes, self.subgoals = num_cubes, subgoals
+        self.cubes: list = []
+
+    def reset(self) -> None:
+        self.cubes = []
+
+    def __call__(self, obs, goal=None):
+        if isinstance(obs, dict):
+            return obs
+        from dfplan.errors import UserError
+
+        raw = np.asarray(obs, dtype=np.float64)
+        want = PROPRIO_DIMS + CUBE_DIMS * self.num_cubes
+        if goal is None:
+            raise UserError("a plain OGBench observation needs its goal: call act(obs, goal=info['goal'])")
+        goals = np.asarray(goal, dtype=np.float64)
+        if raw.shape[-1] != want or goals.shape != raw.shape or raw.ndim not in (1, 2):
+            raise UserError(f"a plain {self.num_cubes}-cube OGBench observation and its goal are [{want}] or "
+                            f"[N, {want}], got {raw.shape} and {goals.shape}")
+        rows, goal_rows = np.atleast_2d(raw), np.atleast_2d(goals)
+        self.cubes += [None] * (len(rows) - len(self.cubes))
+        outs = []
+        for i, (o, g) in enumerate(zip(rows, goal_rows)):
+            out, self.cubes[i] = goal_observation(o, cube_positions(g, self.num_cubes), self.subgoals, self.cubes[i])
+            outs.append(out)
+        batch = {k: np.stack([o[k] for o in outs]) for k in outs[0]}
+        return batch if raw.ndim == 2 else {k: v[0] for k, v in batch.items()}
+
+
 class SubgoalObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """OGBench's array observation -> dict (observation + subgoal offsets, achieved_goal, desired_goal = the subgoal);
     see the module doc.
@@ -159,14 +211,8 @@ class SubgoalObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.task_id: int | None = None
 
     def _dict(self, obs: np.ndarray) -> dict:
-        cubes = cube_positions(obs, self.num_cubes)
-        if self.subgoals == "all":
-            sub = self._goals.reshape(-1)
-        else:
-            self._cube, target = choose_subgoal(cubes, self._goals, self._cube)
-            sub = subgoal_positions(cubes, self._cube, target)
-        return {"observation": with_offsets(obs, sub, self.num_cubes), "achieved_goal": cubes.reshape(-1),
-                "desired_goal": sub}
+        out, self._cube = goal_observation(obs, self._goals, self.subgoals, self._cube)
+        return out
 
     def reset(self, *, seed=None, options=None):
         options = dict(options or {})

@@ -23,7 +23,7 @@ def test_every_console_script_explains_itself(cmd, tmp_path):
     out = result.stdout
     assert "usage: " + cmd in out and "example: " + cmd in out and "Powered by Hydra" not in out
     assert "seed:" in out or "env:" in out  # keys with their defaults
-    assert ("model: bc, df_rnn, diffuser" in out) == (cmd == "dfplan-train")  # groups only where they exist
+    assert ("model: bc, df_rnn, diffuser, lowlevel" in out) == (cmd == "dfplan-train")  # groups only where they exist
 
 
 # every user mistake: exit 2, one line that names the key, no traceback
@@ -68,6 +68,12 @@ MISTAKES = [
     (["dfplan-eval", "guidance_rule=classifier"], "guidance_rule='classifier'"),
     (["dfplan-eval", "guided_dims=states"], "guided_dims='states'"),
     (["dfplan-plan", "guide_last_step=maybe"], "guide_last_step"),
+    (["dfplan-eval", "execution=teleport"], "execution='teleport'"),
+    (["dfplan-eval", "env=pointmaze-umaze", "execution=lowlevel"], "dfplan-train env=pointmaze-umaze model=lowlevel"),
+    (["dfplan-eval", "planner=bc", "env=fetch-push", "execution=lowlevel"], "does not apply to planner=bc"),
+    (["dfplan-eval", "env=ogbench-cube-double", "execution=lowlevel", "lowlevel=ogbench-cube-single-default"],
+     "not a lowlevel one"),
+    (["dfplan-train", "model=lowlevel", "model.k=100"], "model.k=100 needs windows"),
 ]
 
 

@@ -82,7 +82,23 @@ def test_fetch_controller_is_safe_under_bad_observations(fetch_df):
     a = c.act(huge)
     assert np.isfinite(a).all() and np.abs(a).max() <= 1.0
     with pytest.raises(ValueError, match="observations"):
-        c.act({"observation": np.zeros(25), "desired_goal": np.zeros(3)})
+        c.act({"observation": np.zeros(20), "desired_goal": np.zeros(3)})
+
+
+def test_a_plain_fetch_env_observation_acts_like_ours(fetch_df):
+    """`gymnasium.make("FetchPush-v4")`'s own dict (25-D observation) reads as ours (the goal appended)."""
+    from dfplan.envs.fetch import make_fetch_env
+
+    planner = dfplan.load_planner(fetch_df, device="cpu", ddim_steps=2)
+    ours, _ = make_fetch_env("fetch-push").reset(seed=4)
+    plain, _ = make_fetch_env("fetch-push").env.reset(seed=4)  # without our GoalInObservation wrapper
+    assert plain["observation"].shape == (25,)
+    actions = []
+    for obs in (ours, plain):
+        c = dfplan.MPCController(planner, horizon=3)
+        c.reset(seed=0)
+        actions.append(c.act(obs))
+    assert np.allclose(actions[0], actions[1])
 
 
 def test_evaluation_scores_success_at_the_end_and_draws(fetch_df, fetch_data, tmp_path):

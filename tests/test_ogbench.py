@@ -166,3 +166,105 @@ def test_tiny_df_controls_the_real_env(cube_data, tmp_path):
     r = run.evaluate(checkpoint=final, episodes=2, batch=2, horizon=4, ddim_steps=2, progress=False,
                      max_episode_steps=24, plot=tmp_path / "cube.png")
     assert r.summary["episodes"] == 2 and r.summary["failures"] == 0 and (tmp_path / "cube.png").stat().st_size > 10_000
+
+
+def test_a_plain_ogbench_observation_reads_as_our_wrapper_makes_it():
+    """A user's loop on `ogbench.make_env_and_datasets(..., env_only=True)`: the raw observation plus
+    `info["goal"]` give the controllers the dict our wrapper gives, step after step (the subgoal layer included)."""
+    ours = get_task("ogbench-cube-double").make_env()
+    plain = og._make_raw("ogbench-cube-double")
+    adapter = get_task("ogbench-cube-double").observation_adapter()
+    mine, _ = ours.reset(seed=3)
+    raw, info = plain.reset(seed=3, options=dict(task_id=og.task_id_of(3)))
+    goal = info["goal"]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        read = adapter(raw, goal=goal)
+        for key in ("observation", "desired_goal", "achieved_goal"):
+            assert np.allclose(read[key], mine[key]), key
+        action = rng.uniform(-1, 1, 5)
+        mine, *_ = ours.step(action)
+        raw, *_ = plain.step(action)
+    batched = adapter(np.stack([raw, raw]), goal=np.stack([goal, goal]))
+    assert batched["observation"].shape == (2, 43)
+    from dfplan.errors import UserError
+
+    with pytest.raises(UserError, match="goal=info"):
+        adapter(raw)
+    with pytest.raises(UserError, match=r"\[37\]"):
+        adapter(raw[:30], goal=goal[:30])
+
+
+def test_tiny_lowlevel_policy_trains_and_reaches_the_plans(cube_data, tmp_path):
+    """`dfplan-train model=lowlevel` on the play data; DF and Diffuser hand it their plans (execution=lowlevel)."""
+    from hydra import compose, initialize_config_module
+
+    from dfplan import run
+    from dfplan.controllers import make_controller
+    from dfplan.errors import UserError
+    from dfplan.lowlevel import load_lowlevel
+    from dfplan.training import train
+
+    overrides = [f"out={tmp_path / 'll'}", "env=ogbench-cube-single", "model=lowlevel", "train=lowlevel_cpu",
+                 "train.steps=30", "train.batch_size=8", "train.warmup_steps=5", "train.ema_start=5",
+                 "train.val_every=30", "train.checkpoint_every=30", "train.progress=false", "device=cpu",
+                 "model.hidden=32", "dataset=test/cube-v0"]
+    with initialize_config_module(config_module="dfplan.configs", version_base=None):
+        cfg = compose(config_name="train", overrides=overrides)
+    task = get_task("ogbench-cube-single")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(cube_data))
+        torch.manual_seed(0)
+        final = train(cfg, task=task)
+    reacher = load_lowlevel(final, device="cpu")
+    assert reacher.goal_dims == task.plan_dims and reacher.k == 10 and reacher.task.name == task.name
+    r = run.evaluate("ogbench-cube-single", episodes=2, batch=2, progress=False, max_episode_steps=24,
+                     execution="lowlevel", lowlevel=str(final), device="cpu")
+    assert r.summary["failures"] == 0 and r.summary["settings"]["execution"] == "lowlevel"
+    assert r.controller.reacher is not None
+    diffuser = make_controller("diffuser", task, device="cpu", execution="lowlevel", lowlevel=str(final))
+    env = task.make_env()
+    obs, _ = env.reset(seed=1)
+    diffuser.reset(seed=0)
+    for _ in range(12):
+        action = diffuser.act(obs)
+        assert action.shape == (5,) and np.isfinite(action).all() and np.abs(action).max() <= 1.0
+        obs, *_ = env.step(action)
+    with pytest.raises(UserError, match="43-D"):  # a policy for one cube cannot reach a two-cube plan
+        make_controller("df", get_task("ogbench-cube-double"), device="cpu", execution="lowlevel", lowlevel=str(final))
+
+
+def test_df_trained_on_the_plan_dims_plans_whole_observations(cube_data, tmp_path):
+    """`state_dims=plan`: the model learns only the effector, gripper and cube dims; plans come back as whole
+    observations, the dims it does not plan held at their current value, and the low-level policy reads them."""
+    from hydra import compose, initialize_config_module
+
+    from dfplan.training import train
+
+    overrides = [f"out={tmp_path / 'df'}", "env=ogbench-cube-single", "+experiment=ogbench", "state_dims=plan",
+                 "train.steps=10", "train.batch_size=4", "train.warmup_steps=2", "train.ema_start=2",
+                 "train.val_every=10", "train.checkpoint_every=10", "train.progress=false", "device=cpu",
+                 "model.hidden=16", "model.mlp_hidden=16", "model.emb_dim=8", "model.num_levels=100",
+                 "dataset=test/cube-v0"]
+    with initialize_config_module(config_module="dfplan.configs", version_base=None):
+        cfg = compose(config_name="train", overrides=overrides)
+    task = get_task("ogbench-cube-single")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(cube_data))
+        final = train(cfg, task=task)
+    planner = dfplan.load_planner(final, device="cpu", ddim_steps=2)
+    assert planner.state_dims == task.plan_dims and planner.model.cfg.obs_dim == 9 and planner.obs_dim == 31
+    obs, _ = task.make_env().reset(seed=2)
+    x = torch.as_tensor(obs["observation"][None], dtype=torch.float32)
+    plan = planner.plan(x, torch.as_tensor(obs["desired_goal"][None], dtype=torch.float32), horizon=3)
+    assert plan.states.shape == (1, 13, 31)
+    held = [d for d in range(31) if d not in task.plan_dims]
+    assert torch.equal(plan.states[0, :, held], x[:, held].expand(13, -1))
+    assert not torch.equal(plan.states[0, 1:, list(task.plan_dims)], x[:, list(task.plan_dims)].expand(12, -1))
+    c = dfplan.MPCController(planner, horizon=3, replan_every=4, memory=True)
+    c.reset(seed=0)
+    env = task.make_env()
+    obs, _ = env.reset(seed=2)
+    for _ in range(9):  # two replans, the latent advanced with whole observations
+        obs, *_ = env.step(c.act(obs))
+    assert c.plans_made == 3 and c.failures == 0

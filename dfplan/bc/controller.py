@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dfplan.checkpoint import load_model
 from dfplan.data import Normalizer
 from dfplan.devices import resolve_device
 from dfplan.errors import UserError
+from dfplan.tasks.base import NativeObservation
 from dfplan.types import safe_actions, split_observation
 
 
@@ -19,13 +21,15 @@ class BCController:
         self.task, self.meta = task, dict(meta or {})
         self.planner = self  # evaluation reads `controller.planner.meta` for the reference scores
         self.failures = 0
+        self.adapter = task.observation_adapter() if task is not None else NativeObservation()
 
     def reset(self, seed: int | None = None) -> None:
-        pass
+        self.adapter.reset()
 
     @torch.no_grad()
-    def act(self, obs) -> np.ndarray:
-        states, _, batched = split_observation(obs)
+    def act(self, obs, goal=None) -> np.ndarray:
+        """The env's dict observation (ours or the env's own, see `Task.observation_adapter`) -> action(s)."""
+        states, _, batched = split_observation(self.adapter(obs, goal))
         if states.shape[1] != self.policy.cfg.obs_dim:
             raise UserError(f"act() needs observations [N, {self.policy.cfg.obs_dim}], got {states.shape}")
         finite = np.isfinite(states).all(-1)
@@ -39,16 +43,5 @@ class BCController:
 
 
 def load_bc(checkpoint, device="auto") -> BCController:
-    from dfplan.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
-    from dfplan.df.planner import checkpoint_meta, checkpoint_task
-    from dfplan.models import build_model
-
-    path = resolve_checkpoint(checkpoint, "bc")
-    ckpt = load_checkpoint(path)
-    if ckpt.get("model_type") != "bc":
-        raise CheckpointError(f"{path} holds a {ckpt.get('model_type')!r} model, not a BC policy; train one with: "
-                              f"dfplan-train model=bc train=bc_cpu")
-    policy = build_model("bc", **ckpt["model_config"])
-    policy.load_state_dict(ckpt["ema"])
-    return BCController(policy, Normalizer.from_state_dict(ckpt["normalizer"]), device=device,
-                        task=checkpoint_task(ckpt), meta=checkpoint_meta(ckpt, path))
+    loaded = load_model(checkpoint, "bc", "dfplan-train model=bc train=bc_cpu")
+    return BCController(loaded.model, loaded.normalizer, device=device, task=loaded.task, meta=loaded.meta)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -70,21 +70,32 @@ class DatasetSplits:
     train: list[Run]
     val: list[Run]
     normalizer: Normalizer
-    obs_dim: int
+    obs_dim: int  # the state dims the runs keep (`state_dims`)
     act_dim: int
     n_episodes: int
     ref_scores: tuple[float | None, float | None] = (None, None)  # (random, expert) returns from the metadata
+    env_obs_dim: int | None = None  # the dataset's whole observation (obs_dim when every dim is kept)
+
+    def __post_init__(self):
+        if self.env_obs_dim is None:
+            self.env_obs_dim = self.obs_dim
 
 
-def load_runs(dataset_id: str, val_fraction: float = 0.05, seed: int = 0, normalizer_mode: str = "gaussian") -> DatasetSplits:
-    """Load a Minari dataset, split by episode, chain continuing episodes, fit the normalizer on train."""
+def load_runs(dataset_id: str, val_fraction: float = 0.05, seed: int = 0, normalizer_mode: str = "gaussian",
+              state_dims=None) -> DatasetSplits:
+    """Load a Minari dataset, split by episode, chain continuing episodes, fit the normalizer on train.
+    `state_dims`: keep only these observation dims (a model that plans part of the state); None = all."""
     dataset = load_minari(dataset_id)
     meta = dataset.storage.metadata
     episodes = episodes_as_arrays(dataset)
+    full = episodes[0][0].shape[1]
+    dims = list(range(full)) if state_dims is None else list(state_dims)
+    if not dims or min(dims) < 0 or max(dims) >= full or len(set(dims)) != len(dims):
+        raise ValueError(f"state_dims={dims} must be distinct dims of the {full}-D observation")
     train_eps, val_eps = split_episodes(episodes, val_fraction, seed)
-    train = chain_episodes(train_eps)
-    val = chain_episodes(val_eps) if val_eps else []
+    train = [replace(r, obs=r.obs[:, dims]) for r in chain_episodes(train_eps)]  # chained on the whole observation
+    val = [replace(r, obs=r.obs[:, dims]) for r in chain_episodes(val_eps)] if val_eps else []
     obs = np.concatenate([r.obs for r in train])
     act = np.concatenate([r.actions for r in train])
     return DatasetSplits(train, val, Normalizer.fit(obs, act, mode=normalizer_mode), obs.shape[1], act.shape[1],
-                         len(episodes), (meta.get("ref_min_score"), meta.get("ref_max_score")))
+                         len(episodes), (meta.get("ref_min_score"), meta.get("ref_max_score")), full)

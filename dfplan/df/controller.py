@@ -1,4 +1,5 @@
-"""MPCController: replans online with the DF planner and executes the model's own actions.
+"""MPCController: replans online with the DF planner and executes the model's own actions, or hands its planned
+states to a learned low-level policy (`execution="lowlevel"`, the way the published planners act on manipulation).
 
 Memory: between replans the RNN latent is advanced with the tokens actually executed and observed (a causal
 rollout over real history), so each plan is conditioned on the past, not only on the current state.
@@ -20,6 +21,8 @@ import torch
 from dfplan.df.planner import DFPlanner
 from dfplan.errors import UserError
 from dfplan.guidance import Objective
+from dfplan.lowlevel import GoalReacher, load_lowlevel
+from dfplan.tasks.base import NativeObservation
 from dfplan.types import safe_actions, split_observation
 
 
@@ -32,7 +35,8 @@ class MPCController:
                  memory: bool | None = None, memory_tokens: int | None = None,
                  objective: str | Callable[[torch.Tensor], Objective] | None = None,
                  min_horizon: int | None = None, token_reach: float | None = None,
-                 max_episode_steps: int | None = None, action_low: float = -1.0, action_high: float = 1.0,
+                 execution: str | None = None, lowlevel: str | GoalReacher | None = None,
+                 subgoal_ahead: int | None = None, max_episode_steps: int | None = None, action_low: float = -1.0, action_high: float = 1.0,
                  seed: int | None = None):
         """
         horizon: planning horizon in tokens (shrinks to the episode's remaining time when `max_episode_steps` is set).
@@ -46,11 +50,19 @@ class MPCController:
         min_horizon, token_reach: variable horizon — each env's plan gets ceil(cost-to-go / token_reach) tokens,
             between min_horizon and horizon, where the cost-to-go is the objective's distance at the current state
             (distance objectives: goal_distance, geodesic). Envs that need the same horizon are planned together.
+        execution: "actions" executes the plan's own actions; "lowlevel" gives a learned goal-conditioned policy the
+            planned state `subgoal_ahead` env steps ahead at every step, until the next replan.
+        lowlevel: with execution="lowlevel", the policy: a checkpoint path or shipped name, or a loaded
+            `dfplan.lowlevel.GoalReacher`; None = the one shipped for the planner's task.
+        subgoal_ahead: with execution="lowlevel", how many env steps ahead of now the planned state handed to the
+            policy lies (1..k); None = the policy's k.
         """
         named = objective if isinstance(objective, str) else None
         settings = replace(planner.settings.controller, **{k: v for k, v in dict(
             horizon=horizon, replan_every=replan_every, memory=memory, memory_tokens=memory_tokens,
-            objective=named, min_horizon=min_horizon, token_reach=token_reach).items() if v is not None})
+            objective=named, min_horizon=min_horizon, token_reach=token_reach, execution=execution,
+            lowlevel=lowlevel if isinstance(lowlevel, str) else None, subgoal_ahead=subgoal_ahead).items()
+            if v is not None})
         self.settings = settings
         self.planner = planner
         self.objective = objective if callable(objective) else planner.objective_builder(settings.objective)
@@ -70,12 +82,35 @@ class MPCController:
             raise UserError(f"memory=true needs replan_every to be a multiple of frame_stack={self.fs}, "
                             f"got {self.replan_every}")
         self.memory, self.memory_tokens = settings.memory, settings.memory_tokens
+        self.reacher = self._reacher(lowlevel) if settings.execution == "lowlevel" else None
+        self.subgoal_ahead = None
+        if self.reacher is not None:
+            self.subgoal_ahead = settings.subgoal_ahead or self.reacher.k
+            if self.subgoal_ahead > self.reacher.k:
+                raise UserError(f"subgoal_ahead={self.subgoal_ahead} lies past the {self.reacher.k} steps the low-level "
+                                f"policy was trained to reach; choose 1..{self.reacher.k}")
+        self.adapter = planner.task.observation_adapter() if planner.task is not None else NativeObservation()
         self.max_episode_steps = max_episode_steps
         self.low, self.high = action_low, action_high
         self.failures = 0
         self.plans_made = 0
         self.plan_seconds = 0.0
         self.reset(seed)
+
+    def _reacher(self, lowlevel) -> GoalReacher:
+        """The low-level policy for execution="lowlevel", checked to read the planner's states."""
+        if isinstance(lowlevel, GoalReacher):
+            reacher = lowlevel
+        elif self.settings.lowlevel is not None:
+            reacher = load_lowlevel(self.settings.lowlevel, device=self.planner.device)
+        elif self.planner.task is not None:
+            reacher = load_lowlevel(self.planner.task.shipped_checkpoint("lowlevel"), device=self.planner.device)
+        else:
+            raise UserError("execution=lowlevel needs a low-level policy: pass lowlevel=<checkpoint>")
+        if reacher.obs_dim != self.planner.obs_dim:
+            raise UserError(f"the low-level policy {reacher.meta.get('path', '')} reads {reacher.obs_dim}-D states, "
+                            f"the planner plans {self.planner.obs_dim}-D ones: train it on the planner's data")
+        return reacher
 
     def reset(self, seed: int | None = None) -> None:
         """Forget the episode: latent, plan, history. `seed` makes the planner's sampling reproducible."""
@@ -93,12 +128,14 @@ class MPCController:
         self.generator = None
         if seed is not None:
             self.generator = torch.Generator(device=self.planner.device).manual_seed(int(seed))
+        self.adapter.reset()
 
-    def act(self, obs) -> np.ndarray:
+    def act(self, obs, goal=None) -> np.ndarray:
         """A Gymnasium dict observation (single or batched) -> action [Da] or [N, Da], always finite and inside
-        [action_low, action_high]. Rows with NaN/inf inputs get a zero action (counted in `failures`); wrong
-        shapes and a batch size that changed without `reset()` raise a UserError."""
-        states, goals, batched = split_observation(obs)
+        [action_low, action_high]. The env's own observation works too (the task's `observation_adapter`: a plain
+        Fetch dict; an OGBench array with `goal=info["goal"]`). Rows with NaN/inf inputs get a zero action (counted
+        in `failures`); wrong shapes and a batch size that changed without `reset()` raise a UserError."""
+        states, goals, batched = split_observation(self.adapter(obs, goal))
         if goals is None:
             raise UserError("MPCController needs the goal: pass the env's dict observation (with 'desired_goal')")
         p = self.planner
@@ -113,7 +150,7 @@ class MPCController:
         self._remember(states)
         if self.plan is None or self.plan_step >= self.replan_every or self.plan_step >= self.plan.shape[1]:
             self._replan(states, goals)
-        action = self.plan[:, self.plan_step].copy()
+        action = self._action(states)
         self.plan_step += 1
         self.t += 1
         action[~finite] = 0.0  # never act on an observation we could not read: hold still instead
@@ -123,6 +160,14 @@ class MPCController:
         return action if batched else action[0]
 
     # --- internals -----------------------------------------------------------------------------
+    def _action(self, states: np.ndarray) -> np.ndarray:
+        """The plan's own action now, or the low-level policy's toward the planned state `subgoal_ahead` steps ahead
+        (the plan's last state once fewer remain)."""
+        if self.reacher is None or self.plan_states is None:  # no planned states: a failed plan's zero actions
+            return self.plan[:, self.plan_step].copy()
+        ahead = min(self.plan_step + self.subgoal_ahead, self.plan_states.shape[1] - 1)
+        return self.reacher.act_toward(states, self.plan_states[:, ahead])
+
     def _remember(self, states: np.ndarray) -> None:
         """Record the observation that followed the last action; feed whole tokens into the latent."""
         if not self.memory:

@@ -27,13 +27,17 @@ class DFPlanner:
     `plan(obs, goal, horizon)` starts from the observation alone; `plan_from(z, ...)` starts from a latent
     that already holds history (the MPC controller's memory). `objective` overrides the default goal-distance
     objective with any differentiable `f(states [B,H+1,Ds], actions [B,H,Da]) -> [B]`.
+    A model trained on part of the state (`state_dims`, e.g. the effector and the cubes) takes and returns whole
+    observations all the same: planned states hold the current value on the dims it does not plan.
     """
 
     def __init__(self, model: DFRNN, normalizer: Normalizer, settings: DFSettings | None = None,
-                 device: str | torch.device = "cpu", task=None, meta: dict | None = None):
+                 device: str | torch.device = "cpu", task=None, meta: dict | None = None,
+                 state_dims: tuple[int, ...] | None = None, env_obs_dim: int | None = None):
         """settings: the tuned sampler and controller settings (`dfplan.settings`); task: the `dfplan.tasks.Task`
         the model was trained for (goal dims and guidance objectives); meta: what the checkpoint says of itself
-        (dataset id, reference scores)."""
+        (dataset id, reference scores); state_dims: the observation dims the model plans (None = all) of the
+        `env_obs_dim`-D observation."""
         from dfplan.devices import resolve_device
 
         self.device = resolve_device(device)
@@ -41,8 +45,13 @@ class DFPlanner:
         self.normalizer = normalizer
         self.settings = settings or DFSettings()
         self.task, self.meta = task, dict(meta or {})
-        self.obs_dim, self.act_dim = model.cfg.obs_dim, model.cfg.act_dim
+        self.act_dim = model.cfg.act_dim
+        self.state_dims = None if state_dims is None else tuple(int(d) for d in state_dims)
+        self.obs_dim = model.cfg.obs_dim if self.state_dims is None else int(env_obs_dim)  # what callers pass
         self.goal_dims = tuple(task.goal_dims) if task is not None else (0, 1)
+        if self.state_dims is not None and not set(self.goal_dims) <= set(self.state_dims):
+            raise UserError(f"the model plans state dims {list(self.state_dims)}, which miss goal dims "
+                            f"{sorted(set(self.goal_dims) - set(self.state_dims))}: guidance could not move them")
         self.frame_stack = model.cfg.frame_stack
         self._builders: dict = {}  # objective name -> (goal -> objective), see `objective_builder`
         self._token_box = None  # normalized action box per token entry, built on first use (`token_box`)
@@ -56,9 +65,21 @@ class DFPlanner:
         return self.settings.controller.horizon
 
     def _obs(self, obs) -> torch.Tensor:
-        """Raw observations [B, Ds] -> normalized, clamped to what the model can mean."""
+        """Raw observations [B, Ds] -> the planned dims, normalized, clamped to what the model can mean."""
         obs = check_batch("obs", obs, self.obs_dim, self.device)
-        return self.normalizer.norm_obs(obs).clamp(-OBS_LIMIT, OBS_LIMIT)
+        return self.normalizer.norm_obs(self._planned(obs)).clamp(-OBS_LIMIT, OBS_LIMIT)
+
+    def _planned(self, states: torch.Tensor) -> torch.Tensor:
+        """The dims of whole observations [..., Ds] that the model plans."""
+        return states if self.state_dims is None else states[..., list(self.state_dims)]
+
+    def _whole(self, planned: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        """Planned states [B, T, D_plan] as whole observations [B, T, Ds]: the dims not planned hold `obs` [B, Ds]."""
+        if self.state_dims is None:
+            return planned
+        whole = obs[:, None].expand(-1, planned.shape[1], -1).clone()
+        whole[..., list(self.state_dims)] = planned
+        return whole
 
     # --- latents -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -70,8 +91,9 @@ class DFPlanner:
     def advance_latent(self, z: torch.Tensor, actions: torch.Tensor, next_obs: torch.Tensor,
                        generator: torch.Generator | None = None) -> torch.Tensor:
         """Feed executed steps (raw actions [B, fs*n, Da], observations after them [B, fs*n, Ds]) as context."""
+        next_obs = self._planned(next_obs.to(self.device))
         steps = torch.cat([self.normalizer.norm_act(actions.to(self.device)).clamp(-OBS_LIMIT, OBS_LIMIT),
-                           self.normalizer.norm_obs(next_obs.to(self.device)).clamp(-OBS_LIMIT, OBS_LIMIT)], dim=-1)
+                           self.normalizer.norm_obs(next_obs).clamp(-OBS_LIMIT, OBS_LIMIT)], dim=-1)
         tokens = steps.reshape(steps.shape[0], -1, self.model.cfg.token_dim)
         noise = torch.randn(tokens.shape, device=self.device, generator=generator)
         return feed_context(self.model, tokens, z, self.sampler.stabilization_level, noise,
@@ -126,7 +148,7 @@ class DFPlanner:
             low, high = (self.task or Task).action_bounds  # no task named: the default box
             act = self.normalizer.norm_act(torch.tensor([[low] * self.act_dim, [high] * self.act_dim],
                                                         device=self.device))
-            inf = torch.full((self.obs_dim,), torch.inf, device=self.device)
+            inf = torch.full((self.model.cfg.obs_dim,), torch.inf, device=self.device)
             self._token_box = (torch.cat([act[0], -inf]).repeat(self.frame_stack),
                                torch.cat([act[1], inf]).repeat(self.frame_stack))
         return self._token_box
@@ -159,8 +181,8 @@ class DFPlanner:
     def _decode(self, tokens: torch.Tensor, obs: torch.Tensor):
         actions, next_obs = from_tokens(tokens, self.frame_stack, self.act_dim)
         actions = self.normalizer.denorm_act(actions)
-        states = torch.cat([obs[:, None], self.normalizer.denorm_obs(next_obs)], dim=1)
-        return actions, states
+        states = torch.cat([self._planned(obs)[:, None], self.normalizer.denorm_obs(next_obs)], dim=1)
+        return actions, self._whole(states, obs)
 
     def _to_plan(self, result: SampleResult, obs: torch.Tensor, seconds: float) -> Plan:
         actions, states = self._decode(result.tokens, obs)
@@ -203,39 +225,16 @@ def load_planner(checkpoint, device: str | torch.device = "auto", ema: bool = Tr
 
     `overrides` are settings (`dfplan.settings`) that replace the checkpoint's tuned values. A Diffuser checkpoint
     gives a `DiffuserPlanner`."""
-    from dfplan.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
-    from dfplan.models import build_model
+    from dfplan.checkpoint import load_checkpoint, load_model, resolve_checkpoint
 
     path = resolve_checkpoint(checkpoint)
-    ckpt = load_checkpoint(path)
-    if ckpt.get("model_type") == "diffuser":
+    if load_checkpoint(path).get("model_type") == "diffuser":
         from dfplan.diffuser.planner import load_diffuser
 
         if overrides:
             raise UserError(f"{path} is a Diffuser checkpoint: DF settings {sorted(overrides)} do not apply")
         return load_diffuser(path, device=device)
-    if ckpt.get("model_type") != "df_rnn":
-        raise CheckpointError(f"{path}: no planner for model type {ckpt.get('model_type')!r}")
-    model = build_model(ckpt["model_type"], **ckpt["model_config"])
-    model.load_state_dict(ckpt["ema" if ema else "model"])
-    normalizer = Normalizer.from_state_dict(ckpt["normalizer"])
-    settings = resolve_settings(ckpt.get("planner"), **overrides)
-    return DFPlanner(model, normalizer, settings, device=device, task=checkpoint_task(ckpt), meta=checkpoint_meta(ckpt, path))
-
-
-def checkpoint_task(ckpt: dict):
-    """The task a checkpoint was trained for (stored spec, or the env name of older checkpoints); None if unknown."""
-    from dfplan.tasks import get_task, task_from_spec
-
-    if ckpt.get("task"):
-        return task_from_spec(ckpt["task"])
-    try:
-        return get_task(ckpt.get("env"))
-    except UserError:
-        return None
-
-
-def checkpoint_meta(ckpt: dict, path) -> dict:
-    ref = ckpt.get("ref_scores")
-    return {"path": str(path), "dataset_id": ckpt.get("dataset_id"), "env": ckpt.get("env"),
-            "ref_scores": list(ref) if ref and None not in ref else None, "step": ckpt.get("step")}
+    loaded = load_model(path, "df_rnn", "dfplan-train env=<task>", ema=ema)
+    settings = resolve_settings(loaded.checkpoint.get("planner"), **overrides)
+    return DFPlanner(loaded.model, loaded.normalizer, settings, device=device, task=loaded.task, meta=loaded.meta,
+                     state_dims=loaded.checkpoint.get("state_dims"), env_obs_dim=loaded.checkpoint.get("env_obs_dim"))

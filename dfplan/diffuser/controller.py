@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from dfplan.diffuser.planner import DiffuserPlanner
+from dfplan.tasks.base import NativeObservation
 from dfplan.types import Plan, safe_actions, split_observation
 
 MODES = ("plan_once", "replan", "actions")
@@ -45,21 +46,26 @@ class DiffuserController:
     """
 
     def __init__(self, planner: DiffuserPlanner, mode: str = "plan_once", replan_every: int | None = None,
-                 tracker=None):
+                 tracker=None, reacher=None):
         """tracker: (states [N, Ds], target states [N, Ds], planned actions [N, Da]) -> actions, the task's
-        controller toward the next planned state; default Diffuser's maze2d one (`track_action`)."""
+        controller toward the next planned state; default Diffuser's maze2d one (`track_action`).
+        reacher: a learned low-level policy (`dfplan.lowlevel.GoalReacher`) given the planned state `reacher.k`
+        steps ahead instead (the last planned state once fewer remain); replaces the tracker."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if mode == "replan" and replan_every is None:
             raise ValueError("mode='replan' needs replan_every (env steps between plans)")
         if replan_every is not None and replan_every < 1:
             raise ValueError(f"replan_every must be >= 1, got {replan_every}")
-        if tracker is None and planner.obs_dim % 2:
+        if reacher is not None and mode == "actions":
+            raise ValueError("mode='actions' executes the plan's own actions: a low-level policy does not apply")
+        if tracker is None and reacher is None and planner.obs_dim % 2:
             raise ValueError(f"tracking needs states [position, velocity] of even size, got obs_dim {planner.obs_dim}")
         self.planner, self.mode, self.replan_every = planner, mode, replan_every
-        self.tracker = tracker or track_action
+        self.tracker, self.reacher = tracker or track_action, reacher
         self.failures = 0  # rows whose action was not finite (replaced by zeros)
         self.n_plans, self.plan_seconds = 0, 0.0
+        self.adapter = planner.task.observation_adapter() if planner.task is not None else NativeObservation()
         self.reset()
 
     def reset(self, seed: int | None = None) -> None:
@@ -67,6 +73,7 @@ class DiffuserController:
         self.plan: Plan | None = None
         self.states = self.actions = None  # the current plan as numpy, [N, H, Ds] / [N, H-1, Da]
         self.t = 0  # env steps since the current plan was made
+        self.adapter.reset()
         if seed is not None:
             self.planner.generator = torch.Generator(self.planner.device).manual_seed(seed)
 
@@ -87,15 +94,18 @@ class DiffuserController:
         self.n_plans += 1
         self.plan_seconds += self.plan.info["seconds"]
 
-    def act(self, obs) -> np.ndarray:
-        """A Gymnasium dict observation (single or batched) -> action [Da] or [N, Da] in [-1, 1], always finite."""
-        state, goal, batched = split_observation(obs)
+    def act(self, obs, goal=None) -> np.ndarray:
+        """A Gymnasium dict observation (single or batched) -> action [Da] or [N, Da] in [-1, 1], always finite.
+        The env's own observation works too (the task's `observation_adapter`; OGBench: `goal=info["goal"]`)."""
+        state, goal, batched = split_observation(self.adapter(obs, goal))
         if goal is None:
             raise ValueError("Diffuser needs the goal: pass the dict observation with a 'desired_goal' entry")
         if self._needs_plan(len(state)):
             self._make_plan(state, goal)
         if self.mode == "actions":
             action = self.actions[:, self.t]
+        elif self.reacher is not None:
+            action = self.reacher.act_toward(state, self.states[:, min(self.t + self.reacher.k, len(self.states[0]) - 1)])
         else:
             planned = self.actions[:, min(self.t, self.actions.shape[1] - 1)]
             action = self.tracker(state, tracking_target(self.states, self.t), planned)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from dfplan.checkpoint import CheckpointError, load_checkpoint
+from dfplan.checkpoint import load_model
 from dfplan.data import Normalizer
 from dfplan.devices import resolve_device
 from dfplan.types import Plan
@@ -84,18 +84,6 @@ class DiffuserPlanner:
 
 def load_diffuser(checkpoint_path: str | Path, device="auto", seed: int | None = None) -> DiffuserPlanner:
     """A `DiffuserPlanner` with the EMA weights and the normalizer of a `dfplan-train model=diffuser` checkpoint."""
-    from dfplan.checkpoint import resolve_checkpoint
-
-    checkpoint_path = resolve_checkpoint(checkpoint_path, "diffuser")
-    device = resolve_device(device)
-    ckpt = load_checkpoint(checkpoint_path, map_location=device)
-    if ckpt.get("model_type") != "diffuser":
-        raise CheckpointError(f"{checkpoint_path} holds a {ckpt.get('model_type')!r} model, not a Diffuser; "
-                              f"train one with: dfplan-train model=diffuser train=diffuser_cpu")
-    from dfplan.df.planner import checkpoint_meta, checkpoint_task
-    from dfplan.models import build_model
-
-    model = build_model(ckpt["model_type"], **ckpt["model_config"])
-    model.load_state_dict(ckpt["ema"])
-    return DiffuserPlanner(model, Normalizer.from_state_dict(ckpt["normalizer"]), device=device, seed=seed,
-                           task=checkpoint_task(ckpt), meta=checkpoint_meta(ckpt, checkpoint_path))
+    loaded = load_model(checkpoint_path, "diffuser", "dfplan-train model=diffuser train=diffuser_cpu")
+    return DiffuserPlanner(loaded.model, loaded.normalizer, device=resolve_device(device), seed=seed,
+                           task=loaded.task, meta=loaded.meta)

@@ -33,6 +33,21 @@ class EpisodeResult:
     states: np.ndarray | None = None  # full observations [T+1, Ds] (kept for pictures of the first episodes)
 
 
+class NativeObservation:
+    """Turns a plain env's own observation into the dict the task's models read, so a controller works in a user's
+    loop on the env as Gymnasium or OGBench makes it: `adapter(obs, goal)`, `reset()` at each episode's start.
+    This base class passes our dict observations through; a task whose models read more overrides
+    `Task.observation_adapter`."""
+
+    def reset(self) -> None:
+        pass
+
+    def __call__(self, obs, goal=None):
+        if goal is not None:
+            raise UserError("this task's observations carry their goal: call act(obs) without goal=")
+        return obs
+
+
 def standard_error(x) -> float:
     x = np.asarray(x, dtype=float)
     return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0
@@ -66,6 +81,16 @@ class Task(ABC):
     @abstractmethod
     def goal_dims(self) -> tuple[int, ...]:
         """The state dims the goal (`desired_goal`) refers to: maze xy, the object's position, ..."""
+
+    @property
+    def plan_dims(self) -> tuple[int, ...]:
+        """The state dims a plan must get right for the low-level policy to reach it (its subgoal dims): what the
+        agent controls and what it must move. Default: the whole state."""
+        return tuple(range(self.make_env().observation_space["observation"].shape[0]))
+
+    def observation_adapter(self) -> NativeObservation:
+        """What the controllers use to read the env's own observations (see `NativeObservation`)."""
+        return NativeObservation()
 
     def step_success(self, obs: dict, info: dict) -> bool:
         """Did this step reach the goal? Default: the env's own `info["success"]` / `info["is_success"]`."""
@@ -136,9 +161,13 @@ class Task(ABC):
         return {"family": self.family, "name": self.name}
 
     def shipped_checkpoint(self, planner: str = "df", variant: str | None = None) -> Path:
-        """The checkpoint shipped in the package for this task: DF (by variant) or Diffuser."""
+        """The checkpoint shipped in the package for this task: DF (by variant), Diffuser, BC or the low-level
+        policy."""
         from dfplan.checkpoint import shipped_path
 
+        if planner == "lowlevel":
+            return shipped_path(f"{self.name}-lowlevel", train_hint=f"dfplan-train env={self.name} model=lowlevel "
+                                                                    f"train=lowlevel_cpu")
         if planner in ("diffuser", "bc"):
             return shipped_path(f"{self.name}-{planner}", train_hint=f"dfplan-train env={self.name} model={planner} "
                                                                     f"train={planner}_cpu")

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dfplan.errors import check_float, check_int
-from dfplan.tasks.base import Task
+from dfplan.errors import UserError, check_float, check_int
+from dfplan.tasks.base import NativeObservation, Task
 
 FAMILY = "fetch"
 GRIP, OBJECT = (0, 1, 2), (3, 4, 5)  # state dims of the gripper and the object positions
 SUCCESS_RADIUS = 0.05
+PLAIN_OBS_DIM = 25  # the env's own `observation`; ours appends the 3-D goal
 STEP_SCALE = 0.05  # metres of gripper motion per unit of the xyz action
 REACH_WEIGHT = 0.5  # reach_then_carry: weight of the gripper-to-object distance against the object-to-goal one
 
@@ -46,11 +47,19 @@ class FetchTask(Task):
     def goal_dims(self) -> tuple[int, ...]:
         return OBJECT
 
+    @property
+    def plan_dims(self) -> tuple[int, ...]:
+        """Gripper position, object position and the two finger joints."""
+        return (*GRIP, *OBJECT, 9, 10)
+
     def make_env(self, goal=None, max_episode_steps=None, render_mode=None):
         from dfplan.envs.fetch import make_fetch_env
 
         self.check_goal(goal)
         return make_fetch_env(self.name, max_episode_steps=max_episode_steps, render_mode=render_mode)
+
+    def observation_adapter(self):
+        return GoalAppended()
 
     def step_success(self, obs, info) -> bool:
         return bool(info.get("is_success", False))
@@ -111,6 +120,18 @@ class FetchTask(Task):
 
     def expert(self, lookahead: bool = False):
         return FetchExpertController(self.name)
+
+
+class GoalAppended(NativeObservation):
+    """A plain `gymnasium.make("FetchPush-v4")` dict observation (25-D `observation`) gets its `desired_goal`
+    appended, as our env's `GoalInObservation` wrapper does (28-D); ours pass through."""
+
+    def __call__(self, obs, goal=None):
+        if goal is not None:
+            raise UserError("Fetch observations carry their goal: call act(obs) without goal=")
+        if isinstance(obs, dict) and np.shape(obs.get("observation"))[-1:] == (PLAIN_OBS_DIM,):
+            return {**obs, "observation": np.concatenate([obs["observation"], obs["desired_goal"]], axis=-1)}
+        return obs
 
 
 class FetchExpertController:

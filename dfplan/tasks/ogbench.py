@@ -48,6 +48,19 @@ class CubeTask(Task):
 
         return cube_dims(self.num_cubes)
 
+    @property
+    def plan_dims(self) -> tuple[int, ...]:
+        """Effector xyz and yaw (cos, sin), gripper opening, and every cube's position."""
+        from dfplan.envs.ogbench import EFFECTOR_POSE, GRIPPER
+
+        return (*EFFECTOR_POSE, GRIPPER, *self.goal_dims)
+
+    def observation_adapter(self):
+        """Reads a plain OGBench env's raw observation and `info["goal"]` (`dfplan.envs.ogbench.PlainObservation`)."""
+        from dfplan.envs.ogbench import PlainObservation
+
+        return PlainObservation(self.num_cubes, self.subgoals)
+
     def make_env(self, goal=None, max_episode_steps=None, render_mode=None):
         from dfplan.envs.ogbench import make_ogbench_env
 
