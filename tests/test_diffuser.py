@@ -255,7 +255,7 @@ def test_load_diffuser_rejects_other_checkpoints(tmp_path):
     from dfplan.checkpoint import save_checkpoint
 
     path = save_checkpoint(tmp_path / "df.pt", {"model_type": "df_rnn", "model_config": {}, "ema": {}, "normalizer": {}})
-    with pytest.raises(CheckpointError, match="not a Diffuser"):
+    with pytest.raises(CheckpointError, match="not a diffuser one"):
         load_diffuser(path, device="cpu")
     with pytest.raises(CheckpointError, match="does not exist"):
         load_diffuser(tmp_path / "missing.pt", device="cpu")

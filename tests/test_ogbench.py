@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import dfplan
+from conftest import drive
 from dfplan.envs import ogbench as og
 from dfplan.tasks import get_task
 
@@ -223,13 +224,8 @@ def test_tiny_lowlevel_policy_trains_and_reaches_the_plans(cube_data, tmp_path):
     assert r.summary["failures"] == 0 and r.summary["settings"]["execution"] == "lowlevel"
     assert r.controller.reacher is not None
     diffuser = make_controller("diffuser", task, device="cpu", execution="lowlevel", lowlevel=str(final))
-    env = task.make_env()
-    obs, _ = env.reset(seed=1)
-    diffuser.reset(seed=0)
-    for _ in range(12):
-        action = diffuser.act(obs)
-        assert action.shape == (5,) and np.isfinite(action).all() and np.abs(action).max() <= 1.0
-        obs, *_ = env.step(action)
+    actions = drive(diffuser, 12, seed=1, env_name="ogbench-cube-single")
+    assert actions.shape == (12, 5) and np.isfinite(actions).all() and np.abs(actions).max() <= 1.0
     with pytest.raises(UserError, match="43-D"):  # a policy for one cube cannot reach a two-cube plan
         make_controller("df", get_task("ogbench-cube-double"), device="cpu", execution="lowlevel", lowlevel=str(final))
 
