@@ -51,6 +51,7 @@ GRIPPER = 17  # gripper opening
 XYZ_CENTER = np.array([0.425, 0.0, 0.0])
 XYZ_SCALE = 10.0
 SUCCESS_DISTANCE = 0.04 * XYZ_SCALE  # the env's 0.04 m, in scaled units
+RELEASE_DISTANCE = 0.06 * XYZ_SCALE  # a placed cube counts as let go once the effector is this far from it
 ACTION_RANGE = np.array([0.05, 0.05, 0.05, 0.3, 1.0])  # action 1.0 = effector +5 cm, yaw +0.3 rad, opening +1
 # Free spots (metres) where a cube is parked when every cube's target is taken by another cube (the swap task).
 PARKING = np.array([[0.35, 0.0, 0.02], [0.50, 0.0, 0.02], [0.35, 0.2, 0.02], [0.35, -0.2, 0.02],
@@ -79,15 +80,21 @@ def to_scaled(xyz_m: np.ndarray) -> np.ndarray:
     return (np.asarray(xyz_m) - XYZ_CENTER) * XYZ_SCALE
 
 
-def choose_subgoal(cubes: np.ndarray, goals: np.ndarray, current: int | None) -> tuple[int | None, np.ndarray]:
+def choose_subgoal(cubes: np.ndarray, goals: np.ndarray, current: int | None,
+                   effector: np.ndarray | None = None) -> tuple[int | None, np.ndarray]:
     """Which cube to move next and where: (cube index or None when all are placed, its target [3], scaled units).
 
-    Keep the cube being moved until it is placed; else take the unplaced cube with the lowest target (a stack is
-    built bottom up). A target that another cube occupies is cleared first: that cube goes to its own target if
-    free, else to the first free parking spot (how the swap task gets done).
+    Keep the cube being moved until it is placed and let go (the effector `RELEASE_DISTANCE` away from it, when
+    `effector` is given: the play data's tasks end only after the oracle has opened the gripper and lifted, so a
+    subgoal that moved on while the cube is still held would ask for what the data never shows); else take the
+    unplaced cube with the lowest target (a stack is built bottom up). A target that another cube occupies is
+    cleared first: that cube goes to its own target if free, else to the first free parking spot (the swap task).
     """
     placed = np.linalg.norm(cubes - goals, axis=-1) <= SUCCESS_DISTANCE
     if current is not None and not placed[current]:
+        return current, goals[current]
+    if current is not None and effector is not None and \
+            np.linalg.norm(np.asarray(effector) - cubes[current]) < RELEASE_DISTANCE:
         return current, goals[current]
     todo = [c for c in np.argsort(goals[:, 2], kind="stable") if not placed[c]]
     if not todo:
@@ -144,7 +151,7 @@ def goal_observation(obs: np.ndarray, goals: np.ndarray, subgoals: str, cube: in
     if subgoals == "all":
         sub = np.asarray(goals, dtype=np.float64).reshape(-1)
     else:
-        cube, target = choose_subgoal(cubes, goals, cube)
+        cube, target = choose_subgoal(cubes, goals, cube, effector=obs[list(EFFECTOR)])
         sub = subgoal_positions(cubes, cube, target)
     return ({"observation": with_offsets(obs, sub, len(goals)), "achieved_goal": cubes.reshape(-1),
              "desired_goal": sub}, cube)
