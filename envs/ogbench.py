@@ -80,22 +80,23 @@ def to_scaled(xyz_m: np.ndarray) -> np.ndarray:
     return (np.asarray(xyz_m) - XYZ_CENTER) * XYZ_SCALE
 
 
-def choose_subgoal(cubes: np.ndarray, goals: np.ndarray, current: int | None,
-                   effector: np.ndarray | None = None) -> tuple[int | None, np.ndarray]:
+def choose_subgoal(cubes: np.ndarray, goals: np.ndarray, current: int | None, effector: np.ndarray | None = None,
+                   target: np.ndarray | None = None) -> tuple[int | None, np.ndarray]:
     """Which cube to move next and where: (cube index or None when all are placed, its target [3], scaled units).
 
-    Keep the cube being moved until it is placed and let go (the effector `RELEASE_DISTANCE` away from it, when
-    `effector` is given: the play data's tasks end only after the oracle has opened the gripper and lifted, so a
-    subgoal that moved on while the cube is still held would ask for what the data never shows); else take the
-    unplaced cube with the lowest target (a stack is built bottom up). A target that another cube occupies is
-    cleared first: that cube goes to its own target if free, else to the first free parking spot (the swap task).
+    Keep the cube being moved (`current`, headed for `target`: its goal when None, or a parking spot) until it is
+    there and let go (the effector `RELEASE_DISTANCE` away from it, when `effector` is given: the play data's tasks
+    end only after the oracle has opened the gripper and lifted, so a subgoal that moved on while the cube is still
+    held would ask for what the data never shows); else take the unplaced cube with the lowest target (a stack is
+    built bottom up). A target that another cube occupies is cleared first: that cube goes to its own target if
+    free, else to the first free parking spot (the swap task).
     """
     placed = np.linalg.norm(cubes - goals, axis=-1) <= SUCCESS_DISTANCE
-    if current is not None and not placed[current]:
-        return current, goals[current]
-    if current is not None and effector is not None and \
-            np.linalg.norm(np.asarray(effector) - cubes[current]) < RELEASE_DISTANCE:
-        return current, goals[current]
+    if current is not None:
+        aim = goals[current] if target is None else np.asarray(target)
+        held = effector is not None and np.linalg.norm(np.asarray(effector) - cubes[current]) < RELEASE_DISTANCE
+        if np.linalg.norm(cubes[current] - aim) > SUCCESS_DISTANCE or held:
+            return current, aim
     todo = [c for c in np.argsort(goals[:, 2], kind="stable") if not placed[c]]
     if not todo:
         return None, goals[0]
@@ -143,18 +144,22 @@ def track_action(states: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return np.clip(np.column_stack([xyz, yaw, opening]) / ACTION_RANGE, -1.0, 1.0).astype(np.float32)
 
 
-def goal_observation(obs: np.ndarray, goals: np.ndarray, subgoals: str, cube: int | None) -> tuple[dict, int | None]:
-    """(the dict observation the models read, the cube being moved now) from a raw observation [D] and every cube's
-    target `goals` [n, 3] (scaled units): with `subgoals="one_cube"` the subgoal of `choose_subgoal`, which keeps
-    `cube` (the one moved so far) until it is placed; with "all" every cube's target at once."""
+def goal_observation(obs: np.ndarray, goals: np.ndarray, subgoals: str,
+                     moving: tuple | None) -> tuple[dict, tuple | None]:
+    """(the dict observation the models read, (cube, target) being moved now) from a raw observation [D] and every
+    cube's target `goals` [n, 3] (scaled units): with `subgoals="one_cube"` the subgoal of `choose_subgoal`, which
+    keeps `moving` (the cube moved so far and where to) until it is there and let go; with "all" every cube's target
+    at once."""
     cubes = cube_positions(obs, len(goals))
     if subgoals == "all":
-        sub = np.asarray(goals, dtype=np.float64).reshape(-1)
-    else:
-        cube, target = choose_subgoal(cubes, goals, cube, effector=obs[list(EFFECTOR)])
-        sub = subgoal_positions(cubes, cube, target)
+        return ({"observation": with_offsets(obs, np.asarray(goals, dtype=np.float64).reshape(-1), len(goals)),
+                 "achieved_goal": cubes.reshape(-1), "desired_goal": np.asarray(goals, dtype=np.float64).reshape(-1)},
+                None)
+    current, aim = moving if moving is not None else (None, None)
+    cube, target = choose_subgoal(cubes, goals, current, effector=obs[list(EFFECTOR)], target=aim)
+    sub = subgoal_positions(cubes, cube, target)
     return ({"observation": with_offsets(obs, sub, len(goals)), "achieved_goal": cubes.reshape(-1),
-             "desired_goal": sub}, cube)
+             "desired_goal": sub}, (cube, target) if cube is not None else None)
 
 
 class PlainObservation:
@@ -165,10 +170,10 @@ class PlainObservation:
 
     def __init__(self, num_cubes: int, subgoals: str = "one_cube"):
         self.num_cubes, self.subgoals = num_cubes, subgoals
-        self.cubes: list = []
+        self.moving: list = []  # per env: (cube, target) the subgoal layer is moving, or None
 
     def reset(self) -> None:
-        self.cubes = []
+        self.moving = []
 
     def __call__(self, obs, goal=None):
         if isinstance(obs, dict):
@@ -184,10 +189,10 @@ class PlainObservation:
             raise UserError(f"a plain {self.num_cubes}-cube OGBench observation and its goal are [{want}] or "
                             f"[N, {want}], got {raw.shape} and {goals.shape}")
         rows, goal_rows = np.atleast_2d(raw), np.atleast_2d(goals)
-        self.cubes += [None] * (len(rows) - len(self.cubes))
+        self.moving += [None] * (len(rows) - len(self.moving))
         outs = []
         for i, (o, g) in enumerate(zip(rows, goal_rows)):
-            out, self.cubes[i] = goal_observation(o, cube_positions(g, self.num_cubes), self.subgoals, self.cubes[i])
+            out, self.moving[i] = goal_observation(o, cube_positions(g, self.num_cubes), self.subgoals, self.moving[i])
             outs.append(out)
         batch = {k: np.stack([o[k] for o in outs]) for k in outs[0]}
         return batch if raw.ndim == 2 else {k: v[0] for k, v in batch.items()}
@@ -214,11 +219,11 @@ class SubgoalObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.observation_space = gym.spaces.Dict(
             {"observation": box(raw + n3), "achieved_goal": box(n3), "desired_goal": box(n3)})
         self._goals = np.zeros((num_cubes, 3))
-        self._cube: int | None = None
+        self._moving: tuple | None = None  # (cube, target) the subgoal layer is moving
         self.task_id: int | None = None
 
     def _dict(self, obs: np.ndarray) -> dict:
-        out, self._cube = goal_observation(obs, self._goals, self.subgoals, self._cube)
+        out, self._moving = goal_observation(obs, self._goals, self.subgoals, self._moving)
         return out
 
     def reset(self, *, seed=None, options=None):
@@ -228,7 +233,7 @@ class SubgoalObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         obs, info = self.env.reset(seed=seed, options=options)
         self.task_id = options.get("task_id")
         self._goals = cube_positions(info["goal"], self.num_cubes).astype(np.float64)
-        self._cube = None
+        self._moving = None
         info.update(task_id=self.task_id, goal_positions=self._goals.reshape(-1).copy())
         return self._dict(obs), info
 

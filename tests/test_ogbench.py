@@ -43,6 +43,16 @@ def test_subgoals_build_a_stack_bottom_up_and_keep_the_cube_in_hand():
     assert og.choose_subgoal(goals.copy(), goals, 0)[0] is None
 
 
+def test_a_placed_cube_stays_the_subgoal_until_the_gripper_lets_go():
+    goals = np.array([[0.0, 0.0, 0.2], [1.0, 1.0, 0.2]])
+    cubes = np.array([[0.1, 0.0, 0.2], [-1.0, -1.0, 0.2]])  # cube 0 placed (within 0.04 m)
+    holding = cubes[0] + [0.0, 0.0, 0.1]
+    assert og.choose_subgoal(cubes, goals, 0, effector=holding)[0] == 0
+    lifted = cubes[0] + [0.0, 0.0, 1.0]  # opened and lifted 10 cm: the next cube
+    assert og.choose_subgoal(cubes, goals, 0, effector=lifted)[0] == 1
+    assert og.choose_subgoal(cubes, goals, 0)[0] == 1  # without the effector: as soon as it is placed
+
+
 def test_subgoals_park_a_cube_to_swap_two():
     cubes = np.array([[0.0, -1.0, 0.2], [0.0, 1.0, 0.2]])
     goals = cubes[::-1].copy()

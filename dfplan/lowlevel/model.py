@@ -2,7 +2,7 @@
 
 Trained by the shared loop (`dfplan-train model=lowlevel train=lowlevel_cpu`) on the task's windows: from each step t
 of a window, a later state of the same run, 1..k steps ahead, is the subgoal, and the action taken at t the target
-(hindsight relabelling). At run time the subgoal is the plan's state k steps ahead.
+(hindsight relabelling). At run time the subgoal is a planned state up to k steps ahead.
 """
 
 from __future__ import annotations
