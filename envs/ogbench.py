@@ -152,14 +152,13 @@ def goal_observation(obs: np.ndarray, goals: np.ndarray, subgoals: str,
     at once."""
     cubes = cube_positions(obs, len(goals))
     if subgoals == "all":
-        return ({"observation": with_offsets(obs, np.asarray(goals, dtype=np.float64).reshape(-1), len(goals)),
-                 "achieved_goal": cubes.reshape(-1), "desired_goal": np.asarray(goals, dtype=np.float64).reshape(-1)},
-                None)
-    current, aim = moving if moving is not None else (None, None)
-    cube, target = choose_subgoal(cubes, goals, current, effector=obs[list(EFFECTOR)], target=aim)
-    sub = subgoal_positions(cubes, cube, target)
+        sub, moving = np.asarray(goals, dtype=np.float64).reshape(-1), None
+    else:
+        current, aim = moving if moving is not None else (None, None)
+        cube, target = choose_subgoal(cubes, goals, current, effector=obs[list(EFFECTOR)], target=aim)
+        sub, moving = subgoal_positions(cubes, cube, target), (cube, target) if cube is not None else None
     return ({"observation": with_offsets(obs, sub, len(goals)), "achieved_goal": cubes.reshape(-1),
-             "desired_goal": sub}, (cube, target) if cube is not None else None)
+             "desired_goal": sub}, moving)
 
 
 class PlainObservation:
