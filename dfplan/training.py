@@ -175,7 +175,8 @@ def check_same_model(ckpt: dict, cfg: DictConfig, path: Path, flag: str) -> None
     saved_train = (ckpt.get("config") or {}).get("train") or {}
     pairs = [("model.name", ckpt.get("model_type"), asked_type),
              ("train.normalizer", saved_train.get("normalizer"), cfg.train.get("normalizer")),
-             ("state_dims", (ckpt.get("config") or {}).get("state_dims", "all"), cfg.get("state_dims", "all"))]
+             ("state_dims", _planned_dims((ckpt.get("config") or {}).get("state_dims")),
+              _planned_dims(cfg.get("state_dims")))]
     if flag == "resume=true":
         pairs.insert(0, ("dataset", ckpt.get("dataset_id"), cfg.dataset))
     if ckpt.get("model_config") is not None and ckpt.get("model_type") == asked_type:
@@ -238,6 +239,11 @@ def planner_settings(cfg: DictConfig) -> dict | None:
     return resolve_settings(None, **given).as_dict()
 
 
+def _planned_dims(value):
+    """`state_dims=` as given, with its two spellings of "every dim" made one (for comparing runs)."""
+    return None if value in (None, "all") else OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+
+
 def resolve_state_dims(value, task) -> list[int] | None:
     """`state_dims=` as the dims a DF model plans: "all" -> None (the whole observation), "plan" -> the task's plan
     dims (`Task.plan_dims`), or an explicit list."""
@@ -276,8 +282,8 @@ def check_config(cfg: DictConfig) -> None:
     if k is not None and check_int("model.k", k, 1) > tc.window_steps:
         raise UserError(f"model.k={k} needs windows of at least k steps; set train.window_steps >= {k}")
     planner_settings(cfg)
-    state_dims = cfg.get("state_dims", "all")
-    if state_dims not in (None, "all") and cfg.model.name != "df_rnn":
+    state_dims = _planned_dims(cfg.get("state_dims"))
+    if state_dims is not None and cfg.model.name != "df_rnn":
         raise UserError(f"state_dims={state_dims} applies to DF models; model={cfg.model.name} reads the whole state")
     check_int("seed", cfg.seed, 0)
     if cfg.get("init") and cfg.resume:
@@ -315,14 +321,9 @@ def _train(cfg: DictConfig, task, rank: int, world: int, device: torch.device, o
         raise UserError(f"{out} already holds a run; pass resume=true to continue it or choose another out=")
     init, init_path = load_init(cfg)
 
-    state_dims = resolve_state_dims(cfg.get("state_dims", "all"), task)
-    try:
-        splits = load_runs(cfg.dataset, val_fraction=tc.val_fraction, seed=cfg.seed, normalizer_mode=tc.normalizer,
-                           state_dims=state_dims)
-    except ValueError as err:
-        if "state_dims" not in str(err):
-            raise
-        raise UserError(str(err)) from err
+    state_dims = resolve_state_dims(cfg.get("state_dims"), task)
+    splits = load_runs(cfg.dataset, val_fraction=tc.val_fraction, seed=cfg.seed, normalizer_mode=tc.normalizer,
+                       state_dims=state_dims)
     if init is not None:  # the weights were trained on data normalized this way (another dataset: fine-tuning)
         splits = dataclasses.replace(splits, normalizer=Normalizer.from_state_dict(init["normalizer"]))
     name, kwargs = model_kwargs(cfg, splits.obs_dim, splits.act_dim, task)

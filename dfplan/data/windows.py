@@ -7,6 +7,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from dfplan.errors import UserError
+
 from .episodes import Run, chain_episodes, episodes_as_arrays, load_minari, split_episodes
 from .normalizer import Normalizer
 
@@ -91,7 +93,7 @@ def load_runs(dataset_id: str, val_fraction: float = 0.05, seed: int = 0, normal
     full = episodes[0][0].shape[1]
     dims = list(range(full)) if state_dims is None else list(state_dims)
     if not dims or min(dims) < 0 or max(dims) >= full or len(set(dims)) != len(dims):
-        raise ValueError(f"state_dims={dims} must be distinct dims of the {full}-D observation")
+        raise UserError(f"state_dims={dims} must be distinct dims of the {full}-D observation")
     train_eps, val_eps = split_episodes(episodes, val_fraction, seed)
     train = [replace(r, obs=r.obs[:, dims]) for r in chain_episodes(train_eps)]  # chained on the whole observation
     val = [replace(r, obs=r.obs[:, dims]) for r in chain_episodes(val_eps)] if val_eps else []

@@ -107,9 +107,7 @@ class MPCController:
             reacher = load_lowlevel(self.planner.task.shipped_checkpoint("lowlevel"), device=self.planner.device)
         else:
             raise UserError("execution=lowlevel needs a low-level policy: pass lowlevel=<checkpoint>")
-        if reacher.obs_dim != self.planner.obs_dim:
-            raise UserError(f"the low-level policy {reacher.meta.get('path', '')} reads {reacher.obs_dim}-D states, "
-                            f"the planner plans {self.planner.obs_dim}-D ones: train it on the planner's data")
+        reacher.check_reads(self.planner.obs_dim, "DF planner")
         return reacher
 
     def reset(self, seed: int | None = None) -> None:

@@ -7,7 +7,6 @@ import numpy as np
 import torch
 
 from dfplan.diffuser.planner import DiffuserPlanner
-from dfplan.errors import UserError
 from dfplan.tasks.base import NativeObservation
 from dfplan.types import Plan, safe_actions, split_observation
 
@@ -60,9 +59,8 @@ class DiffuserController:
             raise ValueError(f"replan_every must be >= 1, got {replan_every}")
         if reacher is not None and mode == "actions":
             raise ValueError("mode='actions' executes the plan's own actions: a low-level policy does not apply")
-        if reacher is not None and reacher.obs_dim != planner.obs_dim:
-            raise UserError(f"the low-level policy {reacher.meta.get('path', '')} reads {reacher.obs_dim}-D states, "
-                            f"the Diffuser plans {planner.obs_dim}-D ones: train it on the planner's data")
+        if reacher is not None:
+            reacher.check_reads(planner.obs_dim, "Diffuser")
         if tracker is None and reacher is None and planner.obs_dim % 2:
             raise ValueError(f"tracking needs states [position, velocity] of even size, got obs_dim {planner.obs_dim}")
         self.planner, self.mode, self.replan_every = planner, mode, replan_every

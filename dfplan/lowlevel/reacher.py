@@ -27,6 +27,12 @@ class GoalReacher:
         self.obs_dim, self.k = policy.cfg.obs_dim, policy.cfg.k
         self.goal_dims = policy.cfg.goal_dims
 
+    def check_reads(self, obs_dim: int, planner: str) -> None:
+        """A UserError unless the policy reads the `obs_dim`-D states `planner` plans."""
+        if obs_dim != self.obs_dim:
+            raise UserError(f"the low-level policy {self.meta.get('path', '')} reads {self.obs_dim}-D states, the "
+                            f"{planner} plans {obs_dim}-D ones: train it on the planner's data")
+
     @torch.no_grad()
     def act_toward(self, states: np.ndarray, targets: np.ndarray, planned_actions=None) -> np.ndarray:
         """states, targets [N, Ds] raw -> actions [N, Da] raw (not yet clipped to the action box).

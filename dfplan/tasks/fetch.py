@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dfplan.errors import UserError, check_float, check_int
+from dfplan.errors import check_float, check_int
 from dfplan.tasks.base import NativeObservation, Task
 
 FAMILY = "fetch"
@@ -127,8 +127,7 @@ class GoalAppended(NativeObservation):
     appended, as our env's `GoalInObservation` wrapper does (28-D); ours pass through."""
 
     def __call__(self, obs, goal=None):
-        if goal is not None:
-            raise UserError("Fetch observations carry their goal: call act(obs) without goal=")
+        obs = super().__call__(obs, goal)
         if isinstance(obs, dict) and np.shape(obs.get("observation"))[-1:] == (PLAIN_OBS_DIM,):
             return {**obs, "observation": np.concatenate([obs["observation"], obs["desired_goal"]], axis=-1)}
         return obs
