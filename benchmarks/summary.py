@@ -21,15 +21,22 @@ ORDER = ["df-dwell", "df-dwell-memory", "df-dwell-no-memory", "df-dwell-goal-dis
          "expert", "oracle"]
 
 
-def load(paths: list[str]) -> list[dict]:
+def is_maze_row(row: dict) -> bool:
+    return row.get("script", "maze") == "maze"
+
+
+def load(paths: list[str], keep=is_maze_row) -> list[dict]:
+    """The rows `keep` accepts (default: maze.py's), the row made last per (env, goal, method, seed); each row's
+    file in `_file`."""
     latest: dict[tuple, dict] = {}
     for path in paths:
         for line in Path(path).read_text().splitlines():
             if line.strip():
                 row = json.loads(line)
-                if row.get("script", "maze") != "maze":
+                if not keep(row):
                     continue
-                key = (row["env"], row["goal"], row["method"], row["seed"])
+                row["_file"] = str(path)
+                key = (row["env"], row.get("goal"), row.get("method"), row.get("seed"))
                 if key not in latest or row.get("time", "") >= latest[key].get("time", ""):
                     latest[key] = row  # ISO times: the run made last wins, whichever file it is in
     return list(latest.values())
@@ -45,6 +52,8 @@ def cell(group: list[dict]) -> str:
         return "–"
     score_ = common.fmt_mean_se((score(r) for r in group), 1)
     success, _, _ = common.mean_se(r.get("success_rate") for r in group)
+    if success is None or all(str(r.get("score_name", "")).startswith("success") for r in group):
+        return score_  # the score is the success rate itself
     return f"{score_} ({success:.0%})"
 
 
