@@ -90,10 +90,11 @@ def geodesic_distance(fields: torch.Tensor, origin: torch.Tensor, step: float,
 class GeodesicGuide:
     """Builds `geodesic_distance` objectives for a maze, one field per distinct goal (cached). The field keeps
     paths `clearance` metres clear of the walls and rises `wall_slope` per metre into them
-    (`MazeLayout.geodesic_field`); the defaults were chosen on tuning episodes (benchmarks/README, "Wall-aware
-    distance field"). The objective's value (what best-of-N `candidates` ranks plans by) rises `value_wall_slope`
-    per metre instead, so a plan through a wall never wins; its gradient keeps the gentle `wall_slope`, since a
-    steep one pushes guided plans away from any goal beside a wall (benchmarks/README, "Best of N plans")."""
+    (`MazeLayout.geodesic_field`): a wall point continues its nearest free point's distance, so the gradient
+    everywhere points along the way round the walls and never jumps at a wall's edge. The objective's value (what
+    best-of-N `candidates` ranks plans by) rises `value_wall_slope` per metre instead, so a plan through a wall never
+    wins; its gradient keeps the gentle `wall_slope`, since a steep one would push guided plans away from any goal
+    beside a wall. (How the defaults were chosen: docs/lab-notes.)"""
 
     def __init__(self, layout, resolution: int = 8, clearance: float = 0.1, wall_slope: float = 2.0,
                  value_wall_slope: float = 20.0, max_cached: int = 512):

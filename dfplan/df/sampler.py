@@ -10,11 +10,12 @@ History guidance (Song et al. 2025, for our RNN): given a second latent `z_now` 
 observation alone), every prediction is x0 = x0_now + w * (x0_hist - x0_now), w = `cfg.history_guidance`; both
 latents run as one doubled batch, [history rows; current-state rows].
 
-Cost (at batch 1 on CPU a plan is a few thousand small ops): what a row needs beyond the tokens is prepared once
-per call, the row bookkeeping on the host from the scheduling matrix (no device sync in the loop), alphas_bar for
-all rows in one gather, the level embedding once per distinct level (`DFRNN.forward_emb`; the same arithmetic as
-embedding every token). Nothing records an autograd graph but the guided prediction. Threads are the caller's
-choice: on a CPU shared with other work `torch.set_num_threads(1)` (benchmarks/speed.py, part threads).
+Cost: a small-batch plan is thousands of small ops, so per-op overhead, not arithmetic, sets its time. Hence what a
+row needs beyond the tokens is prepared once per call: the row bookkeeping on the host from the scheduling matrix
+(no device sync in the loop), alphas_bar for all rows in one gather, the level embedding once per distinct level
+(`DFRNN.forward_emb`; the same arithmetic as embedding every token). Nothing records an autograd graph but the
+guided prediction. Threads are the caller's choice: on a CPU shared with other work, idle OpenMP threads wait for
+cores others hold, so `torch.set_num_threads(1)` is the safe setting there.
 """
 
 from __future__ import annotations
@@ -125,8 +126,9 @@ def sample(model, z0: torch.Tensor, horizon: int, cfg: SamplerSettings, objectiv
         matrix = warm_start(matrix, n_init, cfg.warm_start_step)
     levels = sampling_levels(model.cfg.num_levels, cfg.ddim_steps).numpy()[matrix]  # [rows, H] noise levels
     guided = objective is not None and cfg.guidance_scale > 0
-    # guided, the prediction turns gradients back on for itself; unguided, inference mode is ~10% cheaper than
-    # no_grad at batch 1, and its tensors (which can never join a graph) are cloned out for the caller
+    # guided, the prediction turns gradients back on for itself; unguided, inference mode also skips the view tracking
+    # and version counting that no_grad keeps, and its tensors (which can never join a graph) are cloned out for the
+    # caller
     with torch.no_grad() if guided else torch.inference_mode():
         box = token_box if cfg.clip_actions else None
         tokens, z_end = _sample(model, z0, levels, cfg, objective if guided else None, generator, return_latent,
