@@ -8,7 +8,7 @@
     run = dfplan.evaluate("pointmaze-umaze", episodes=20)      # closed-loop evaluation, one summary
 """
 
-__version__ = "0.2.0"
+__version__ = "0.13.0"
 
 
 def load_planner(checkpoint, device="auto", **settings):
