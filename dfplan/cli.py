@@ -250,7 +250,8 @@ def run_train(cfg: DictConfig) -> None:
 EVAL_SETTINGS = ("horizon", "min_horizon", "token_reach", "memory", "memory_tokens", "objective", "guidance_scale",
                  "guidance_rule", "guided_dims", "guide_last_step", "clip_actions", "history_guidance", "mc_samples",
                  "candidates", "ddim_steps", "schedule", "warm_start_step", "stabilization_level", "context_noise",
-                 "execution", "lowlevel", "subgoal_ahead")
+                 "execution", "lowlevel", "subgoal_ahead", "search", "search_expansions", "search_seconds",
+                 "search_block", "search_jump", "search_parallel")
 
 
 def run_eval(cfg: DictConfig) -> None:

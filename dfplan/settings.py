@@ -16,6 +16,7 @@ SCHEDULES = ("pyramid", "full_sequence", "autoregressive", "trapezoid")
 GUIDANCE_RULES = ("eps", "paper")
 GUIDED_DIMS = ("all", "actions")
 EXECUTIONS = ("actions", "lowlevel")
+SEARCHES = ("none", "mctd")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,13 @@ class SamplerSettings:
     temperature: float = 1.0  # scale of the starting noise: 1 samples the data's behaviour, < 1 leans to its mean
     history_guidance: float = 1.0  # with memory: x0 = x0_now + w*(x0_hist - x0_now), hist = after the executed history,
     #   now = from the current observation alone; 1 = plain memory (one prediction), 0 = memoryless, > 1 = more history
+    search: str = "none"  # none | mctd: Monte Carlo Tree Diffusion over the schedule's rows (dfplan.search); mctd
+    #   replaces candidates
+    search_expansions: int = 100  # mctd: tree nodes expanded per plan (each: a block of rows, then a jumpy simulation)
+    search_seconds: float | None = None  # mctd: wall-clock budget per plan call (not reproducible); None = none
+    search_block: int | None = None  # mctd: schedule rows per tree level; None = the rows split into 3 levels
+    search_jump: int = 10  # mctd: a simulation denoises every search_jump-th remaining row to a clean plan
+    search_parallel: int = 5  # mctd: expansions per round and tree, chosen with virtual visits, denoised as one batch
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen: normalize types once)
@@ -64,6 +72,13 @@ class SamplerSettings:
         set_("warm_start_step", check_int("warm_start_step", self.warm_start_step, 0))
         set_("temperature", check_float("temperature", self.temperature, 0.0))
         set_("history_guidance", check_float("history_guidance", self.history_guidance))
+        check_choice("search", self.search, SEARCHES)
+        set_("search_expansions", check_int("search_expansions", self.search_expansions, 1))
+        if self.search_seconds is not None:
+            set_("search_seconds", check_float("search_seconds", self.search_seconds, 0.0))
+        set_("search_block", check_int("search_block", self.search_block, 1, allow_none=True))
+        set_("search_jump", check_int("search_jump", self.search_jump, 1))
+        set_("search_parallel", check_int("search_parallel", self.search_parallel, 1))
         if self.warm_start_step > self.ddim_steps:
             raise UserError(f"warm_start_step={self.warm_start_step} must be in 0..ddim_steps={self.ddim_steps}")
 

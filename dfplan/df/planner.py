@@ -126,6 +126,8 @@ class DFPlanner:
         if unknown:
             raise UserError(f"unknown sampler setting {sorted(unknown)[0]!r}; settings: {list(SAMPLER_KEYS)}")
         cfg = replace(self.sampler, **overrides) if overrides else self.sampler
+        if cfg.search == "mctd":
+            return self._search(z.to(self.device), obs, goal, int(horizon), objective, cfg, generator, init, z_now, t0)
         n = cfg.candidates if objective is not None and cfg.guidance_scale > 0 else 1  # unguided: nothing to rank by
         z = z.to(self.device)
         plan_obs = obs
@@ -140,6 +142,26 @@ class DFPlanner:
         if n > 1:
             result = best_candidates(result, n)
         return self._to_plan(result, obs, time.perf_counter() - t0)
+
+    def _search(self, z, obs, goal, horizon: int, objective, cfg, generator, init, z_now, t0) -> Plan:
+        """`search=mctd`: Monte Carlo Tree Diffusion (`dfplan.search`), one tree per env, valued by the task's
+        `plan_value` against `goal`; children guided by the task's meta-actions applied to `objective`."""
+        from dfplan.search import mctd_search  # here: the search wing builds on the sampler (dfplan.df imports it)
+
+        if self.task is None or goal is None:
+            raise UserError("search=mctd needs the goal and the checkpoint's task: the task's value function scores "
+                            "plans by how they reach the goal")
+        goal = check_batch("goal", goal, len(self.goal_dims), self.device, rows=obs.shape[0])
+        guides = [None if objective is None else m.guide(objective, goal) for m in self.task.meta_actions()]
+        result = mctd_search(self.model, z, horizon, cfg, guides,
+                             decode=lambda tokens, rows: self._decode(tokens, obs[rows]),
+                             value=lambda states, rows: self.task.plan_value(states, goal[rows]), generator=generator,
+                             init=init, z_now=z_now, token_box=self.token_box() if cfg.clip_actions else None)
+        plan = self._to_plan(SampleResult(tokens=result.tokens, z_end=None, objective=None), obs,
+                             time.perf_counter() - t0)
+        plan.info.update(value=result.value, solved=result.solved, expansions=result.expansions,
+                         evaluations=result.evaluations, rounds=result.rounds, sampler_calls=result.calls)
+        return plan
 
     def token_box(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(low, high) [token_dim], normalized: the task's action box on a token's action entries, ±inf on its

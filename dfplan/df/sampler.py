@@ -107,6 +107,40 @@ def _row(t: _Tables, m: int, done: int) -> _Row:
                 unchanged=None if t.all_move[m] else t.stays[m, done:], finishes_all=t.finished[m + 1] == t.ab.shape[1])
 
 
+def schedule_levels(model, horizon: int, cfg: SamplerSettings, n_init: int = 0) -> np.ndarray:
+    """[rows, horizon] noise levels (host ints) that `sample` walks: the scheduling matrix in the model's levels,
+    the first `n_init` tokens starting at `cfg.warm_start_step` (warm start)."""
+    matrix = scheduling_matrix(cfg.schedule, horizon, cfg.ddim_steps, cfg.uncertainty)
+    if n_init:
+        matrix = warm_start(matrix, n_init, cfg.warm_start_step)
+    return sampling_levels(model.cfg.num_levels, cfg.ddim_steps).numpy()[matrix]
+
+
+def denoise(model, z0: torch.Tensor, x: torch.Tensor, levels: np.ndarray, cfg: SamplerSettings,
+            objective: TokenObjective | None = None, generator: torch.Generator | None = None,
+            z_now: torch.Tensor | None = None, token_box: tuple[torch.Tensor, torch.Tensor] | None = None
+            ) -> torch.Tensor:
+    """Continue a partly denoised plan: tokens x [B, H, D] (normalized), at the noise levels of the first row of
+    `levels` [rows, H] (host ints, non-increasing down the rows), walked through the remaining rows; returns the
+    tokens at the levels of the last row (a new tensor). Any sub-sequence of a scheduling matrix's rows is such a
+    matrix: a block of consecutive rows (one level of tree search), or every j-th row to the end (jumpy denoising).
+    Finished tokens are fed back with fresh stabilization noise. `objective`, `z_now`, `token_box`: as in `sample`."""
+    paired = z_now is not None and cfg.history_guidance != 1.0
+    if paired:
+        z0 = torch.cat([z0, z_now.to(z0.device)])
+    guided = objective is not None and cfg.guidance_scale > 0
+    device = z0.device
+    with torch.no_grad() if guided else torch.inference_mode():
+        tables = _tables(model, levels, cfg.stabilization_level, device)
+        randn = lambda *shape: torch.randn(*shape, device=device, generator=generator)  # noqa: E731
+        pair = (lambda t: torch.cat([t, t])) if paired else (lambda t: t)  # noqa: E731
+        ctx_noise = randn(*x.shape)
+        box = token_box if cfg.clip_actions else None
+        out, _ = _walk(model, z0, x.to(device).clone(), ctx_noise, tables, levels, cfg, objective if guided else None,
+                       randn, False, pair, box)
+    return out.clone() if not guided else out
+
+
 def sample(model, z0: torch.Tensor, horizon: int, cfg: SamplerSettings, objective: TokenObjective | None = None,
            generator: torch.Generator | None = None, return_latent: bool = False,
            init: torch.Tensor | None = None, z_now: torch.Tensor | None = None,
@@ -120,11 +154,8 @@ def sample(model, z0: torch.Tensor, horizon: int, cfg: SamplerSettings, objectiv
     paired = z_now is not None and cfg.history_guidance != 1.0
     if paired:
         z0 = torch.cat([z0, z_now.to(z0.device)])  # the doubled batch: [history; current state]
-    matrix = scheduling_matrix(cfg.schedule, horizon, cfg.ddim_steps, cfg.uncertainty)
     n_init = 0 if init is None or cfg.warm_start_step <= 0 else min(init.shape[1], horizon)
-    if n_init:
-        matrix = warm_start(matrix, n_init, cfg.warm_start_step)
-    levels = sampling_levels(model.cfg.num_levels, cfg.ddim_steps).numpy()[matrix]  # [rows, H] noise levels
+    levels = schedule_levels(model, horizon, cfg, n_init)
     guided = objective is not None and cfg.guidance_scale > 0
     # guided, the prediction turns gradients back on for itself; unguided, inference mode also skips the view tracking
     # and version counting that no_grad keeps, and its tensors (which can never join a graph) are cloned out for the
@@ -152,6 +183,12 @@ def _sample(model, z0, levels, cfg, objective, generator, return_latent, init, n
     if n_init:
         x[:, :n_init] = q_sample_at(init[:, :n_init].to(device), tables.ab[0, :n_init], x[:, :n_init])
     ctx_noise = randn(B, horizon, D)
+    return _walk(model, z0, x, ctx_noise, tables, levels, cfg, objective, randn, return_latent, pair, box)
+
+
+def _walk(model, z0, x, ctx_noise, tables, levels, cfg, objective, randn, return_latent, pair, box):
+    """(tokens, z_end or None): walk the rows of `levels` from tokens x at the levels of its first row, in place."""
+    B = x.shape[0]
     z_prefix, done = z0, 0  # latent after the first `done` tokens, which are finished
     for m in range(len(levels) - 1):
         if tables.finished[m] > done:

@@ -13,10 +13,43 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
 from dfplan.errors import UserError, check_choice
 
 ObjectiveBuilder = Callable  # goal [B, Dg] tensor -> Objective (states [B,H+1,Ds], actions [B,H,Da]) -> [B]
+SEARCH_SCALES = (0.0, 0.1, 0.5, 1.0, 2.0)  # MCTD's maze meta-actions: multiples of the planner's guidance scale
+SOLVED_VALUE = 0.5  # `Task.plan_value` at or above this: the plan solves the task (tree search stops there)
+
+
+@dataclass(frozen=True)
+class MetaAction:
+    """What tells a tree-search node's children apart (`dfplan.search`): `guide(objective, goal)` turns the planner's
+    objective for B rows (and their goals [B, Dg]) into the child's, e.g. a multiple of it, or one cube's part."""
+
+    label: str
+    guide: Callable
+
+
+def scaled_guidance(scale: float) -> MetaAction:
+    """The planner's objective times `scale` (0: the child is unguided; its gradient is zero)."""
+    return MetaAction(f"x{scale:g}", lambda objective, goal: (lambda s, a: scale * objective(s, a)))
+
+
+def reach_value(pos: torch.Tensor, goal: torch.Tensor, radius: float, max_step: float) -> torch.Tensor:
+    """MCTD's value of planned positions pos [B, H+1, k] (pos[:, 0]: now) for goals [B, k], in [0, 1]: 0 when a step
+    moves further than `max_step` (implausible: the plan jumps, e.g. across a wall); else 0.5 + 0.5 (H - t) / H
+    when the plan first comes within `radius` of the goal at step t (MCTD's (H - t) / H, lifted so that every plan
+    that reaches beats every one that does not); else 0.5 x the fraction of the start's distance to the goal that
+    the plan's closest state closes (partial progress)."""
+    H = max(pos.shape[1] - 1, 1)
+    jump = (pos[:, 1:] - pos[:, :-1]).norm(dim=-1).amax(1) if pos.shape[1] > 1 else pos.new_zeros(pos.shape[0])
+    dist = (pos - goal[:, None]).norm(dim=-1)  # [B, H+1]
+    inside = dist <= radius
+    first = inside.to(torch.int8).argmax(1)  # first step within the radius (0 when none: masked below)
+    progress = (1 - dist.amin(1) / dist[:, 0].clamp(min=1e-6)).clamp(0.0, 1.0)
+    value = torch.where(inside.any(1), SOLVED_VALUE + (1 - SOLVED_VALUE) * (H - first) / H, SOLVED_VALUE * progress)
+    return torch.where(jump > max_step, torch.zeros_like(value), value)
 
 
 @dataclass
@@ -95,6 +128,18 @@ class Task(ABC):
     def step_success(self, obs: dict, info: dict) -> bool:
         """Did this step reach the goal? Default: the env's own `info["success"]` / `info["is_success"]`."""
         return bool(info.get("success", info.get("is_success", False)))
+
+    # --- tree search (dfplan.search) ------------------------------------------------------------------
+    search_scales: tuple[float, ...] = SEARCH_SCALES  # default meta-actions: these multiples of the guidance scale
+
+    def meta_actions(self) -> list[MetaAction]:
+        """The children of a tree-search node differ by these: by default the planner's objective scaled."""
+        return [scaled_guidance(s) for s in self.search_scales]
+
+    def plan_value(self, states: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """Tree search's value of raw planned states [B, H+1, Ds] (states[:, 0]: now) for goals [B, Dg]: [B] in
+        [0, 1], 0 for a physically implausible plan, >= `SOLVED_VALUE` for one that solves the task."""
+        raise UserError(f"{self.name} has no plan value function: search=mctd does not apply to it")
 
     def check_goal(self, goal: str | None) -> str:
         goal = self.default_goal if goal is None else goal

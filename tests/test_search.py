@@ -1,0 +1,125 @@
+"""Monte Carlo Tree Diffusion (`search=mctd`): the trap a single plan falls into, budgets, determinism, values."""
+
+import numpy as np
+import pytest
+import torch
+
+import dfplan.search.mctd as mctd_module
+from dfplan.df.planner import load_planner
+from dfplan.errors import UserError
+from dfplan.search.tree import Node, Tree
+from dfplan.settings import resolve_settings
+from dfplan.tasks import get_task
+from dfplan.tasks.base import SOLVED_VALUE, reach_value
+from dfplan.tasks.pointmaze import GOAL_RADIUS, MAX_STEP
+
+from conftest import train_config
+
+START = torch.tensor([[-1.0, -1.0, 0.0, 0.0]])  # U-Maze: the bottom-left cell
+CORNER = torch.tensor([[1.0, 1.0]])  # the top-right cell: the straight line to it crosses the wall cell at (0, 0)
+BEHIND_WALL = torch.tensor([[-1.0, 1.0]])  # the top-left cell, straight across the U's bar: rarely reached
+HORIZON = 24  # tokens (96 steps): the way round the wall to CORNER (4 m) fits
+
+
+@pytest.fixture(scope="module")
+def planner(minari_root, tmp_path_factory):
+    """A tiny DF model trained long enough (1,500 steps, ~15 s) that its unguided plans move like the point does."""
+    from dfplan.training import train
+
+    out = tmp_path_factory.mktemp("search-run")
+    torch.manual_seed(0)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(minari_root))
+        train(train_config(out, steps=1500), task=get_task("pointmaze-umaze"))
+    return load_planner(out / "final.pt", device="cpu", ddim_steps=5, guidance_scale=5.0)
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def value(planner, plan, goal):
+    return planner.task.plan_value(plan.states, goal)
+
+
+def test_search_escapes_the_trap_a_single_plan_falls_into(planner):
+    """Guided toward the corner at the planner's scale, every plan jumps across the wall (implausible, value 0), one
+    plan or the best of five; the tree tries weaker guidance per level and finds a plan that goes round the wall."""
+    singles = [value(planner, planner.plan(START, CORNER, HORIZON, generator=gen(s)), CORNER).item() for s in range(6)]
+    best_of_5 = value(planner, planner.plan(START, CORNER, HORIZON, generator=gen(0), candidates=5), CORNER).item()
+    assert max(singles) < SOLVED_VALUE and best_of_5 < SOLVED_VALUE
+    plan = planner.plan(START, CORNER, HORIZON, generator=gen(0), search="mctd", search_expansions=30)
+    assert bool(plan.info["solved"][0]) and value(planner, plan, CORNER).item() >= SOLVED_VALUE
+    xy = plan.states[0, :, :2]
+    assert (xy - CORNER).norm(dim=-1).min() <= GOAL_RADIUS  # it reaches the goal ...
+    assert not planner.task.layout.in_wall(xy.numpy()).any()  # ... round the wall, which the value never saw
+    assert (xy[1:] - xy[:-1]).norm(dim=-1).max() <= MAX_STEP
+
+
+def test_search_respects_its_expansion_budget(planner, monkeypatch):
+    denoised = []
+    real = mctd_module.denoise
+    monkeypatch.setattr(mctd_module, "denoise", lambda model, z, x, *a, **k: denoised.append(len(x)) or real(
+        model, z, x, *a, **k))
+    plan = planner.plan(START, BEHIND_WALL, HORIZON, generator=gen(0), search="mctd", search_expansions=7,
+                        search_parallel=3, guidance_scale=20.0)
+    assert not plan.info["solved"][0]
+    assert plan.info["expansions"][0] == 7 and plan.info["rounds"] == 3  # 3 + 3 + 1
+    assert 7 <= sum(denoised) <= 14  # each child: one block of rows, at most one simulation
+    transitions = planner.sampler.ddim_steps + HORIZON - 1  # of the pyramid's rows: a child walks at most these
+    assert 0 < plan.info["evaluations"][0] <= 7 * transitions
+
+
+def test_seconds_budget_stops_after_one_round(planner):
+    plan = planner.plan(START, BEHIND_WALL, HORIZON, generator=gen(0), search="mctd", search_seconds=1e-9,
+                        search_parallel=2, guidance_scale=20.0)
+    assert plan.info["rounds"] == 1 and plan.info["expansions"][0] == 2
+
+
+def test_search_is_deterministic_under_a_seed_and_batches_envs(planner):
+    obs, goal = torch.cat([START, START]), torch.cat([BEHIND_WALL, CORNER])
+    kw = dict(search="mctd", search_expansions=12, search_parallel=4)
+    a = planner.plan(obs, goal, 8, generator=gen(3), **kw)
+    b = planner.plan(obs, goal, 8, generator=gen(3), **kw)
+    c = planner.plan(obs, goal, 8, generator=gen(4), **kw)
+    assert torch.equal(a.states, b.states) and np.array_equal(a.info["expansions"], b.info["expansions"])
+    assert not torch.equal(a.states, c.states)
+    assert a.states.shape == (2, 33, 4) and torch.equal(a.states[:, 0], obs)
+
+
+def test_search_needs_the_goal_and_a_valid_setting(planner):
+    with pytest.raises(UserError, match="needs the goal"):
+        planner.plan(START, None, 4, search="mctd")
+    with pytest.raises(UserError, match="search_expansions"):
+        resolve_settings(None, search="mctd", search_expansions=0)
+
+
+def test_reach_value_on_hand_made_plans():
+    goal = torch.tensor([[2.0, 0.0]])
+    line = lambda n, step: torch.stack([torch.arange(n + 1) * step, torch.zeros(n + 1)], -1)[None]  # noqa: E731
+    # 20 steps of 0.1 m: first within 0.45 of the goal at step 16 (x = 1.6)
+    assert reach_value(line(20, 0.1), goal, 0.45, 0.5).item() == pytest.approx(0.5 + 0.5 * (20 - 16) / 20)
+    assert reach_value(line(20, 0.1), torch.tensor([[0.0, 0.0]]), 0.45, 0.5).item() == pytest.approx(1.0)  # at goal
+    # never reaching: half the fraction of the start's distance closed (1.0 of 5.0 m)
+    assert reach_value(line(10, 0.1), torch.tensor([[5.0, 0.0]]), 0.45, 0.5).item() == pytest.approx(0.5 * 0.2)
+    jumpy = line(20, 0.1).clone()
+    jumpy[0, 5:] += torch.tensor([0.0, 1.0])  # a 1 m jump at step 5: implausible, whatever it reaches
+    assert reach_value(jumpy, torch.tensor([[2.0, 1.0]]), 0.45, 0.5).item() == 0.0
+    maze = get_task("pointmaze-umaze")
+    states = torch.cat([line(20, 0.1), torch.zeros(1, 21, 2)], -1)  # [x, y, vx, vy]
+    assert maze.plan_value(states, goal).item() == pytest.approx(0.6)
+
+
+def test_uct_prefers_value_and_spreads_a_round_with_virtual_visits():
+    tree = Tree(Node(row=0, tokens=None, untried=[0, 1]), last_row=2)
+    picks = [tree.select(), tree.select()]
+    assert [a for _, a in picks] == [0, 1] and tree.select() is None  # both children pending: nothing to select
+    for (node, a), v in zip(picks, (0.9, 0.1)):
+        tree.add(node, a, Node(row=1, tokens=None, parent=node, action=a, untried=[0, 1]), v)
+    tree.clear_virtual()
+    assert tree.root.value == 0.9 and tree.root.visits == 2
+    first, second = tree.select(), tree.select()
+    assert first[0].action == 0  # the better child first ...
+    assert first[0] is second[0] and {first[1], second[1]} == {0, 1}  # ... again, for its other untried action
+    third = tree.select()
+    assert third[0].action == 1  # its children all pending, the round moves to the other child
