@@ -22,6 +22,9 @@ Parts (`parts=`):
   interleaved (one untimed plan after each switch). On a machine whose cores are busy with other work, more than one
   thread can cost 10-100x: idle OpenMP workers spin for the cores the other processes need (`threads=1`, or
   OMP_WAIT_POLICY=PASSIVE, avoids it). The library leaves the thread count to the caller.
+- profile: where a DF plan's time goes (`torch.profiler`, self CPU time per op over `plans` plans, every horizon x
+  DDIM steps x batch): the matmuls' share (addmm, mm, bmm: where the FLOPs are) and the top ops. Not in the default
+  parts (the profiler's own overhead inflates the small ops).
 - loop: DF (the MPC controller with its tuned settings) and `diffuser_modes`, built by
   `dfplan.controllers.make_controller` like `dfplan-eval`: ms per decision of `controller.act` on single observations
   over one episode per seed (replans included), plans per episode, and episodes per minute of
@@ -70,7 +73,8 @@ DEFAULTS = {
 QUICK = {"horizons": [16], "ddim_steps": [3], "batches": [1, 64], "diffuser_batches": [1], "plans": 3,
          "diffuser_plans": 1, "peak_reps": 3, "thread_batches": [1], "thread_plans": 3, "diffuser_modes": ["diffuser"],
          "seeds": 1, "episodes": 2, "max_episode_steps": 100}
-PARTS = ("plans", "threads", "loop")
+PARTS = ("plans", "threads", "loop", "profile")
+MATMULS = ("aten::addmm", "aten::mm", "aten::bmm")  # where the FLOPs are; every other op is overhead around them
 PEAK_N = 2048
 
 
@@ -194,6 +198,45 @@ def plans_table(rows: list[dict], peak: float) -> str:
     return common.markdown_table(["method", "H (tokens)", "env steps", "DDIM / DDPM steps", "batch",
                                   f"ms / plan ({label})", "p10–p90 ms", f"plans / s ({label})", "GFLOP / plan",
                                   "GFLOP/s", "% of matmul peak"], lines)
+
+
+# --- profile -------------------------------------------------------------------------------------------------------
+def profile_rows(task, df, args, results) -> list[dict]:
+    """Where a batched plan's time goes: `torch.profiler` self CPU time per op over `plans` DF plans (after
+    `warmup`) for every horizon x DDIM steps x batch; the matmuls' share and the top ops."""
+    from torch.profiler import ProfilerActivity, profile
+
+    rows = []
+    for h in args.horizons:
+        for s in args.ddim_steps:
+            for b in args.batches:
+                obs, goals = inputs_cache(task, b, args.goal)
+                gen = torch.Generator().manual_seed(0)
+                once = lambda: df.plan(obs, goals, h, generator=gen, ddim_steps=s)  # noqa: E731
+                for _ in range(args.warmup):
+                    once()
+                with profile(activities=[ProfilerActivity.CPU]) as prof:
+                    for _ in range(args.plans):
+                        once()
+                ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+                total = sum(e.self_cpu_time_total for e in ops)
+                share = {e.key: e.self_cpu_time_total / total for e in ops[:10]}
+                matmul = sum(e.self_cpu_time_total for e in ops if e.key in MATMULS) / total
+                row = {"part": "profile", "method": "df", "device": "cpu", "cpu": cpu_name(), "horizon_tokens": h,
+                       "denoising_steps": s, "batch": b, "matmul_share": matmul, "top_ops": share,
+                       "ops_per_plan": sum(e.count for e in ops) / args.plans}
+                rows.append(results.add(row, "cpu"))
+                top = ", ".join(f"{k.removeprefix('aten::')} {100 * v:.0f}%" for k, v in list(share.items())[:6])
+                print(f"  df H={h:>3} steps={s:>3} B={b:>4}: matmuls {100 * matmul:.0f}% of the time; {top}", flush=True)
+    return rows
+
+
+def profile_table(rows: list[dict]) -> str:
+    lines = [[r["horizon_tokens"], r["denoising_steps"], r["batch"], f"{100 * r['matmul_share']:.0f}%",
+              f"{r['ops_per_plan']:.0f}", ", ".join(f"{k.removeprefix('aten::')} {100 * v:.0f}%"
+                                                   for k, v in list(r["top_ops"].items())[:6])] for r in rows]
+    return common.markdown_table(["H (tokens)", "DDIM steps", "batch", "matmul share of CPU time", "ops / plan call",
+                                  "top ops (self CPU time)"], lines)
 
 
 # --- threads -------------------------------------------------------------------------------------------------------
@@ -341,6 +384,11 @@ def main() -> None:
             f"Torch threads, {task.name} DF at the shipped settings (H={df.default_horizon}, {df.sampler.ddim_steps} "
             f"DDIM steps, guided), CPU; median of {args.thread_plans} plans per thread count, interleaved",
             threads_table(rows), command))
+    if "profile" in args.parts:
+        rows = profile_rows(task, df, args, results)
+        sections.append(common.section(
+            f"Where a plan's CPU time goes, {task.name} DF guided as shipped, torch.profiler over {args.plans} plans "
+            f"({machine_label()})", profile_table(rows), command))
     if "loop" in args.parts:
         methods = [("df", df_ckpt)] + ([(m, diff_ckpt) for m in args.diffuser_modes] if diff_ckpt else [])
         rows = loop_rows(task, methods, args, results)
