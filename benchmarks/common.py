@@ -402,3 +402,62 @@ def outside_maze(layout, xy):
     xy = np.asarray(xy, dtype=float)
     finite = np.isfinite(xy).all(-1)
     return ~finite | layout.in_wall(np.where(finite[..., None], xy, 0.0))
+
+
+# --- success-rate benchmarks on held-out episodes (manipulation, OGBench mazes) -------------------------------------
+TIMING_COLUMNS = [("plan ms / decision", col_mean_se("plan_ms_per_decision", 2)),
+                  ("plan s / episode", col_mean_se("plan_s_per_episode", 2)),
+                  ("episodes / min", col_mean_se("episodes_per_minute", 0))]
+
+
+def tasks_and_checkpoints(args: Args, methods: dict, prefixes: Sequence[str], kind: dict) -> tuple[dict, dict]:
+    """({env: Task}, {env: {kind: checkpoint or None}}) for `args.envs`, after checking `args.methods` against
+    `methods`; a checkpoint comes from `<prefix><env>=` (`prefixes`, mapped to kinds by `kind`), else the task's
+    shipped one."""
+    bad = [m for m in args.methods if m not in methods]
+    if bad:
+        raise ArgError(f"error: unknown methods {bad}; choose from {sorted(methods)}")
+    tasks = {env: task_of(env) for env in args.envs}
+    given = {prefix: prefixed(args, prefix) for prefix in prefixes}
+    found = {env: {kind[p]: default_checkpoint(task, given[p].get(env), kind[p]) for p in prefixes}
+             for env, task in tasks.items()}
+    return tasks, found
+
+
+def run_methods(args: Args, tasks: dict, methods: dict, found: dict, prefixes: Sequence[str], kind: dict,
+                results: Results, device: str, build: Callable, task_for: Callable = lambda method, task: task
+                ) -> list[dict]:
+    """Evaluate every method of `args.methods` on every task for `args.seeds` seeds of `args.episodes` held-out
+    episodes (env seeds `args.first_seed + s * episodes ...`, the same for every method); one results row each, with
+    the planning time per decision and per episode. `methods`: name -> (planner, keywords, the checkpoint kinds it
+    needs); `found`: env -> {kind: checkpoint or None} (a method missing one is skipped with a note naming the
+    `prefixes` key that supplies it); `build(method, task, checkpoints, device)` makes the controller."""
+    from dfplan.evaluation import evaluate
+
+    rows = []
+    for env, task in tasks.items():
+        for method in args.methods:
+            missing = [n for n in methods[method][2] if found[env][n] is None]
+            if missing:
+                print(f"note: {env}: {method} skipped, no {missing[0]} checkpoint; pass "
+                      f"{next(p for p in prefixes if kind[p] == missing[0])}{env}=PATH", flush=True)
+                continue
+            run_task = task_for(method, task)
+            controller = build(method, run_task, found[env], device)
+            settings = controller_settings(controller)
+            checkpoint = getattr(getattr(controller, "planner", None), "meta", {}).get("path")
+            for seed in range(args.seeds):
+                first = args.first_seed + seed * args.episodes
+                before = getattr(controller, "plan_seconds", 0.0)
+                res = evaluate(controller, run_task, episodes=args.episodes, seed=first,
+                               batch=args.batch or args.episodes, progress=False)
+                s = res.summary(task)
+                spent = getattr(controller, "plan_seconds", 0.0) - before
+                ms = 1000 * spent / (args.episodes * task.max_episode_steps)
+                rows.append(results.add({"env": env, "method": method, "seed": seed, "first_env_seed": first,
+                                         "device": device, "checkpoint": checkpoint, "settings": settings, **s,
+                                         "plan_ms_per_decision": ms, "plan_s_per_episode": spent / args.episodes,
+                                         "episode_success": [e.success for e in res.episodes]}, device))
+                print(f"  {env} {method:16s} seed {seed}: success {s['score_mean']:5.1f} %  plan {ms:.2f} ms/step  "
+                      f"{s['episodes_per_minute']:.0f} ep/min", flush=True)
+    return rows

@@ -89,48 +89,12 @@ def build(method: str, task, checkpoints: dict, device: str):
 
 def main() -> None:
     args = common.parse_args(DEFAULTS, QUICK, __doc__, prefixes=PREFIXES)
-    bad = [m for m in args.methods if m not in METHODS]
-    if bad:
-        raise common.ArgError(f"error: unknown methods {bad}; choose from {sorted(METHODS)}")
-    tasks = {env: common.task_of(env) for env in args.envs}
-    given = {prefix: common.prefixed(args, prefix) for prefix in PREFIXES}
-    found = {env: {KIND[p]: common.default_checkpoint(task, given[p].get(env), KIND[p]) for p in PREFIXES}
-             for env, task in tasks.items()}
+    tasks, found = common.tasks_and_checkpoints(args, METHODS, PREFIXES, KIND)
     command = common.print_command()
-    from dfplan.evaluation import evaluate
-
     device = common.resolve_device(args.device)
     results = common.Results("manipulation", args, command)
-    rows = []
-    for env, task in tasks.items():
-        for method in args.methods:
-            missing = [n for n in METHODS[method][2] if found[env][n] is None]
-            if missing:
-                print(f"note: {env}: {method} skipped, no {missing[0]} checkpoint; pass "
-                      f"{next(p for p in PREFIXES if KIND[p] == missing[0])}{env}=PATH", flush=True)
-                continue
-            run_task = task_for(method, task)
-            controller = build(method, run_task, found[env], device)
-            settings = common.controller_settings(controller)
-            checkpoint = getattr(getattr(controller, "planner", None), "meta", {}).get("path")
-            for seed in range(args.seeds):
-                first = args.first_seed + seed * args.episodes
-                before = getattr(controller, "plan_seconds", 0.0)
-                res = evaluate(controller, run_task, episodes=args.episodes, seed=first, batch=args.batch or args.episodes,
-                               progress=False)
-                s = res.summary(task)
-                steps = args.episodes * task.max_episode_steps
-                ms = 1000 * (getattr(controller, "plan_seconds", 0.0) - before) / steps
-                plan_s = (getattr(controller, "plan_seconds", 0.0) - before) / args.episodes
-                rows.append(results.add({"env": env, "method": method, "seed": seed, "first_env_seed": first,
-                                         "device": device, "checkpoint": checkpoint, "settings": settings, **s,
-                                         "plan_ms_per_decision": ms, "plan_s_per_episode": plan_s,
-                                         "episode_success": [e.success for e in res.episodes]}, device))
-                print(f"  {env} {method:16s} seed {seed}: success {s['score_mean']:5.1f} %  plan {ms:.2f} ms/step  "
-                      f"{s['episodes_per_minute']:.0f} ep/min", flush=True)
-    timing = [("plan ms / decision", common.col_mean_se("plan_ms_per_decision", 2)),
-              ("plan s / episode", common.col_mean_se("plan_s_per_episode", 2)),
-              ("episodes / min", common.col_mean_se("episodes_per_minute", 0))]
+    rows = common.run_methods(args, tasks, METHODS, found, PREFIXES, KIND, results, device, build, task_for)
+    timing = common.TIMING_COLUMNS
     sections = []
     for family, title in (("fetch", "Fetch"), ("ogbench", "OGBench cubes")):
         group = [r for r in rows if tasks[r["env"]].family == family]

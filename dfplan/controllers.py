@@ -70,7 +70,8 @@ def make_controller(planner: str, task, checkpoint=None, variant: str | None = N
     if execution == "lowlevel":
         reacher = load_lowlevel(lowlevel or task.shipped_checkpoint("lowlevel"), device=device)
     return DiffuserController(load_diffuser(path, device=device), mode=mode, replan_every=every,
-                              tracker=None if reacher else task.track_action, reacher=reacher)
+                              tracker=None if reacher else task.track_action, reacher=reacher,
+                              rest=task.rest_state)
 
 
 def _split(settings: dict) -> tuple[dict, dict]:

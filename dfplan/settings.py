@@ -15,7 +15,7 @@ from dfplan.errors import UserError, check_bool, check_choice, check_float, chec
 SCHEDULES = ("pyramid", "full_sequence", "autoregressive", "trapezoid")
 GUIDANCE_RULES = ("eps", "paper")
 GUIDED_DIMS = ("all", "actions")
-EXECUTIONS = ("actions", "lowlevel")
+EXECUTIONS = ("actions", "lowlevel", "track")
 SEARCHES = ("none", "mctd")
 
 
@@ -96,7 +96,8 @@ class ControllerSettings:
     #   token_reach), between min_horizon and horizon; None = every plan gets `horizon` tokens
     token_reach: float = 0.25  # variable horizon: cost-to-go (maze: metres of path) a plan covers per token
     execution: str = "actions"  # actions: execute the plan's own actions | lowlevel: a learned goal-conditioned policy
-    #   steers toward the planned state k steps ahead (k: the policy's)
+    #   steers toward the planned state k steps ahead (k: the policy's) | track: the task's tracking controller steers
+    #   toward the next planned state
     lowlevel: str | None = None  # execution=lowlevel: the low-level policy's checkpoint (path or shipped name);
     #   None = the one shipped for the task
     subgoal_ahead: int | None = None  # execution=lowlevel: the planned state this many env steps ahead is the policy's

@@ -51,7 +51,8 @@ class MPCController:
             between min_horizon and horizon, where the cost-to-go is the objective's distance at the current state
             (distance objectives: goal_distance, geodesic). Envs that need the same horizon are planned together.
         execution: "actions" executes the plan's own actions; "lowlevel" gives a learned goal-conditioned policy the
-            planned state `subgoal_ahead` env steps ahead at every step, until the next replan.
+            planned state `subgoal_ahead` env steps ahead at every step, until the next replan; "track" steers to the
+            next planned state with the task's tracking controller (`Task.track_action`).
         lowlevel: with execution="lowlevel", the policy: a checkpoint path or shipped name, or a loaded
             `dfplan.lowlevel.GoalReacher`; None = the one shipped for the planner's task.
         subgoal_ahead: with execution="lowlevel", how many env steps ahead of now the planned state handed to the
@@ -84,6 +85,11 @@ class MPCController:
         self.memory, self.memory_tokens = settings.memory, settings.memory_tokens
         self.reacher = self._reacher(lowlevel) if settings.execution == "lowlevel" else None
         self.subgoal_ahead = None
+        self.tracker = None
+        if settings.execution == "track":
+            if planner.task is None:
+                raise UserError("execution=track needs the planner's task (its tracking controller)")
+            self.tracker = planner.task.track_action
         if self.reacher is not None:
             self.subgoal_ahead = settings.subgoal_ahead or self.reacher.k
             if self.subgoal_ahead > self.reacher.k:
@@ -159,10 +165,13 @@ class MPCController:
 
     # --- internals -----------------------------------------------------------------------------
     def _action(self, states: np.ndarray) -> np.ndarray:
-        """The plan's own action now, or the low-level policy's toward the planned state `subgoal_ahead` steps ahead
-        (the plan's last state once fewer remain)."""
-        if self.reacher is None or self.plan_states is None:  # no planned states: a failed plan's zero actions
-            return self.plan[:, self.plan_step].copy()
+        """The plan's own action now, the tracking controller's toward the next planned state, or the low-level
+        policy's toward the planned state `subgoal_ahead` steps ahead (the plan's last state once fewer remain)."""
+        if self.plan_states is None or (self.reacher is None and self.tracker is None):
+            return self.plan[:, self.plan_step].copy()  # own actions (or, without planned states, a failed plan's)
+        if self.tracker is not None:
+            nxt = min(self.plan_step + 1, self.plan_states.shape[1] - 1)
+            return self.tracker(states, self.plan_states[:, nxt], self.plan[:, self.plan_step])
         ahead = min(self.plan_step + self.subgoal_ahead, self.plan_states.shape[1] - 1)
         return self.reacher.act_toward(states, self.plan_states[:, ahead])
 

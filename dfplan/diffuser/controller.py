@@ -24,13 +24,17 @@ def track_action(state: np.ndarray, target: np.ndarray, planned_action: np.ndarr
     return (target[..., :n] - state[..., :n]) + (target[..., n:] - state[..., n:])
 
 
-def tracking_target(states: np.ndarray, t: int) -> np.ndarray:
-    """The state to steer to at step t since planning: states[t+1]; past the plan, the last position at rest.
+def tracking_target(states: np.ndarray, t: int, rest=None) -> np.ndarray:
+    """The state to steer to at step t since planning: states[t+1]; past the plan, the last state made to hold still
+    by `rest` (states [N, Ds] -> [N, Ds], a task's `Task.rest_state`), by default the last position of a
+    [position, velocity] state with zero velocity.
 
     states [N, H, Ds] -> [N, Ds]."""
     if t + 1 < states.shape[1]:
         return states[:, t + 1]
     target = states[:, -1].copy()
+    if rest is not None:
+        return rest(target)
     target[:, states.shape[-1] // 2:] = 0.0
     return target
 
@@ -46,9 +50,11 @@ class DiffuserController:
     """
 
     def __init__(self, planner: DiffuserPlanner, mode: str = "plan_once", replan_every: int | None = None,
-                 tracker=None, reacher=None):
+                 tracker=None, reacher=None, rest=None):
         """tracker: (states [N, Ds], target states [N, Ds], planned actions [N, Da]) -> actions, the task's
         controller toward the next planned state; default Diffuser's maze2d one (`track_action`).
+        rest: the state to hold once the plan has run out, from its last one (`tracking_target`); give it with a
+        task's tracker (`Task.rest_state`).
         reacher: a learned low-level policy (`dfplan.lowlevel.GoalReacher`) given the planned state `reacher.k`
         steps ahead instead (the last planned state once fewer remain); replaces the tracker."""
         if mode not in MODES:
@@ -64,7 +70,7 @@ class DiffuserController:
         if tracker is None and reacher is None and planner.obs_dim % 2:
             raise ValueError(f"tracking needs states [position, velocity] of even size, got obs_dim {planner.obs_dim}")
         self.planner, self.mode, self.replan_every = planner, mode, replan_every
-        self.tracker, self.reacher = tracker or track_action, reacher
+        self.tracker, self.reacher, self.rest = tracker or track_action, reacher, rest
         self.failures = 0  # rows whose action was not finite (replaced by zeros)
         self.n_plans, self.plan_seconds = 0, 0.0
         self.adapter = planner.task.observation_adapter() if planner.task is not None else NativeObservation()
@@ -111,7 +117,7 @@ class DiffuserController:
             action = self.reacher.act_toward(state, self.states[:, ahead])
         else:
             planned = self.actions[:, min(self.t, self.actions.shape[1] - 1)]
-            action = self.tracker(state, tracking_target(self.states, self.t), planned)
+            action = self.tracker(state, tracking_target(self.states, self.t, self.rest), planned)
         self.t += 1
         action, bad = safe_actions(action)
         self.failures += bad

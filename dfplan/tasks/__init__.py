@@ -12,7 +12,7 @@ import importlib
 from dfplan.errors import UserError, choices_hint
 from dfplan.tasks.base import EpisodeResult, Task
 
-FAMILIES = ("dfplan.tasks.pointmaze", "dfplan.tasks.fetch", "dfplan.tasks.ogbench")
+FAMILIES = ("dfplan.tasks.pointmaze", "dfplan.tasks.fetch", "dfplan.tasks.ogbench", "dfplan.tasks.ogbench_maze")
 
 
 def _families():

@@ -86,6 +86,18 @@ def standard_error(x) -> float:
     return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0
 
 
+def success_by_task(episodes: list[EpisodeResult], task_id_of, num_tasks: int) -> dict:
+    """Success % and its s.e. per evaluation task (`task<k>_success`, `task<k>_se`), the task read from each
+    episode's env seed."""
+    out = {}
+    for k in range(1, num_tasks + 1):
+        wins = [100.0 * e.success for e in episodes if task_id_of(e.seed) == k]
+        if wins:
+            out[f"task{k}_success"] = float(np.mean(wins))
+            out[f"task{k}_se"] = standard_error(wins)
+    return out
+
+
 class Task(ABC):
     """One environment family member, e.g. PointMaze U-Maze or Fetch Push."""
 
@@ -195,6 +207,11 @@ class Task(ABC):
         """The controller that steers from `states` [N, Ds] toward planned `targets` [N, Ds]: how Diffuser's plans are
         executed on this task."""
         raise UserError(f"{self.name} has no tracking controller for planned states; use planner=diffuser-actions")
+
+    def rest_state(self, states: np.ndarray) -> np.ndarray:
+        """The state [N, Ds] a tracking controller holds once a plan has run out, from the plan's last state:
+        by default that state itself."""
+        return states
 
     def expert(self):
         """A scripted controller (reset / act) that knows the task: the benchmarks' ceiling."""

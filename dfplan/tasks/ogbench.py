@@ -13,10 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from dfplan.errors import UserError, check_float, check_int
-from dfplan.tasks.base import Task, standard_error
+from dfplan.tasks.base import Task, success_by_task
 
 FAMILY = "ogbench"
 
@@ -115,13 +113,7 @@ class CubeTask(Task):
     def summarize(self, episodes, ref_scores=None) -> dict:
         from dfplan.envs.ogbench import NUM_TASKS, task_id_of
 
-        out = super().summarize(episodes, ref_scores)
-        for k in range(1, NUM_TASKS + 1):
-            wins = [100.0 * e.success for e in episodes if task_id_of(e.seed) == k]
-            if wins:
-                out[f"task{k}_success"] = float(np.mean(wins))
-                out[f"task{k}_se"] = standard_error(wins)
-        return out
+        return {**super().summarize(episodes, ref_scores), **success_by_task(episodes, task_id_of, NUM_TASKS)}
 
     def describe(self, s: dict) -> str:
         per_task = " ".join(f"t{k}:{s[f'task{k}_success']:.0f}" for k in range(1, 6) if f"task{k}_success" in s)

@@ -153,6 +153,12 @@ class PointMazeTask(Task):
 
         return track_action(states, targets)
 
+    def rest_state(self, states):
+        """The last planned position with zero velocity."""
+        out = np.array(states, copy=True)
+        out[:, 2:] = 0.0
+        return out
+
     def expert(self, lookahead: bool = False):
         return MazeExpertController(self.layout, lookahead)
 

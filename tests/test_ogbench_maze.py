@@ -1,0 +1,174 @@
+"""OGBench PointMaze navigate tasks: the env wrapper against OGBench's own env, the oracle and its cached BFS, the
+point's tracker, a tiny real navigate dataset through dfplan-data (generated and imported from an .npz file), and a
+tiny DF trained on it that controls the real env with its own actions and by tracking."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import dfplan
+from dfplan.envs import ogbench_maze as nav
+from dfplan.errors import UserError
+from dfplan.tasks import get_task
+
+pytest.importorskip("ogbench")
+
+
+def cli(cmd, *args, root, timeout=600):
+    exe = shutil.which(cmd) or str(Path(sys.executable).parent / cmd)
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(root)}
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.mark.parametrize("maze", ["medium", "large", "giant"])
+def test_cached_oracle_subgoals_equal_ogbench_s_own(maze):
+    env = nav.make_raw_env(maze)
+    ours = nav.OracleSubgoals(env)
+    free = [(i, j) for i, j in zip(*np.nonzero(np.asarray(env.unwrapped.maze_map) == 0))]
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        a, b = (free[k] for k in rng.integers(len(free), size=2))
+        xy = np.asarray(env.unwrapped.ij_to_xy(a)) + rng.uniform(-1.9, 1.9, 2)
+        goal = np.asarray(env.unwrapped.ij_to_xy(b)) + rng.uniform(-1.9, 1.9, 2)
+        theirs, _ = env.unwrapped.get_oracle_subgoal(xy, goal)
+        assert np.allclose(ours(xy, goal), theirs)
+
+
+def test_env_seeds_pick_the_task_and_the_jitter_reproducibly():
+    task = get_task("ogbench-pointmaze-large")
+    env = task.make_env()
+    a, info = env.reset(seed=7)
+    b, _ = env.reset(seed=7)
+    c, _ = env.reset(seed=12)  # the same task (1 + 12 % 5 = 3), other jitter
+    assert info["task_id"] == nav.task_id_of(7) == 3
+    for key in ("observation", "desired_goal"):
+        assert np.allclose(a[key], b[key]) and not np.allclose(a[key], c[key])
+    task_info = env.unwrapped.task_infos[2]
+    assert np.abs(a["observation"] - task_info["init_xy"]).max() <= nav.MAZE_UNIT / 4
+    assert np.abs(a["desired_goal"] - task_info["goal_xy"]).max() <= nav.MAZE_UNIT / 4
+    still = nav.make_navigate_env("large", jitter=False)
+    o, _ = still.reset(seed=7)
+    assert np.allclose(o["observation"], task_info["init_xy"]) and np.allclose(o["desired_goal"], task_info["goal_xy"])
+
+
+def test_the_expert_reaches_the_goal_and_the_tracker_lands_on_its_target():
+    from dfplan.evaluation import evaluate
+
+    task = get_task("ogbench-pointmaze-medium")
+    res = evaluate(task.expert(), task, episodes=5, seed=100, batch=5, progress=False)
+    assert all(e.success for e in res.episodes) and res.summary(task)["task1_success"] == 100.0
+    env = task.make_env()
+    obs, _ = env.reset(seed=0)
+    target = obs["observation"] + np.array([0.1, -0.15])
+    action = task.track_action(obs["observation"][None], target[None], None)[0]
+    obs, *_ = env.step(action)
+    assert np.allclose(obs["observation"], target, atol=1e-3)
+    far = task.track_action(np.zeros((1, 2)), np.array([[5.0, -0.1]]), None)
+    assert np.allclose(far, [[1.0, -0.5]])  # clipped to the action box
+
+
+def test_a_plain_navigate_observation_reads_as_our_wrapper_makes_it():
+    task = get_task("ogbench-pointmaze-giant")
+    env = task.make_env()
+    adapter = task.observation_adapter()
+    mine, info = env.reset(seed=3)
+    raw = env.unwrapped.get_ob()  # what the plain env returns: the xy
+    read = adapter(raw, goal=info["goal"])
+    for key in ("observation", "desired_goal", "achieved_goal"):
+        assert np.allclose(read[key], mine[key]), key
+    assert adapter(np.stack([raw, raw]), goal=np.stack([info["goal"]] * 2))["observation"].shape == (2, 2)
+    with pytest.raises(UserError, match="goal=info"):
+        adapter(raw)
+    with pytest.raises(UserError, match=r"\[2\]"):
+        adapter(np.zeros(3), goal=np.zeros(3))
+
+
+@pytest.fixture(scope="module")
+def navigate_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("navigate-data")
+    out = cli("dfplan-data", "env=ogbench-pointmaze-medium", "episodes=3", "workers=1", "dataset_id=test/nav-v0",
+              "progress=false", root=root)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return root
+
+
+def test_navigate_data_follows_ogbench_s_recipe(navigate_data, monkeypatch):
+    import minari
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(navigate_data))
+    ds = minari.load_dataset("test/nav-v0")
+    eps = list(ds.iterate_episodes())
+    assert len(eps) == 3 and all(len(e.actions) == nav.EPISODE_STEPS for e in eps)
+    xy, goals = eps[0].observations["observation"], eps[0].observations["desired_goal"]
+    assert xy.shape == (nav.EPISODE_STEPS + 1, 2) and np.allclose(eps[0].observations["achieved_goal"], xy)
+    steps = np.linalg.norm(np.diff(xy, axis=0), axis=-1)
+    assert steps.max() <= nav.STEP_SIZE * np.sqrt(2) + 1e-6  # kinematic steps of at most 0.2 per axis
+    assert 0.15 < np.median(steps) < 0.25  # the expert walks: unit actions plus noise
+    changes = np.flatnonzero(np.abs(np.diff(goals, axis=0)).max(axis=1) > 0)
+    assert len(changes) >= 2  # reached goals are replaced by new ones
+    for t in changes:  # a goal changes when the point is within the success distance of it
+        assert np.linalg.norm(xy[t + 1] - goals[t]) <= nav.SUCCESS_DISTANCE
+    assert eps[0].rewards.sum() >= len(changes)
+    assert ds.storage.metadata["ref_max_score"] == 100.0
+
+
+def test_a_navigate_npz_file_imports(navigate_data, tmp_path, monkeypatch):
+    import minari
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(navigate_data))
+    eps = list(minari.load_dataset("test/nav-v0").iterate_episodes())
+    obs = np.concatenate([e.observations["observation"][:-1] for e in eps])
+    act = np.concatenate([e.actions for e in eps])
+    term = np.zeros(len(obs), bool)
+    term[nav.EPISODE_STEPS - 1::nav.EPISODE_STEPS] = True
+    path = tmp_path / "pointmaze-medium-navigate-v0.npz"
+    np.savez_compressed(path, observations=obs.astype(np.float32), actions=act, terminals=term)
+    out = cli("dfplan-data", "env=ogbench-pointmaze-medium", f"npz={path}", root=navigate_data)
+    assert out.returncode == 0, out.stderr[-2000:]
+    imported = list(minari.load_dataset(nav.default_dataset_id("medium", npz=str(path))).iterate_episodes())
+    assert len(imported) == 3 and np.allclose(imported[0].observations["observation"],
+                                              eps[0].observations["observation"][:-1], atol=1e-5)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, observations=np.zeros((5, 7)), actions=np.zeros((5, 2)), terminals=np.zeros(5))
+    out = cli("dfplan-data", "env=ogbench-pointmaze-medium", f"npz={bad}", root=navigate_data)
+    assert out.returncode == 2 and "not a state-based pointmaze" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_tiny_df_plans_the_maze_and_drives_the_point_both_ways(navigate_data, tmp_path):
+    from hydra import compose, initialize_config_module
+
+    from dfplan import run
+    from dfplan.training import train
+
+    overrides = [f"out={tmp_path / 'df'}", "env=ogbench-pointmaze-medium", "+experiment=ogbench_maze",
+                 "train.steps=30", "train.batch_size=8", "train.warmup_steps=5", "train.ema_start=5",
+                 "train.val_every=30", "train.checkpoint_every=30", "train.progress=false", "device=cpu",
+                 "model.hidden=32", "model.mlp_hidden=32", "model.emb_dim=16", "model.num_levels=100",
+                 "dataset=test/nav-v0"]
+    with initialize_config_module(config_module="dfplan.configs", version_base=None):
+        cfg = compose(config_name="train", overrides=overrides)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(navigate_data))
+        torch.manual_seed(0)
+        final = train(cfg, task=get_task("ogbench-pointmaze-medium"))
+    planner = dfplan.load_planner(final, device="cpu", ddim_steps=2)
+    assert planner.task.name == "ogbench-pointmaze-medium" and planner.frame_stack == 10
+    assert planner.settings.controller.horizon == 100  # the experiment's whole-episode plans are stored
+    for execution in ("actions", "track"):
+        r = run.evaluate(checkpoint=final, episodes=2, batch=2, horizon=4, ddim_steps=2, progress=False,
+                         max_episode_steps=30, execution=execution, replan_every=10,
+                         plot=tmp_path / f"{execution}.png")
+        assert r.summary["episodes"] == 2 and r.summary["failures"] == 0
+        assert (tmp_path / f"{execution}.png").stat().st_size > 10_000
+    task = get_task("ogbench-pointmaze-medium")
+    plan = planner.plan(torch.zeros(3, 2), torch.tensor([[8.0, 8.0]] * 3), horizon=5)
+    stats = task.plan_stats(plan.states.numpy(), np.array([[8.0, 8.0]] * 3))
+    assert {"in_wall", "through_wall", "jumps", "end_distance"} <= set(stats)
