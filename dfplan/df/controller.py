@@ -10,6 +10,7 @@ history latent and after a latent of the current observation alone, x0_now + w *
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 from dataclasses import replace
@@ -24,6 +25,8 @@ from dfplan.guidance import Objective
 from dfplan.lowlevel import GoalReacher, load_lowlevel
 from dfplan.tasks.base import NativeObservation
 from dfplan.types import safe_actions, split_observation
+
+log = logging.getLogger(__name__)
 
 
 class MPCController:
@@ -258,9 +261,12 @@ class MPCController:
                 self._plan_by_distance(z, z_now, obs_t, goal_t, objective, horizon)
         except UserError:
             raise
-        except (RuntimeError, ValueError) as err:  # a numerical failure must not crash the control loop
+        except (RuntimeError, ValueError) as err:  # a numerical failure must not crash the control loop: it is
+            # counted in `failures` (evaluation reports them) and logged, and the envs hold still until the next plan
             self.failures += len(states)
             self.last_error = err
+            log.warning("DF planning failed (%s: %s): %d envs hold still until the next replan",
+                        type(err).__name__, err, len(states))
             self.plan = np.zeros((len(states), self.replan_every, self.planner.act_dim), dtype=np.float32)
             self.plan_states = self.plan_tokens = None
         self.plans_made += 1

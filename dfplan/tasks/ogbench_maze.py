@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from dfplan.errors import UserError, check_float, check_int
-from dfplan.tasks.base import EpisodeResult, Task, success_by_task
+from dfplan.tasks.base import EpisodeResult, Task, reach_value, success_by_task
 
 FAMILY = "ogbench_maze"
+MAX_PLAN_STEP = 1.0  # a planned step longer than this jumps: the point moves at most 0.28 per env step
 
 
 class NavigateTask(Task):
@@ -118,6 +119,11 @@ class NavigateTask(Task):
         from dfplan.guidance import goal_distance
 
         return lambda goal: goal_distance(goal, self.goal_dims)
+
+    def plan_value(self, states, goal):
+        """MCTD's maze value (`reach_value`): 0 for a planned step longer than MAX_PLAN_STEP, else how soon (or how
+        near) the planned xy reaches the goal. Uses no map."""
+        return reach_value(states[..., :2], goal, self.success_radius, MAX_PLAN_STEP)
 
     # --- scoring and pictures ------------------------------------------------------------------------
     def summarize(self, episodes, ref_scores=None) -> dict:
