@@ -21,6 +21,17 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+import numpy as np
+import torch
+
+from dfplan import devices
+from dfplan.checkpoint import resolve_checkpoint
+from dfplan.errors import UserError, check_choice
+from dfplan.evaluation import run_episodes
+from dfplan.run import resolve_task
+from dfplan.tasks import get_task
+from dfplan.types import as_controller
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 COMMON_DEFAULTS = {"quick": False, "results": None, "threads": 0}
@@ -108,8 +119,6 @@ def parse_args(defaults: dict, quick_defaults: dict | None = None, doc: str | No
                 args[k] = v
     args.given = given
     if args["threads"]:
-        import torch
-
         torch.set_num_threads(int(args["threads"]))
     return args
 
@@ -150,8 +159,6 @@ def git_info() -> dict:
 
 
 def machine_info(device: str | None = None) -> dict:
-    import torch
-
     info = {"host": platform.node(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "python": platform.python_version()}
     if device is not None and str(device).startswith("cuda") and torch.cuda.is_available():
@@ -180,18 +187,10 @@ class Results:
 
 
 def _jsonable(x):
-    try:
-        import numpy as np
-        import torch
-
-        if isinstance(x, torch.Tensor):
-            return x.tolist()
-        if isinstance(x, np.ndarray):
-            return x.tolist()
-        if isinstance(x, np.generic):
-            return x.item()
-    except ImportError:
-        pass
+    if isinstance(x, (torch.Tensor, np.ndarray)):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
     if isinstance(x, Path):
         return str(x)
     return repr(x)
@@ -273,17 +272,16 @@ def write_markdown(path: str | Path, sections: Sequence[str], command: str, titl
 
 # --- small shared pieces ---------------------------------------------------------------------------
 def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when present, else 'cpu' (as a string, for JSON)."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    """The device `dfplan.devices.resolve_device` picks ('auto': CUDA when present, else the CPU; a device that is
+    not there: an ArgError), named for a results row: 'cuda' or 'cpu' for 'auto', else as given."""
+    try:
+        picked = devices.resolve_device(device)
+    except UserError as err:
+        raise ArgError(f"error: {err}") from None
+    return picked.type if device == "auto" else str(picked)
 
 
 def sync(device) -> None:
-    import torch
-
     if str(device).startswith("cuda"):
         torch.cuda.synchronize()
 
@@ -292,9 +290,6 @@ def task_of(env):
     """The `dfplan.tasks.Task` named `env` (a Task passes through); an unknown name is an ArgError."""
     if not isinstance(env, str):
         return env
-    from dfplan.errors import UserError
-    from dfplan.tasks import get_task
-
     try:
         return get_task(env)
     except UserError as err:
@@ -305,9 +300,6 @@ def require_checkpoint(args):
     """(task, DF checkpoint) for `args.env` / `args.checkpoint` / `args.variant`: the checkpoint given (a path or a
     shipped name), else the task's shipped one of that variant (None = the task's default); the task is `env`, else
     the one the checkpoint was made for (`dfplan.run.resolve_task`). Both are recorded back into `args`."""
-    from dfplan.errors import UserError, check_choice
-    from dfplan.run import resolve_task
-
     variant = args.get("variant")
     try:
         task = resolve_task(args.env, args.checkpoint)
@@ -327,9 +319,6 @@ def default_checkpoint(task, given: str | None = None, planner: str = "df", vari
     """The checkpoint `given` (a path or a shipped name; one that does not exist is an ArgError), else the one the
     task (a Task or its name) ships for `planner` ("df": of `variant`, None = the task's default; "diffuser"), or
     None when it ships none."""
-    from dfplan.checkpoint import resolve_checkpoint
-    from dfplan.errors import UserError
-
     if given:
         try:
             return resolve_checkpoint(given, planner)
@@ -344,8 +333,6 @@ def default_checkpoint(task, given: str | None = None, planner: str = "df", vari
 def reset_states(task, seeds: Iterable[int], goal: str | None = None):
     """(observations [N, Ds], goals [N, Dg]) numpy float32 of the task's env (a Task or its name; `goal`: its goal
     protocol, None = the task's default) reset with each seed."""
-    import numpy as np
-
     env = task_of(task).make_env(goal=goal)
     obs, goals = [], []
     for s in seeds:
@@ -357,32 +344,15 @@ def reset_states(task, seeds: Iterable[int], goal: str | None = None):
 
 
 def controller_settings(controller) -> dict:
-    """The settings a controller runs with, for a results row: a DF MPC controller's sampler and controller
-    settings (`dataclasses.asdict` of `controller.planner.settings.sampler` and `controller.settings`, the form
-    checkpoints store); other controllers' dataclass `settings` if they have one, else their mode, replanning
-    period and plan length where they have those."""
-    from dataclasses import asdict, is_dataclass
-
-    settings = getattr(controller, "settings", None)
-    planner_settings = getattr(getattr(controller, "planner", None), "settings", None)
-    if is_dataclass(settings) and is_dataclass(planner_settings) and hasattr(planner_settings, "sampler"):
-        return {"sampler": asdict(planner_settings.sampler), "controller": asdict(settings)}
-    if is_dataclass(settings):
-        return asdict(settings)
-    out = {k: getattr(controller, k) for k in ("mode", "replan_every") if hasattr(controller, k)}
-    if hasattr(getattr(controller, "planner", None), "horizon"):
-        out["horizon"] = controller.planner.horizon
-    reacher = getattr(controller, "reacher", None)
-    if reacher is not None:
-        out.update(execution="lowlevel", lowlevel=reacher.meta.get("path"))
-    return out
+    """The settings a controller runs with, for a results row (`dfplan.types.Controller.settings_record`): a DF MPC
+    controller's sampler and controller settings in the form checkpoints store; a Diffuser controller's mode,
+    replanning period, plan length and low-level policy; nothing for controllers without settings."""
+    return as_controller(controller).settings_record()
 
 
 def user_errors_as_exit(main: Callable[[], Any]) -> Any:
     """Run `main`; a user's mistake (an ArgError, a `dfplan.errors.UserError`: a bad key, value or file) ends it
     with one line on stderr and exit code 2, as the dfplan commands do."""
-    from dfplan.errors import UserError
-
     try:
         return main()
     except ArgError as err:
@@ -397,8 +367,6 @@ def user_errors_as_exit(main: Callable[[], Any]) -> Any:
 
 def outside_maze(layout, xy):
     """in_wall, treating NaN/inf positions as outside the maze too. xy [..., 2] -> bool [...]."""
-    import numpy as np
-
     xy = np.asarray(xy, dtype=float)
     finite = np.isfinite(xy).all(-1)
     return ~finite | layout.in_wall(np.where(finite[..., None], xy, 0.0))
@@ -432,8 +400,6 @@ def run_methods(args: Args, tasks: dict, methods: dict, found: dict, prefixes: S
     the planning time per decision and per episode. `methods`: name -> (planner, keywords, the checkpoint kinds it
     needs); `found`: env -> {kind: checkpoint or None} (a method missing one is skipped with a note naming the
     `prefixes` key that supplies it); `build(method, task, checkpoints, device)` makes the controller."""
-    from dfplan.evaluation import evaluate
-
     rows = []
     for env, task in tasks.items():
         for method in args.methods:
@@ -443,16 +409,16 @@ def run_methods(args: Args, tasks: dict, methods: dict, found: dict, prefixes: S
                       f"{next(p for p in prefixes if kind[p] == missing[0])}{env}=PATH", flush=True)
                 continue
             run_task = task_for(method, task)
-            controller = build(method, run_task, found[env], device)
-            settings = controller_settings(controller)
-            checkpoint = getattr(getattr(controller, "planner", None), "meta", {}).get("path")
+            controller = as_controller(build(method, run_task, found[env], device))
+            settings = controller.settings_record()
+            checkpoint = controller.checkpoint_path
             for seed in range(args.seeds):
                 first = args.first_seed + seed * args.episodes
-                before = getattr(controller, "plan_seconds", 0.0)
-                res = evaluate(controller, run_task, episodes=args.episodes, seed=first,
-                               batch=args.batch or args.episodes, progress=False)
+                before = controller.plan_seconds
+                res = run_episodes(controller, run_task, episodes=args.episodes, seed=first,
+                                   batch=args.batch or args.episodes, progress=False)
                 s = res.summary(task)
-                spent = getattr(controller, "plan_seconds", 0.0) - before
+                spent = controller.plan_seconds - before
                 ms = 1000 * spent / (args.episodes * task.max_episode_steps)
                 rows.append(results.add({"env": env, "method": method, "seed": seed, "first_env_seed": first,
                                          "device": device, "checkpoint": checkpoint, "settings": settings, **s,

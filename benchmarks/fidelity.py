@@ -65,7 +65,7 @@ def main() -> None:
     task = common.task_of(args.env)
     command = common.print_command()
     from dfplan.controllers import make_controller
-    from dfplan.df.planner import load_planner
+    from dfplan.registry import load_planner
     from dfplan.evaluation import evaluate
     from dfplan.run import reference_scores
 

@@ -164,7 +164,7 @@ def main() -> None:
         raise common.ArgError(f"error: part must be all, latency or quality, got {args.part!r}")
     task, checkpoint = common.require_checkpoint(args)
     command = common.print_command()
-    from dfplan.df.planner import load_planner
+    from dfplan.registry import load_planner
 
     device = common.resolve_device(args.device)
     planner = load_planner(checkpoint, device=device)

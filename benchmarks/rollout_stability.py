@@ -66,7 +66,7 @@ def main() -> None:
                               f"no maze layout")
     command = common.print_command()
     from dfplan.checkpoint import load_checkpoint
-    from dfplan.df.planner import load_planner
+    from dfplan.registry import load_planner
 
     ckpt = load_checkpoint(checkpoint)
     device = common.resolve_device(args.device)

@@ -352,7 +352,7 @@ def main() -> None:
     diff_ckpt = common.default_checkpoint(task, args.diffuser_checkpoint, "diffuser")
     args["diffuser_checkpoint"] = diff_ckpt and str(diff_ckpt)
     command = common.print_command()
-    from dfplan.df.planner import load_planner
+    from dfplan.registry import load_planner
     from dfplan.diffuser.planner import load_diffuser
 
     note = None

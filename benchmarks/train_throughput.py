@@ -11,7 +11,7 @@ Presets (composed with Hydra's compose API from `dfplan.configs`, exactly as `df
   diffuser  model=diffuser train=diffuser_cpu   (the Diffuser CPU preset)
   df-gpu    model=df_rnn   train=gpu            (the paper-scale DF preset; batch 2048, meant for CUDA)
   diffuser-gpu model=diffuser train=diffuser_gpu (the Diffuser GPU preset; batch 128)
-Each repeat builds the model (`dfplan.models.build_model`), its EMA copy and AdamW, then times `steps` optimizer
+Each repeat builds the model (`dfplan.registry.build_model`), its EMA copy and AdamW, then times `steps` optimizer
 steps after `warmup` untimed ones: learning-rate schedule, `WindowSampler.sample`, autocast forward (bf16 on CUDA
 when the preset says amp), backward, grad clipping, optimizer step, EMA update -- the body of
 `dfplan.training.train` without logging, validation and checkpoints. Reports steps/s, env steps/s
@@ -59,7 +59,7 @@ def compose(preset: str, env: str, dataset: str, extra: list[str]):
 
 def time_preset(cfg, splits, device: torch.device, steps: int, warmup: int, seed: int) -> dict:
     from dfplan.data import WindowSampler
-    from dfplan.models import build_model
+    from dfplan.registry import build_model
     from dfplan.training import ema_update, lr_at, model_kwargs
 
     tc = cfg.train

@@ -126,7 +126,7 @@ def main() -> None:
     command = common.print_command()
     from dfplan.checkpoint import load_checkpoint
     from dfplan.controllers import make_controller
-    from dfplan.df.planner import load_planner
+    from dfplan.registry import load_planner
     from dfplan.run import resolve_task
 
     task = resolve_task(args.env, str(found[0][1]))

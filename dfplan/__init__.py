@@ -6,39 +6,33 @@
     controller = dfplan.MPCController(planner)                 # the checkpoint's tuned settings
     env = dfplan.make_env("pointmaze-umaze")                   # a Gymnasium env of any task
     run = dfplan.evaluate("pointmaze-umaze", episodes=20)      # closed-loop evaluation, one summary
+
+These names are looked up on first use (PEP 562): `import dfplan` stays light, and every module of the package (the
+environments in `dfplan.envs` among them) can import `dfplan.errors` without importing all the others first.
 """
+
+import importlib
 
 __version__ = "0.13.0"
 
-
-def load_planner(checkpoint, device="auto", **settings):
-    """A planner from a checkpoint path or a shipped name (see `dfplan.df.planner.load_planner`)."""
-    from dfplan.df.planner import load_planner as _load
-
-    return _load(checkpoint, device=device, **settings)
+_API = {  # name -> the module that defines it
+    "load_planner": "dfplan.registry",
+    "MPCController": "dfplan.df.controller",
+    "evaluate": "dfplan.run",
+    "get_task": "dfplan.tasks",
+}
 
 
 def make_env(task: str = "pointmaze-umaze", goal: str | None = None, **kwargs):
     """The Gymnasium env of a task (`goal`: fixed | random for mazes)."""
-    from dfplan.tasks import get_task
-
-    return get_task(task).make_env(goal=goal, **kwargs)
+    return __getattr__("get_task")(task).make_env(goal=goal, **kwargs)
 
 
-def evaluate(env: str | None = None, **kwargs):
-    """Closed-loop evaluation (see `dfplan.run.evaluate`)."""
-    from dfplan.run import evaluate as _evaluate
+def __getattr__(name):
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'dfplan' has no attribute {name!r}")
 
-    return _evaluate(env, **kwargs)
 
-
-def __getattr__(name):  # lazy, so `import dfplan` stays light
-    if name == "MPCController":
-        from dfplan.df.controller import MPCController
-
-        return MPCController
-    if name == "get_task":
-        from dfplan.tasks import get_task
-
-        return get_task
-    raise AttributeError(name)
+def __dir__():
+    return sorted([*globals(), *_API])

@@ -1,4 +1,6 @@
-"""Checkpoints: plain dicts of tensors and Python scalars, written atomically, loaded with `weights_only=True`."""
+"""Checkpoints: plain dicts of tensors and Python scalars, written atomically, loaded with `weights_only=True`;
+named by a path, a shipped name or a task name (`resolve_checkpoint`); `load_model` is the one loader of every
+model type (DF, Diffuser, BC, the low-level policy)."""
 
 from __future__ import annotations
 
@@ -9,34 +11,14 @@ from pathlib import Path
 import torch
 
 import dfplan
-from dfplan.data import Normalizer
-from dfplan.errors import UserError, choices_hint
+from dfplan.data import Normalizer, load_minari
+from dfplan.errors import CheckpointError, UserError, choices_hint
+from dfplan.shipped import shipped_dir, shipped_names, shipped_path
+from dfplan.tasks import Task, get_task, task_from_spec, task_names
+from dfplan.types import ModelType
 
 FORMAT = "dfplan-checkpoint"
 FORMAT_VERSION = 1
-
-
-class CheckpointError(UserError):
-    pass
-
-
-def shipped_dir() -> Path:
-    from importlib import resources
-
-    return Path(str(resources.files("dfplan") / "checkpoints"))
-
-
-def shipped_names() -> list[str]:
-    """Names of the checkpoints shipped in the package (file stems), e.g. 'pointmaze-umaze-dwell'."""
-    return sorted(p.stem for p in shipped_dir().glob("*.pt"))
-
-
-def shipped_path(name: str, train_hint: str = "dfplan-train") -> Path:
-    path = shipped_dir() / f"{name}.pt"
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint named {name!r} ships with dfplan{choices_hint(name, shipped_names())}; "
-                              f"shipped: {shipped_names()}; or train one with: {train_hint}")
-    return path
 
 
 def resolve_checkpoint(name_or_path, planner: str = "df") -> Path:
@@ -51,10 +33,9 @@ def resolve_checkpoint(name_or_path, planner: str = "df") -> Path:
     name = str(name_or_path)
     if name in shipped_names():
         return shipped_path(name)
-    from dfplan.tasks import get_task, task_names
-
     if name in task_names():
-        return get_task(name).shipped_checkpoint("diffuser" if planner.startswith("diffuser") else "df")
+        kind = "diffuser" if planner.startswith("diffuser") else planner if planner in ("bc", "lowlevel") else "df"
+        return get_task(name).shipped_checkpoint(kind)
     raise CheckpointError(f"{name!r} is neither a checkpoint file nor a shipped name{choices_hint(name, shipped_names())};"
                           f" shipped: {shipped_names()}")
 
@@ -131,8 +112,6 @@ def export_for_inference(src: str | Path, dst: str | Path, planner: dict | None 
     keep["model"] = keep["ema"]
     keep["exported_from"] = str(src)
     if not keep.get("ref_scores"):  # older runs: take the reference scores from the dataset's metadata
-        from dfplan.data import load_minari
-
         meta = load_minari(ckpt["dataset_id"]).storage.metadata
         keep["ref_scores"] = [meta.get("ref_min_score"), meta.get("ref_max_score")]
     if planner is not None:
@@ -146,31 +125,27 @@ class LoadedModel:
 
     model: torch.nn.Module
     normalizer: Normalizer
-    task: object  # the `dfplan.tasks.Task` it was trained for (None when unknown)
+    task: Task | None  # the task it was trained for (None when unknown)
     meta: dict  # path, dataset id, env, reference scores, step
     checkpoint: dict
 
 
-def load_model(checkpoint, model_type: str, train_hint: str, ema: bool = True, map_location="cpu") -> LoadedModel:
+def load_model(checkpoint, model_type: ModelType, ema: bool = True, map_location="cpu") -> LoadedModel:
     """The one loader of every model type: a checkpoint file or shipped name -> its model (EMA weights unless
-    `ema=False`), checked to be of `model_type` (else a one-line error naming `train_hint`)."""
-    from dfplan.models import build_model  # the registry imports every wing, and their loaders import this module
-
-    path = resolve_checkpoint(checkpoint, model_type)
+    `ema=False`), checked to be of `model_type` (else a one-line error naming the command that trains one)."""
+    path = resolve_checkpoint(checkpoint, model_type.name)
     ckpt = load_checkpoint(path, map_location=map_location)
-    if ckpt.get("model_type") != model_type:
-        raise CheckpointError(f"{path} holds a {ckpt.get('model_type')!r} model, not a {model_type} one; train one "
-                              f"with: {train_hint}")
-    model = build_model(model_type, **ckpt["model_config"])
+    if ckpt.get("model_type") != model_type.name:
+        raise CheckpointError(f"{path} holds a {ckpt.get('model_type')!r} model, not a {model_type.name} one; train "
+                              f"one with: {model_type.train_hint}")
+    model = model_type.build(**ckpt["model_config"])
     model.load_state_dict(ckpt["ema" if ema else "model"])
     return LoadedModel(model, Normalizer.from_state_dict(ckpt["normalizer"]), checkpoint_task(ckpt),
                        checkpoint_meta(ckpt, path), ckpt)
 
 
-def checkpoint_task(ckpt: dict):
+def checkpoint_task(ckpt: dict) -> Task | None:
     """The task a checkpoint was trained for (stored spec, or the env name of older checkpoints); None if unknown."""
-    from dfplan.tasks import get_task, task_from_spec  # the tasks name their shipped checkpoints through this module
-
     if ckpt.get("task"):
         return task_from_spec(ckpt["task"])
     try:
@@ -183,3 +158,8 @@ def checkpoint_meta(ckpt: dict, path) -> dict:
     ref = ckpt.get("ref_scores")
     return {"path": str(path), "dataset_id": ckpt.get("dataset_id"), "env": ckpt.get("env"),
             "ref_scores": list(ref) if ref and None not in ref else None, "step": ckpt.get("step")}
+
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "LoadedModel", "checkpoint_meta", "checkpoint_task",
+           "export_for_inference", "load_checkpoint", "load_model", "remove_temp_files", "resolve_checkpoint",
+           "save_checkpoint", "shipped_dir", "shipped_names", "shipped_path"]

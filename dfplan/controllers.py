@@ -1,13 +1,21 @@
 """Build a controller by method name: the one place where `planner=` of the CLI, the run API and the benchmarks
-turns into an object with `reset(seed)` / `act(obs)`."""
+turns into a `dfplan.types.Controller` (`reset(seed)` / `act(obs)`, plus what evaluation reads)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from dfplan.bc import load_bc
+from dfplan.checkpoint import resolve_checkpoint
+from dfplan.df.controller import MPCController
+from dfplan.df.planner import DFPlanner
+from dfplan.diffuser.controller import DiffuserController
+from dfplan.diffuser.planner import load_diffuser
 from dfplan.errors import UserError, check_choice
 from dfplan.lowlevel import load_lowlevel
-from dfplan.settings import EXECUTIONS
+from dfplan.registry import load_planner
+from dfplan.settings import CONTROLLER_KEYS, EXECUTIONS, resolve_settings
+from dfplan.types import Controller, as_controller
 
 DIFFUSER_MODES = {"diffuser": "plan_once", "diffuser-replan": "replan", "diffuser-actions": "actions"}
 PLANNERS = ("df", *DIFFUSER_MODES, "bc", "expert", "random")
@@ -15,7 +23,7 @@ PLANNERS = ("df", *DIFFUSER_MODES, "bc", "expert", "random")
 
 def make_controller(planner: str, task, checkpoint=None, variant: str | None = None, device="auto",
                     replan_every: int | None = None, execution: str | None = None, lowlevel: str | None = None,
-                    **settings):
+                    **settings) -> Controller:
     """A controller for `task` (a `dfplan.tasks.Task`).
 
     planner: "df" (the MPC controller; `settings` override the checkpoint's tuned ones), "diffuser" (plan once +
@@ -39,20 +47,14 @@ def make_controller(planner: str, task, checkpoint=None, variant: str | None = N
     if replan_every is not None and planner in ("bc", "expert", "random"):
         raise UserError(f"replan_every does not apply to planner={planner}: it acts at every step")
     if planner == "expert":
-        return task.expert()
+        return as_controller(task.expert())
     if planner == "random":
         return RandomController(task)
-    from dfplan.checkpoint import resolve_checkpoint
-
     kind = "diffuser" if planner in DIFFUSER_MODES else planner
     path = resolve_checkpoint(checkpoint, planner) if checkpoint is not None else task.shipped_checkpoint(kind, variant)
     if planner == "bc":
-        from dfplan.bc import load_bc
-
         return load_bc(path, device=device)
     if planner == "df":
-        from dfplan.df import DFPlanner, MPCController, load_planner
-
         sampler_keys, controller = _split(settings)
         df = load_planner(path, device=device, **sampler_keys)
         if not isinstance(df, DFPlanner):
@@ -61,9 +63,6 @@ def make_controller(planner: str, task, checkpoint=None, variant: str | None = N
         low, high = task.action_bounds
         return MPCController(df, replan_every=replan_every, action_low=low, action_high=high, execution=execution,
                              lowlevel=lowlevel, **controller)
-    from dfplan.diffuser.controller import DiffuserController
-    from dfplan.diffuser.planner import load_diffuser
-
     mode = DIFFUSER_MODES[planner]
     every = replan_every or (64 if mode == "replan" else None)
     reacher = None
@@ -76,15 +75,13 @@ def make_controller(planner: str, task, checkpoint=None, variant: str | None = N
 
 def _split(settings: dict) -> tuple[dict, dict]:
     """(sampler settings for the planner, controller settings for the MPC controller); None = keep the tuned one."""
-    from dfplan.settings import CONTROLLER_KEYS, resolve_settings
-
     resolve_settings(None, **settings)  # unknown keys and bad values fail here, with the key named
     given = {k: v for k, v in settings.items() if v is not None}
     return ({k: v for k, v in given.items() if k not in CONTROLLER_KEYS},
             {k: v for k, v in given.items() if k in CONTROLLER_KEYS})
 
 
-class RandomController:
+class RandomController(Controller):
     """Uniform random actions from the task's action box, seeded by `reset(seed)`."""
 
     def __init__(self, task):

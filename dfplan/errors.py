@@ -14,6 +14,10 @@ class UserError(ValueError):
     pass
 
 
+class CheckpointError(UserError):
+    """A checkpoint that is missing, damaged, foreign, or of another model type than asked for."""
+
+
 def choices_hint(value, allowed) -> str:
     """' (did you mean X?)' when `value` is close to one of `allowed`, else ''."""
     close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)

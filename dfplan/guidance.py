@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 
 Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+REACH_WEIGHT = 0.5  # reach-then-move objectives (Fetch's reach_then_carry, OGBench's reach_then_place): weight of the
+#   gripper-to-object distance against the object-to-goal one
 
 
 def goal_distance(goal: torch.Tensor, pos_dims: tuple[int, ...] = (0, 1)) -> Objective:

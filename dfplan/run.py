@@ -11,56 +11,59 @@ and returns the summary the CLI prints as JSON.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from dfplan.checkpoint import load_checkpoint, resolve_checkpoint
+from dfplan.controllers import make_controller
+from dfplan.df.planner import load_df_planner
 from dfplan.errors import UserError, check_int
+from dfplan.evaluation.rollouts import EvalResult, run_episodes
+from dfplan.evaluation.video import record_video
+from dfplan.tasks import Task, get_task
+from dfplan.types import Controller
 
 
 @dataclass
 class Run:
+    """One closed-loop evaluation (`evaluate`): its summary, its episodes and what ran them."""
+
     summary: dict  # what dfplan-eval prints as JSON
     line: str  # one human line
-    result: object  # dfplan.evaluation.EvalResult (per-episode records)
-    task: object
-    controller: object
+    result: EvalResult  # per-episode records
+    task: Task
+    controller: Controller
 
 
 def resolve_task(env: str | None, checkpoint=None, dataset_id: str | None = None):
     """The task to run: `env` by name (named tasks, a checkpoint's own custom maze, a dataset's), else the task the
     checkpoint was made for, else PointMaze U-Maze."""
-    from dfplan.tasks import get_task
-
     spec = None
     if checkpoint is not None:
-        from dfplan.checkpoint import load_checkpoint, resolve_checkpoint
-
         ckpt = load_checkpoint(resolve_checkpoint(checkpoint))  # small: only its task is read here
         spec = ckpt.get("task")
         env = env or (spec or {}).get("name") or ckpt.get("env")
     return get_task(env or "pointmaze-umaze", spec=spec, dataset_id=dataset_id)
 
 
-def check_task_match(task, controller, allow_task_mismatch: bool) -> None:
+def check_task_match(task: Task, controller: Controller, allow_task_mismatch: bool) -> None:
     """Refuse a checkpoint made for another task (a Medium model scored against U-Maze's reference scores)."""
-    planner = getattr(controller, "planner", None)
-    made_for = getattr(planner, "meta", {}).get("env")
+    made_for = controller.meta.get("env")
     if made_for and made_for != task.name and not allow_task_mismatch:
-        raise UserError(f"the checkpoint {planner.meta['path']} was trained for env={made_for}, not {task.name}; "
+        raise UserError(f"the checkpoint {controller.checkpoint_path} was trained for env={made_for}, not {task.name}; "
                         f"pass env={made_for} (or allow_task_mismatch=true if you mean it)")
 
 
-def reference_scores(task, controller):
+def reference_scores(task: Task, controller: Controller):
     """(min, max) reference returns: the checkpoint's (from its dataset), else those of the task's shipped one."""
-    meta = getattr(getattr(controller, "planner", None), "meta", {})
-    if meta.get("ref_scores"):
-        return tuple(meta["ref_scores"])
+    if controller.meta.get("ref_scores"):
+        return tuple(controller.meta["ref_scores"])
     try:
-        from dfplan.checkpoint import load_checkpoint
-
         ref = load_checkpoint(task.shipped_checkpoint()).get("ref_scores")
         return tuple(ref) if ref and None not in ref else None
     except UserError:
@@ -77,9 +80,6 @@ def evaluate(env: str | None = None, planner: str = "df", checkpoint=None, varia
     env: task name (None = the checkpoint's task); planner: df | diffuser | diffuser-replan | diffuser-actions |
     expert; checkpoint: path or shipped name (None = the task's shipped one, `variant` picks which DF one);
     `settings`: DF settings overriding the checkpoint's tuned values (`dfplan.settings`)."""
-    from dfplan.controllers import make_controller
-    from dfplan.evaluation import evaluate as run_episodes
-
     episodes = check_int("episodes", episodes, 1)
     batch = check_int("batch", batch, 1)
     seed = check_int("seed", seed, 0)
@@ -94,15 +94,12 @@ def evaluate(env: str | None = None, planner: str = "df", checkpoint=None, varia
         check_writable(path)
     result = run_episodes(controller, task, goal=goal, episodes=episodes, seed=seed, batch=batch,
                           keep_plans=12 if plot else 0, progress=progress, max_episode_steps=max_episode_steps)
-    planner_obj = getattr(controller, "planner", None)
     summary = {"env": task.name, "planner": planner, "goal": goal, "seed": seed,
-               "checkpoint": getattr(planner_obj, "meta", {}).get("path"),
+               "checkpoint": controller.checkpoint_path,
                **result.summary(task, ref), "settings": _settings_of(controller), "commit": git_commit()}
     if plot:
         task.plot_episodes(result.episodes, plot, title=f"{planner} on {task.name} ({goal} goal)", ref_scores=ref)
     if video:
-        from dfplan.evaluation.video import record_video
-
         record_video(controller, task, goal, seed, video)
     return Run(summary, task.describe(summary), result, task, controller)
 
@@ -111,17 +108,13 @@ def plan_once(env: str | None = None, checkpoint=None, variant: str | None = Non
               goal: str | None = None, seed: int = 0, horizon: int | None = None, device: str = "auto",
               out: str | None = None, **settings) -> dict:
     """Plan once (open loop) from `starts` reset states of the task; stats of the plans, and a picture at `out`."""
-    import torch
-
-    from dfplan.df import load_planner
-
     starts = check_int("starts", starts, 1)
     seed = check_int("seed", seed, 0)
     task = resolve_task(env, checkpoint)
     goal = task.check_goal(goal)
     check_writable(out)
     path = checkpoint if checkpoint is not None else task.shipped_checkpoint("df", variant)
-    planner = load_planner(path, device=device, **({"horizon": horizon} if horizon is not None else {}), **settings)
+    planner = load_df_planner(path, device=device, **({"horizon": horizon} if horizon is not None else {}), **settings)
     env_ = task.make_env(goal=goal)
     resets = [env_.reset(seed=seed + i)[0] for i in range(starts)]
     obs = np.stack([o["observation"] for o in resets]).astype(np.float32)
@@ -163,14 +156,13 @@ def dynamics_error(planned: np.ndarray, executed: np.ndarray, dims, steps: int =
     return float(np.linalg.norm(d, axis=-1).mean())
 
 
-def _settings_of(controller) -> dict:
-    settings = getattr(controller, "settings", None)
-    planner = getattr(controller, "planner", None)
-    if settings is not None and hasattr(planner, "settings"):
-        from dataclasses import asdict
-
-        return {**asdict(planner.settings.sampler), **asdict(settings)}
-    return {k: getattr(controller, k) for k in ("mode", "replan_every") if hasattr(controller, k)}
+def _settings_of(controller: Controller) -> dict:
+    """The settings summary of `dfplan-eval`: a DF controller's sampler and controller settings in one flat dict;
+    a Diffuser controller's mode and replanning period."""
+    record = controller.settings_record()
+    if "sampler" in record:
+        return {**record["sampler"], **record["controller"]}
+    return {k: record[k] for k in ("mode", "replan_every") if k in record}
 
 
 def check_writable(path) -> None:
@@ -180,8 +172,6 @@ def check_writable(path) -> None:
     parent = Path(path).expanduser().resolve().parent
     if not parent.is_dir():
         raise UserError(f"cannot write {path}: the folder {parent} does not exist")
-    import os
-
     if not os.access(parent, os.W_OK):
         raise UserError(f"cannot write {path}: the folder {parent} is not writable")
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 
 from dfplan.errors import UserError, check_bool, check_choice, check_float, check_int, choices_hint
-
-SCHEDULES = ("pyramid", "full_sequence", "autoregressive", "trapezoid")
+from dfplan.schedules import SCHEDULES
 GUIDANCE_RULES = ("eps", "paper")
 GUIDED_DIMS = ("all", "actions")
 EXECUTIONS = ("actions", "lowlevel", "track")

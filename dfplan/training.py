@@ -24,7 +24,7 @@ from dfplan.data import Normalizer, WindowSampler, load_runs
 from dfplan.devices import resolve_device
 from dfplan.df.model import CELLS
 from dfplan.errors import UserError, check_choice, check_float, check_int
-from dfplan.models import build_model, complete_config
+from dfplan.registry import build_model, complete_config
 from dfplan.settings import resolve_settings
 
 

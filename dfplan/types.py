@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
+
+from dfplan.errors import UserError
 
 
 @dataclass
@@ -32,14 +36,111 @@ class Planner(Protocol):
         """obs [B, Ds], goal [B, Dg] (raw units) -> Plan."""
 
 
-@runtime_checkable
-class Controller(Protocol):
-    """The whole contract a control loop needs: numpy in, numpy out."""
+class Controller:
+    """The controller contract. A control loop needs only `reset(seed)` and `act(obs) -> action` (numpy in, numpy
+    out: a Gymnasium observation, a dict with "observation" and "desired_goal", single or batched). Evaluation and
+    the benchmarks read the rest, which every dfplan controller has (the defaults here: no checkpoint, no planning):
 
-    def reset(self, seed: int | None = None) -> None: ...
+    - `failures`: how many actions were replaced by a fallback so far (a non-finite observation or action, a failed
+      plan); evaluation reports the count, so a fallback is never a silent score drop.
+    - `plan_seconds`: time spent planning so far.
+    - `meta`: what the controller's checkpoint says of itself ("path", "env" it was trained for, "ref_scores",
+      "dataset_id", "step"); empty without a checkpoint.
+    - `history`: the plans made since `reset` (planned states [N, H+1, Ds], numpy), for pictures.
+    - `max_episode_steps`: the episode's time limit, set by evaluation before `reset` (a planner may plan no further).
+    - `settings_record()`: the settings it runs with, as a results row stores them.
+
+    A plain object with `reset` and `act` (a user's own controller, a scripted expert) gets these defaults through
+    `as_controller`.
+    """
+
+    failures: int = 0
+    plan_seconds: float = 0.0
+    meta = MappingProxyType({})
+    history: tuple | list = ()
+    max_episode_steps: int | None = None
+
+    @property
+    def checkpoint_path(self) -> str | None:
+        return self.meta.get("path")
+
+    def reset(self, seed: int | None = None) -> None:
+        raise NotImplementedError
 
     def act(self, obs) -> np.ndarray:
         """A Gymnasium observation (dict with "observation" and "desired_goal", single or batched) -> action(s)."""
+        raise NotImplementedError
+
+    def settings_record(self) -> dict:
+        return {}
+
+
+class PlainController(Controller):
+    """Any object with `reset(seed)` and `act(obs)`, with the contract's defaults for the rest."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def reset(self, seed: int | None = None) -> None:
+        self.inner.reset(seed=seed)
+
+    def act(self, obs) -> np.ndarray:
+        return self.inner.act(obs)
+
+
+def as_controller(controller) -> Controller:
+    """`controller` itself when it keeps the whole contract (a `Controller`), else it wrapped with the defaults."""
+    return controller if isinstance(controller, Controller) else PlainController(controller)
+
+
+@dataclass(frozen=True)
+class ModelType:
+    """A model type as checkpoints name it ("df_rnn", "diffuser", "bc", "lowlevel"): its network class, its config
+    dataclass and the command that trains one (named when a checkpoint holds another type)."""
+
+    name: str
+    model_cls: type
+    config_cls: type
+    train_hint: str
+
+    def complete_config(self, config: dict) -> dict:
+        """A stored model config in today's form: renamed fields renamed, fields added since filled with their
+        defaults (what the model was built with before they existed)."""
+        config = dict(config)
+        if "objective" in config:  # checkpoints written before the field was named `prediction`
+            config["prediction"] = config.pop("objective")
+        fields = self.config_cls.__dataclass_fields__
+        defaults = {k: f.default for k, f in fields.items() if f.default is not dataclasses.MISSING}
+        defaults |= {k: f.default_factory() for k, f in fields.items() if f.default_factory is not dataclasses.MISSING}
+        return {**defaults, **config}
+
+    def build(self, **config):
+        """The network from plain keyword config (as stored in checkpoints)."""
+        config = self.complete_config(config)
+        fields = set(self.config_cls.__dataclass_fields__)
+        unknown = set(config) - fields
+        if unknown:
+            raise ValueError(f"unknown {self.name} config keys {sorted(unknown)}; valid keys: {sorted(fields)}")
+        return self.model_cls(self.config_cls(**config))
+
+
+@dataclass
+class EpisodeResult:
+    """One evaluated episode, in the env's own units."""
+
+    seed: int
+    ret: float  # sum of the env's rewards
+    success: bool  # by the task's rule (`Task.success_rule`)
+    time_to_goal: int | None  # first step at which the env reported success
+    path: np.ndarray  # achieved goal over time [T+1, Dg] (maze: the point's xy; manipulation: the object)
+    goal: np.ndarray  # [Dg]
+    plans: list = field(default_factory=list)  # planned states [H+1, Ds] made along the way (for pictures)
+    states: np.ndarray | None = None  # full observations [T+1, Ds] (kept for pictures of the first episodes)
+
+
+def standard_error(x) -> float:
+    x = np.asarray(x, dtype=float)
+    return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0
 
 
 def split_observation(obs) -> tuple[np.ndarray, np.ndarray | None, bool]:
@@ -76,8 +177,6 @@ def safe_actions(action, low: float = -1.0, high: float = 1.0) -> tuple[np.ndarr
 
 def check_batch(name: str, x, dim: int, device=None, rows: int | None = None) -> torch.Tensor:
     """`x` as a float32 tensor [B, dim] on `device`: a UserError for another shape, a ValueError for NaN/inf."""
-    from dfplan.errors import UserError
-
     x = torch.as_tensor(x, dtype=torch.float32, device=device)
     if x.dim() != 2 or x.shape[1] != dim or x.shape[0] == 0 or (rows is not None and x.shape[0] != rows):
         want = f"[{rows if rows is not None else 'B'}, {dim}]" + (" with B >= 1" if rows is None else "")

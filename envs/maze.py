@@ -12,6 +12,8 @@ from functools import cached_property
 
 import numpy as np
 
+from dfplan.errors import UserError
+
 G = "g"  # a goal cell in Gymnasium-Robotics maze maps
 
 U_MAZE = [
@@ -63,8 +65,6 @@ MAZES: dict[str, MazeSpec] = {
 
 def get_maze(name: str) -> MazeSpec:
     if name not in MAZES:
-        from dfplan.errors import UserError
-
         raise UserError(f"unknown env {name!r}; choose one of {sorted(MAZES)} (or pass maze_map=[[...], ...])")
     return MAZES[name]
 
@@ -73,8 +73,6 @@ def validate_maze_map(maze_map) -> list[list[int]]:
     """The map as rows of ints, or a UserError saying what is wrong: rows of equal length holding only 0 (free) and
     1 (wall), walls all round (the point must not leave the maze), and at least two free cells, all connected
     (the env draws a start and a different goal cell; with one free cell it would search forever)."""
-    from dfplan.errors import UserError
-
     hint = "maze_map must be a list of equally long rows of 0 (free) and 1 (wall), e.g. [[1,1,1,1],[1,0,0,1],[1,1,1,1]]"
     if not isinstance(maze_map, (list, tuple)) or not maze_map or not all(isinstance(r, (list, tuple)) for r in maze_map):
         raise UserError(f"{hint}; got {maze_map!r}"[:300])
@@ -100,8 +98,6 @@ def validate_maze_map(maze_map) -> list[list[int]]:
 
 def custom_maze(maze_map, goal_cell=None, max_episode_steps: int | None = None, name: str = "pointmaze-custom") -> MazeSpec:
     """A MazeSpec for a user's own layout; goal cell defaults to the free cell farthest from the first free cell."""
-    from dfplan.errors import UserError
-
     layout = MazeLayout(validate_maze_map(maze_map))
     if goal_cell is None:
         start = layout.free_cells[0]

@@ -30,9 +30,11 @@ from concurrent.futures import ProcessPoolExecutor
 
 import gymnasium as gym
 import numpy as np
+from minari.data_collector import EpisodeBuffer
 from tqdm.auto import tqdm
 
-from minari.data_collector import EpisodeBuffer
+from dfplan.errors import UserError
+from dfplan.types import Controller
 
 from .recipes import claim_dataset_id, write_dataset
 
@@ -177,8 +179,6 @@ class PlainObservation:
     def __call__(self, obs, goal=None):
         if isinstance(obs, dict):
             return obs
-        from dfplan.errors import UserError
-
         raw = np.asarray(obs, dtype=np.float64)
         want = PROPRIO_DIMS + CUBE_DIMS * self.num_cubes
         if goal is None:
@@ -247,8 +247,6 @@ def _import_ogbench():
         import ogbench
         import ogbench.manipspace  # noqa: F401  (registers the envs)
     except ImportError as err:
-        from dfplan.errors import UserError
-
         raise UserError(f"the OGBench tasks need the ogbench package ({err}); install it with: "
                         f"pip install 'dfplan[ogbench]'") from err
     return ogbench
@@ -426,7 +424,7 @@ def load_ogbench_npz(path: str, name: str) -> list:
     return buffers
 
 
-class CubeOracleController:
+class CubeOracleController(Controller):
     """OGBench's scripted `CubePlanOracle` (noise-free) as a controller on our dict observations: it reads the
     effector, gripper and cube poses and the subgoal from the observation, counts time itself, and plans a new
     pick-and-place whenever the subgoal layer picks another cube. One oracle per env of a batch."""

@@ -8,7 +8,7 @@ import torch
 
 from dfplan.checkpoint import CheckpointError
 from dfplan.data import Batch, Normalizer
-from dfplan.models import build_model
+from dfplan.registry import build_model
 from dfplan.diffuser.model import DiffuserConfig, DiffuserModel, TemporalUnet
 from dfplan.diffuser.controller import DiffuserController, track_action, tracking_target
 from dfplan.diffuser.planner import DiffuserPlanner, load_diffuser

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from dfplan.df import MPCController
-from dfplan.df.planner import load_planner
+from dfplan.df.controller import MPCController
+from dfplan.registry import load_planner
 from conftest import drive
 
 pytestmark = pytest.mark.gpu

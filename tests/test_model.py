@@ -13,7 +13,7 @@ from dfplan.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from dfplan.data import WindowSampler, load_runs
 from dfplan.df.model import DFConfig, DFRNN
 from dfplan.df.tokens import from_tokens, to_tokens, token_mask
-from dfplan.models import build_model
+from dfplan.registry import build_model
 from dfplan.training import train
 from conftest import TINY_MODEL, train_config
 
@@ -113,7 +113,7 @@ def test_loss_decreases_on_tiny_dataset(datasets, cell):
 
 
 def test_checkpoint_round_trip_gives_same_outputs(tiny_checkpoint):
-    from dfplan.df.planner import load_planner
+    from dfplan.registry import load_planner
 
     ckpt = load_checkpoint(tiny_checkpoint)
     assert ckpt["step"] == 300 and ckpt["model_type"] == "df_rnn" and "optimizer" in ckpt
@@ -128,7 +128,7 @@ def test_checkpoint_round_trip_gives_same_outputs(tiny_checkpoint):
 
 def test_inference_export_drops_the_optimizer_and_half_keeps_the_outputs(tiny_checkpoint, tmp_path):
     from dfplan.checkpoint import export_for_inference
-    from dfplan.df.planner import load_planner
+    from dfplan.registry import load_planner
 
     full, half = (export_for_inference(tiny_checkpoint, tmp_path / f"{n}.pt", half=n == "half") for n in ("full", "half"))
     assert "optimizer" not in load_checkpoint(full) and half.stat().st_size < 0.6 * full.stat().st_size
@@ -162,7 +162,7 @@ def test_lr_schedules_warm_up_then_decay_or_hold():
 
 
 def test_snapshots_hold_the_ema_weights_and_survive_a_resume(datasets, tmp_path):
-    from dfplan.df.planner import load_planner
+    from dfplan.registry import load_planner
     from dfplan.training import snapshot_path
 
     cfg = train_config(tmp_path, steps=40, snapshot_every=20, lr_schedule="constant")
@@ -285,7 +285,7 @@ def test_paper_cell_couples_latent_and_token_in_one_mlp():
 def test_paper_preset_trains_and_its_checkpoint_plans_with_the_paper_settings(datasets, tmp_path):
     from hydra import compose, initialize_config_module
 
-    from dfplan.df.planner import load_planner
+    from dfplan.registry import load_planner
     from dfplan.tasks import get_task
 
     overrides = [f"out={tmp_path}", "dataset=dfplan/pointmaze/umaze-v0", "+experiment=df_paper", "train.steps=4",
@@ -311,7 +311,7 @@ def test_paper_preset_trains_and_its_checkpoint_plans_with_the_paper_settings(da
 def test_shipped_paper_variant_holds_the_paper_configuration(env):
     """variant=paper on every maze: the paper's cell, frame stack and settings, trained on whole episodes by the
     command the task names (which `dfplan-eval variant=paper` prints when the file is missing)."""
-    from dfplan.df.planner import load_planner
+    from dfplan.registry import load_planner
     from dfplan.tasks import get_task
 
     task = get_task(env)

@@ -7,11 +7,11 @@ import torch
 
 import dfplan
 
-from dfplan.df import MPCController
+from dfplan.df.controller import MPCController
 from dfplan import make_env
 from dfplan.tasks import get_task
 from dfplan.evaluation import evaluate
-from dfplan.df.planner import load_planner
+from dfplan.registry import load_planner
 from conftest import drive
 
 @pytest.fixture

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from dfplan.guidance import goal_distance, goal_reward
-from dfplan.df.planner import load_planner
+from dfplan.registry import load_planner
 from dfplan.df.sampler import SampleResult, SamplerSettings, best_candidates, sample
 
 OBS = torch.tensor([[0.5, 1.0, 0.0, 0.0], [1.0, -1.0, 0.0, 0.0], [-1.0, -1.0, 0.5, 0.0]])

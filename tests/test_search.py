@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import dfplan.search.mctd as mctd_module
-from dfplan.df.planner import load_planner
+from dfplan.registry import load_planner
 from dfplan.errors import UserError
 from dfplan.search.tree import Node, Tree
 from dfplan.settings import resolve_settings

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from dfplan.types import ModelType
+
 
 @dataclass
 class BCConfig:
@@ -51,3 +53,6 @@ class BCPolicy(nn.Module):
 
     def config_dict(self) -> dict:
         return asdict(self.cfg)
+
+
+MODEL_TYPE = ModelType("bc", BCPolicy, BCConfig, train_hint="dfplan-train model=bc train=bc_cpu")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+LIMIT = 50.0  # |normalized value| beyond this means nothing to a network: run-time inputs are clamped to it (`clamp`)
+
 
 class Normalizer:
     """x_norm = (x - shift) / scale, separately for observations and actions.
@@ -41,6 +43,11 @@ class Normalizer:
 
     def denorm_act(self, x):
         return x * self.act_scale.to(x) + self.act_shift.to(x)
+
+    @staticmethod
+    def clamp(x: torch.Tensor) -> torch.Tensor:
+        """Normalized run-time inputs clamped to +-LIMIT, so extreme observations stay finite inside the networks."""
+        return x.clamp(-LIMIT, LIMIT)
 
     def state_dict(self) -> dict:
         return {"mode": self.mode, "obs_shift": self.obs_shift, "obs_scale": self.obs_scale,

@@ -1,7 +1,3 @@
-"""Diffusion Forcing: the causal RNN model, its sampler, the planner and the MPC controller."""
-
-from dfplan.df.controller import MPCController
-from dfplan.df.model import DFRNN, DFConfig
-from dfplan.df.planner import DFPlanner, load_planner
-
-__all__ = ["DFConfig", "DFPlanner", "DFRNN", "MPCController", "load_planner"]
+"""Diffusion Forcing: the causal RNN model (`model`), its sampler (`sampler`), the planner (`planner`) and the MPC
+controller (`controller`). This package file imports none of them: the tree search wing (`dfplan.search`) builds on
+the sampler, and the planner on the search, so importing the sampler must not import the planner."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Callable
 
 import numpy as np
@@ -24,15 +24,15 @@ from dfplan.errors import UserError
 from dfplan.guidance import Objective
 from dfplan.lowlevel import GoalReacher, load_lowlevel
 from dfplan.tasks.base import NativeObservation
-from dfplan.types import safe_actions, split_observation
+from dfplan.types import Controller, safe_actions, split_observation
 
 log = logging.getLogger(__name__)
 
 
-class MPCController:
-    """The DF MPC controller: `reset(seed)`, `act(obs) -> action`. Built from a planner alone it uses the settings
-    tuned for the planner's checkpoint (horizon, replanning, memory, objective); keyword arguments override them
-    (`dfplan.settings.ControllerSettings` documents each)."""
+class MPCController(Controller):
+    """The DF MPC controller: `reset(seed)`, `act(obs) -> action` (`dfplan.types.Controller`). Built from a planner
+    alone it uses the settings tuned for the planner's checkpoint (horizon, replanning, memory, objective); keyword
+    arguments override them (`dfplan.settings.ControllerSettings` documents each)."""
 
     def __init__(self, planner: DFPlanner, horizon: int | None = None, replan_every: int | None = None,
                  memory: bool | None = None, memory_tokens: int | None = None,
@@ -105,6 +105,15 @@ class MPCController:
         self.plans_made = 0
         self.plan_seconds = 0.0
         self.reset(seed)
+
+    @property
+    def meta(self) -> dict:
+        """What the planner's checkpoint says of itself (path, env, reference scores)."""
+        return self.planner.meta
+
+    def settings_record(self) -> dict:
+        """The sampler's and the controller's settings, in the form checkpoints store them."""
+        return {"sampler": asdict(self.planner.settings.sampler), "controller": asdict(self.settings)}
 
     def _reacher(self, lowlevel) -> GoalReacher:
         """The low-level policy for execution="lowlevel", checked to read the planner's states."""

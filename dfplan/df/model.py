@@ -27,6 +27,7 @@ from torch.nn import functional as F
 
 from dfplan.df.tokens import to_tokens, token_mask
 from dfplan.diffusion import NoiseSchedule, make_noise_schedule, q_sample, target_for, to_x0
+from dfplan.types import ModelType
 
 
 @dataclass
@@ -194,3 +195,6 @@ class DFRNN(nn.Module):
 
     def config_dict(self) -> dict:
         return asdict(self.cfg)
+
+
+MODEL_TYPE = ModelType("df_rnn", DFRNN, DFConfig, train_hint="dfplan-train env=<task>")

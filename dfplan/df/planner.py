@@ -7,18 +7,20 @@ from dataclasses import replace
 
 import torch
 
+from dfplan.checkpoint import load_model
 from dfplan.data import Normalizer
-from dfplan.df.model import DFRNN
+from dfplan.devices import resolve_device
+from dfplan.df.model import DFRNN, MODEL_TYPE
 from dfplan.df.sampler import SampleResult, best_candidates, feed_context, sample
 from dfplan.df.tokens import from_tokens
 from dfplan.errors import UserError
 from dfplan.guidance import Objective, goal_distance, per_candidate
+from dfplan.search import mctd_search
 from dfplan.settings import SAMPLER_KEYS, DFSettings, resolve_settings
 from dfplan.tasks.base import Task
 from dfplan.types import Plan, check_batch
 
 MAX_HORIZON = 10_000  # tokens; far past any episode, and still a plan that fits in memory
-OBS_LIMIT = 50.0  # |normalized observation| beyond this means nothing to the model: clamp (extreme inputs stay finite)
 
 
 class DFPlanner:
@@ -38,8 +40,6 @@ class DFPlanner:
         the model was trained for (goal dims and guidance objectives); meta: what the checkpoint says of itself
         (dataset id, reference scores); state_dims: the observation dims the model plans (None = all) of the
         `env_obs_dim`-D observation."""
-        from dfplan.devices import resolve_device
-
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval().requires_grad_(False)
         self.normalizer = normalizer
@@ -67,7 +67,7 @@ class DFPlanner:
     def _obs(self, obs) -> torch.Tensor:
         """Raw observations [B, Ds] -> the planned dims, normalized, clamped to what the model can mean."""
         obs = check_batch("obs", obs, self.obs_dim, self.device)
-        return self.normalizer.norm_obs(self._planned(obs)).clamp(-OBS_LIMIT, OBS_LIMIT)
+        return Normalizer.clamp(self.normalizer.norm_obs(self._planned(obs)))
 
     def _planned(self, states: torch.Tensor) -> torch.Tensor:
         """The dims of whole observations [..., Ds] that the model plans."""
@@ -92,8 +92,8 @@ class DFPlanner:
                        generator: torch.Generator | None = None) -> torch.Tensor:
         """Feed executed steps (raw actions [B, fs*n, Da], observations after them [B, fs*n, Ds]) as context."""
         next_obs = self._planned(next_obs.to(self.device))
-        steps = torch.cat([self.normalizer.norm_act(actions.to(self.device)).clamp(-OBS_LIMIT, OBS_LIMIT),
-                           self.normalizer.norm_obs(next_obs).clamp(-OBS_LIMIT, OBS_LIMIT)], dim=-1)
+        steps = torch.cat([Normalizer.clamp(self.normalizer.norm_act(actions.to(self.device))),
+                           Normalizer.clamp(self.normalizer.norm_obs(next_obs))], dim=-1)
         tokens = steps.reshape(steps.shape[0], -1, self.model.cfg.token_dim)
         noise = torch.randn(tokens.shape, device=self.device, generator=generator)
         return feed_context(self.model, tokens, z, self.sampler.stabilization_level, noise,
@@ -146,8 +146,6 @@ class DFPlanner:
     def _search(self, z, obs, goal, horizon: int, objective, cfg, generator, init, z_now, t0) -> Plan:
         """`search=mctd`: Monte Carlo Tree Diffusion (`dfplan.search`), one tree per env, valued by the task's
         `plan_value` against `goal`; children guided by the task's meta-actions applied to `objective`."""
-        from dfplan.search import mctd_search  # here: the search wing builds on the sampler (dfplan.df imports it)
-
         if self.task is None or goal is None:
             raise UserError("search=mctd needs the goal and the checkpoint's task: the task's value function scores "
                             "plans by how they reach the goal")
@@ -239,24 +237,10 @@ class DFPlanner:
         return self._to_plan(out, obs0, time.perf_counter() - t0)
 
 
-def load_planner(checkpoint, device: str | torch.device = "auto", ema: bool = True, **overrides):
-    """A ready planner from a checkpoint file or a shipped name, from any directory:
-
-        dfplan.load_planner("pointmaze-umaze")              # the task's default shipped checkpoint
-        dfplan.load_planner("runs/umaze/final.pt", guidance_scale=1.0, horizon=16)
-
-    `overrides` are settings (`dfplan.settings`) that replace the checkpoint's tuned values. A Diffuser checkpoint
-    gives a `DiffuserPlanner`."""
-    from dfplan.checkpoint import load_checkpoint, load_model, resolve_checkpoint
-
-    path = resolve_checkpoint(checkpoint)
-    if load_checkpoint(path).get("model_type") == "diffuser":
-        from dfplan.diffuser.planner import load_diffuser
-
-        if overrides:
-            raise UserError(f"{path} is a Diffuser checkpoint: DF settings {sorted(overrides)} do not apply")
-        return load_diffuser(path, device=device)
-    loaded = load_model(path, "df_rnn", "dfplan-train env=<task>", ema=ema)
+def load_df_planner(checkpoint, device: str | torch.device = "auto", ema: bool = True, **overrides) -> DFPlanner:
+    """A `DFPlanner` from a DF checkpoint file or a shipped name, its tuned settings replaced by `overrides`
+    (`dfplan.settings`). `dfplan.load_planner` takes a checkpoint of any planning method."""
+    loaded = load_model(checkpoint, MODEL_TYPE, ema=ema)
     settings = resolve_settings(loaded.checkpoint.get("planner"), **overrides)
     return DFPlanner(loaded.model, loaded.normalizer, settings, device=device, task=loaded.task, meta=loaded.meta,
                      state_dims=loaded.checkpoint.get("state_dims"), env_obs_dim=loaded.checkpoint.get("env_obs_dim"))

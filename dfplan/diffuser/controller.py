@@ -8,20 +8,10 @@ import torch
 
 from dfplan.diffuser.planner import DiffuserPlanner
 from dfplan.tasks.base import NativeObservation
-from dfplan.types import Plan, safe_actions, split_observation
+from dfplan.tasks.pointmaze import track_action
+from dfplan.types import Controller, Plan, safe_actions, split_observation
 
 MODES = ("plan_once", "replan", "actions")
-
-
-def track_action(state: np.ndarray, target: np.ndarray, planned_action: np.ndarray | None = None) -> np.ndarray:
-    """Diffuser's maze2d controller: a = (target_xy - xy) + (target_v - v).
-
-    state, target: [..., 2n] as [position (n), velocity (n)] -> action [..., n] (unclipped)."""
-    state, target = np.asarray(state, dtype=np.float64), np.asarray(target, dtype=np.float64)
-    n = state.shape[-1] // 2
-    if state.shape[-1] != 2 * n or target.shape[-1] != state.shape[-1]:
-        raise ValueError(f"state and target must be [..., 2n] (position, velocity), got {state.shape} and {target.shape}")
-    return (target[..., :n] - state[..., :n]) + (target[..., n:] - state[..., n:])
 
 
 def tracking_target(states: np.ndarray, t: int, rest=None) -> np.ndarray:
@@ -39,8 +29,8 @@ def tracking_target(states: np.ndarray, t: int, rest=None) -> np.ndarray:
     return target
 
 
-class DiffuserController:
-    """Controller protocol around a `DiffuserPlanner`.
+class DiffuserController(Controller):
+    """The controller (`dfplan.types.Controller`) around a `DiffuserPlanner`.
 
     mode="plan_once": plan at the first act() after reset, then track the planned states (the paper's setting).
     mode="replan": the same, replanning every `replan_every` env steps.
@@ -75,6 +65,18 @@ class DiffuserController:
         self.n_plans, self.plan_seconds = 0, 0.0
         self.adapter = planner.task.observation_adapter() if planner.task is not None else NativeObservation()
         self.reset()
+
+    @property
+    def meta(self) -> dict:
+        """What the planner's checkpoint says of itself (path, env, reference scores)."""
+        return self.planner.meta
+
+    def settings_record(self) -> dict:
+        """Its mode, replanning period and plan length, and the low-level policy when one executes the plan."""
+        out = {"mode": self.mode, "replan_every": self.replan_every, "horizon": self.planner.horizon}
+        if self.reacher is not None:
+            out.update(execution="lowlevel", lowlevel=self.reacher.meta.get("path"))
+        return out
 
     def reset(self, seed: int | None = None) -> None:
         """Forget the plan; the next act() plans anew. `seed` reseeds the planner's sampling noise."""

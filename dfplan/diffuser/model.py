@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from dfplan.diffusion import NoiseSchedule, ddpm_step, make_noise_schedule, q_sample, target_for, to_x0
+from dfplan.types import ModelType
 
 
 @dataclass
@@ -257,3 +258,7 @@ class DiffuserModel(nn.Module):
 
     def config_dict(self) -> dict:
         return asdict(self.cfg)
+
+
+MODEL_TYPE = ModelType("diffuser", DiffuserModel, DiffuserConfig,
+                       train_hint="dfplan-train model=diffuser train=diffuser_cpu")

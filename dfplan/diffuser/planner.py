@@ -21,7 +21,9 @@ import torch
 from dfplan.checkpoint import load_model
 from dfplan.data import Normalizer
 from dfplan.devices import resolve_device
+from dfplan.diffuser.model import MODEL_TYPE
 from dfplan.types import Plan
+
 
 class DiffuserPlanner:
     """Planner protocol for a trained `DiffuserModel`. obs [B, Ds], goal [B, Dg] raw units, Dg <= Ds."""
@@ -84,6 +86,6 @@ class DiffuserPlanner:
 
 def load_diffuser(checkpoint_path: str | Path, device="auto", seed: int | None = None) -> DiffuserPlanner:
     """A `DiffuserPlanner` with the EMA weights and the normalizer of a `dfplan-train model=diffuser` checkpoint."""
-    loaded = load_model(checkpoint_path, "diffuser", "dfplan-train model=diffuser train=diffuser_cpu")
+    loaded = load_model(checkpoint_path, MODEL_TYPE)
     return DiffuserPlanner(loaded.model, loaded.normalizer, device=resolve_device(device), seed=seed,
                            task=loaded.task, meta=loaded.meta)

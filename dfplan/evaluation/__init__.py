@@ -1,3 +1,5 @@
-from .rollouts import EvalResult, evaluate
+"""Closed-loop evaluation of controllers on tasks (`run_episodes`), pictures (`plots`) and animations (`video`)."""
 
-__all__ = ["EvalResult", "evaluate"]
+from dfplan.evaluation.rollouts import EvalResult, evaluate, run_episodes
+
+__all__ = ["EvalResult", "evaluate", "run_episodes"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from dfplan.tasks.base import EpisodeResult, standard_error
+from dfplan.types import EpisodeResult, as_controller, standard_error
 
 
 @dataclass
@@ -31,15 +31,16 @@ class EvalResult:
                 **task.summarize(self.episodes, ref_scores)}
 
 
-def evaluate(controller, task, goal: str | None = None, episodes: int = 10, seed: int = 0, batch: int = 50,
-             keep_plans: int = 0, progress: bool = True, max_episode_steps: int | None = None) -> EvalResult:
-    """Evaluate `controller` (reset(seed), act(batched dict obs)) on `episodes` episodes of `task`, `batch` envs at a
-    time. Episode i uses env seed `seed + i`. `keep_plans` keeps the plans and states of the first few episodes
-    (for pictures)."""
+def run_episodes(controller, task, goal: str | None = None, episodes: int = 10, seed: int = 0, batch: int = 50,
+                 keep_plans: int = 0, progress: bool = True, max_episode_steps: int | None = None) -> EvalResult:
+    """Run `controller` (a `dfplan.types.Controller`, or any object with reset(seed) and act(batched dict obs)) on
+    `episodes` episodes of `task`, `batch` envs at a time, and score them. Episode i uses env seed `seed + i`.
+    `keep_plans` keeps the plans and states of the first few episodes (for pictures)."""
+    controller = as_controller(controller)
     goal = task.check_goal(goal)
     t0 = time.perf_counter()
     results: list[EpisodeResult] = []
-    failures_before = getattr(controller, "failures", 0)
+    failures_before = controller.failures
     bar = tqdm(total=episodes, desc=f"eval {task.name}/{goal}", unit="ep", disable=not progress)
     for first in range(0, episodes, batch):
         n = min(batch, episodes - first)
@@ -47,8 +48,7 @@ def evaluate(controller, task, goal: str | None = None, episodes: int = 10, seed
         seeds = [seed + first + i for i in range(n)]
         obs = [env.reset(seed=s)[0] for env, s in zip(envs, seeds)]
         horizon = envs[0].spec.max_episode_steps
-        if hasattr(controller, "max_episode_steps"):
-            controller.max_episode_steps = horizon
+        controller.max_episode_steps = horizon
         controller.reset(seed=seed + first)
         rets, first_hit, last_ok = np.zeros(n), np.full(n, -1), np.zeros(n, dtype=bool)
         paths = [[o["achieved_goal"].copy()] for o in obs]
@@ -67,7 +67,7 @@ def evaluate(controller, task, goal: str | None = None, episodes: int = 10, seed
                 last_ok[i] = task.step_success(obs[i], info)
                 if first_hit[i] < 0 and last_ok[i]:
                     first_hit[i] = t + 1
-        history = getattr(controller, "history", [])
+        history = controller.history
         for i in range(n):
             success = bool(last_ok[i]) if task.success_rule == "end" else bool(first_hit[i] >= 0)
             results.append(EpisodeResult(seeds[i], float(rets[i]), success,
@@ -78,4 +78,7 @@ def evaluate(controller, task, goal: str | None = None, episodes: int = 10, seed
             env.close()
         bar.update(n)
     bar.close()
-    return EvalResult(results, time.perf_counter() - t0, getattr(controller, "failures", 0) - failures_before)
+    return EvalResult(results, time.perf_counter() - t0, controller.failures - failures_before)
+
+
+evaluate = run_episodes  # its former name, which benchmarks/navigate.py and tests/test_ogbench_maze.py still use

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from dfplan.types import ModelType
+
 
 @dataclass
 class LowLevelConfig:
@@ -72,3 +74,7 @@ class LowLevelPolicy(nn.Module):
 
     def config_dict(self) -> dict:
         return asdict(self.cfg)
+
+
+MODEL_TYPE = ModelType("lowlevel", LowLevelPolicy, LowLevelConfig,
+                       train_hint="dfplan-train env=<task> model=lowlevel train=lowlevel_cpu")

@@ -9,9 +9,8 @@ from dfplan.checkpoint import load_model
 from dfplan.data import Normalizer
 from dfplan.devices import resolve_device
 from dfplan.errors import UserError
-from dfplan.lowlevel.model import LowLevelPolicy
+from dfplan.lowlevel.model import MODEL_TYPE, LowLevelPolicy
 
-OBS_LIMIT = 50.0  # |normalized input| beyond this means nothing to the network: clamp (extreme inputs stay finite)
 
 
 class GoalReacher:
@@ -42,13 +41,13 @@ class GoalReacher:
             raise UserError(f"the low-level policy needs states and targets [N, {self.obs_dim}], got {states.shape} "
                             f"and {targets.shape}")
         nz = self.normalizer
-        x = nz.norm_obs(torch.as_tensor(states, device=self.device)).clamp(-OBS_LIMIT, OBS_LIMIT)
-        g = nz.norm_obs(torch.as_tensor(targets, device=self.device)).clamp(-OBS_LIMIT, OBS_LIMIT)
+        x = nz.clamp(nz.norm_obs(torch.as_tensor(states, device=self.device)))
+        g = nz.clamp(nz.norm_obs(torch.as_tensor(targets, device=self.device)))
         action = nz.denorm_act(self.policy.forward_goal(x, g[:, list(self.goal_dims)]))
         return action.cpu().numpy()
 
 
 def load_lowlevel(checkpoint, device="auto") -> GoalReacher:
     """A `GoalReacher` from a `dfplan-train model=lowlevel` checkpoint (a path or a shipped name)."""
-    loaded = load_model(checkpoint, "lowlevel", "dfplan-train env=<task> model=lowlevel train=lowlevel_cpu")
+    loaded = load_model(checkpoint, MODEL_TYPE)
     return GoalReacher(loaded.model, loaded.normalizer, device=device, task=loaded.task, meta=loaded.meta)

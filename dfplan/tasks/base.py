@@ -8,7 +8,7 @@ and which checkpoints ship for it. Nothing outside a task module looks at env na
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -16,6 +16,8 @@ import numpy as np
 import torch
 
 from dfplan.errors import UserError, check_choice
+from dfplan.shipped import shipped_path
+from dfplan.types import EpisodeResult, standard_error
 
 ObjectiveBuilder = Callable  # goal [B, Dg] tensor -> Objective (states [B,H+1,Ds], actions [B,H,Da]) -> [B]
 SEARCH_SCALES = (0.0, 0.1, 0.5, 1.0, 2.0)  # MCTD's maze meta-actions: multiples of the planner's guidance scale
@@ -52,20 +54,6 @@ def reach_value(pos: torch.Tensor, goal: torch.Tensor, radius: float, max_step: 
     return torch.where(jump > max_step, torch.zeros_like(value), value)
 
 
-@dataclass
-class EpisodeResult:
-    """One evaluated episode, in the env's own units."""
-
-    seed: int
-    ret: float  # sum of the env's rewards
-    success: bool  # by the task's rule (`Task.success_rule`)
-    time_to_goal: int | None  # first step at which the env reported success
-    path: np.ndarray  # achieved goal over time [T+1, Dg] (maze: the point's xy; manipulation: the object)
-    goal: np.ndarray  # [Dg]
-    plans: list = field(default_factory=list)  # planned states [H+1, Ds] made along the way (for pictures)
-    states: np.ndarray | None = None  # full observations [T+1, Ds] (kept for pictures of the first episodes)
-
-
 class NativeObservation:
     """Turns a plain env's own observation into the dict the task's models read, so a controller works in a user's
     loop on the env as Gymnasium or OGBench makes it: `adapter(obs, goal)`, `reset()` at each episode's start.
@@ -79,11 +67,6 @@ class NativeObservation:
         if goal is not None:
             raise UserError("this task's observations carry their goal: call act(obs) without goal=")
         return obs
-
-
-def standard_error(x) -> float:
-    x = np.asarray(x, dtype=float)
-    return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0
 
 
 def success_by_task(episodes: list[EpisodeResult], task_id_of, num_tasks: int) -> dict:
@@ -225,8 +208,6 @@ class Task(ABC):
     def shipped_checkpoint(self, planner: str = "df", variant: str | None = None) -> Path:
         """The checkpoint shipped in the package for this task: DF (by variant), Diffuser, BC or the low-level
         policy."""
-        from dfplan.checkpoint import shipped_path
-
         if planner == "lowlevel":
             return shipped_path(f"{self.name}-lowlevel", train_hint=f"dfplan-train env={self.name} model=lowlevel "
                                                                     f"train=lowlevel_cpu")

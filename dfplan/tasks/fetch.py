@@ -14,15 +14,19 @@ from pathlib import Path
 
 import numpy as np
 
+from dfplan.envs import fetch as fetch_env
 from dfplan.errors import check_float, check_int
+from dfplan.evaluation.plots import plot_manipulation_episodes, plot_manipulation_plans
+from dfplan.guidance import REACH_WEIGHT, combine, goal_distance, point_distance
 from dfplan.tasks.base import NativeObservation, Task
+from dfplan.types import Controller
 
 FAMILY = "fetch"
+ORDER = 1  # where its tasks stand in listings (`dfplan.tasks.FAMILIES`)
 GRIP, OBJECT = (0, 1, 2), (3, 4, 5)  # state dims of the gripper and the object positions
 SUCCESS_RADIUS = 0.05
 PLAIN_OBS_DIM = 25  # the env's own `observation`; ours appends the 3-D goal
 STEP_SCALE = 0.05  # metres of gripper motion per unit of the xyz action
-REACH_WEIGHT = 0.5  # reach_then_carry: weight of the gripper-to-object distance against the object-to-goal one
 
 
 class FetchTask(Task):
@@ -53,10 +57,8 @@ class FetchTask(Task):
         return (*GRIP, *OBJECT, 9, 10)
 
     def make_env(self, goal=None, max_episode_steps=None, render_mode=None):
-        from dfplan.envs.fetch import make_fetch_env
-
         self.check_goal(goal)
-        return make_fetch_env(self.name, max_episode_steps=max_episode_steps, render_mode=render_mode)
+        return fetch_env.make_fetch_env(self.name, max_episode_steps=max_episode_steps, render_mode=render_mode)
 
     def observation_adapter(self):
         return GoalAppended()
@@ -66,32 +68,25 @@ class FetchTask(Task):
 
     # --- data --------------------------------------------------------------------------------------
     def default_dataset_id(self, **_) -> str:
-        from dfplan.envs.fetch import default_dataset_id
-
-        return default_dataset_id(self.name)
+        return fetch_env.default_dataset_id(self.name)
 
     def generate_dataset(self, dataset_id, seed, overwrite, progress, episodes: int | None = None,
                          noise: float | None = None):
-        from dfplan.envs.fetch import DEFAULT_EPISODES, generate_fetch_dataset
-
-        return generate_fetch_dataset(self.name, episodes=check_int("episodes", episodes or DEFAULT_EPISODES, 1),
-                                      seed=check_int("seed", seed, 0), dataset_id=dataset_id, overwrite=overwrite,
-                                      noise=check_float("noise", 0.2 if noise is None else noise, 0.0),
-                                      progress=progress)
+        episodes = check_int("episodes", episodes or fetch_env.DEFAULT_EPISODES, 1)
+        return fetch_env.generate_fetch_dataset(self.name, episodes=episodes, seed=check_int("seed", seed, 0),
+                                                dataset_id=dataset_id, overwrite=overwrite,
+                                                noise=check_float("noise", 0.2 if noise is None else noise, 0.0),
+                                                progress=progress)
 
     def train_command(self, variant: str) -> str:
         return f"dfplan-train env={self.name} +experiment=fetch"
 
     def dataset_mismatch(self, dataset) -> str | None:
-        from dfplan.envs.fetch import FETCH_TASKS
-
         env_id = getattr(dataset.spec.env_spec, "id", None)
-        return None if env_id in (None, FETCH_TASKS[self.name]) else f"it was recorded in {env_id}"
+        return None if env_id in (None, fetch_env.FETCH_TASKS[self.name]) else f"it was recorded in {env_id}"
 
     # --- guidance ----------------------------------------------------------------------------------
     def _objective(self, name):
-        from dfplan.guidance import combine, goal_distance, point_distance
-
         if name == "object_to_goal":
             return lambda goal: goal_distance(goal, OBJECT)
         return lambda goal: combine((REACH_WEIGHT, point_distance(GRIP, OBJECT)), (1.0, goal_distance(goal, OBJECT)))
@@ -103,13 +98,9 @@ class FetchTask(Task):
                 f"episodes/min")
 
     def plot_episodes(self, episodes, path, title="", ref_scores=None) -> Path:
-        from dfplan.evaluation.plots import plot_manipulation_episodes
-
         return plot_manipulation_episodes(episodes, path, title=title, grip_dims=GRIP, radius=SUCCESS_RADIUS)
 
     def plot_plans(self, states, goals, path, title="") -> Path:
-        from dfplan.evaluation.plots import plot_manipulation_plans
-
         return plot_manipulation_plans(states, goals, path, title=title, grip_dims=GRIP, object_dims=OBJECT)
 
     def track_action(self, states, targets, planned_actions):
@@ -133,7 +124,7 @@ class GoalAppended(NativeObservation):
         return obs
 
 
-class FetchExpertController:
+class FetchExpertController(Controller):
     """The scripted expert, one instance per env of a batch (they keep per-episode phase)."""
 
     def __init__(self, name: str):
@@ -144,22 +135,18 @@ class FetchExpertController:
         self.experts = []
 
     def act(self, obs):
-        from dfplan.envs.fetch import make_expert
-
         batched = np.ndim(obs["observation"]) == 2
         rows = {k: np.atleast_2d(v) for k, v in obs.items()}
         n = len(rows["observation"])
         while len(self.experts) < n:
-            self.experts.append(make_expert(self.name))
+            self.experts.append(fetch_env.make_expert(self.name))
         actions = np.stack([e({k: v[i] for k, v in rows.items()}) for i, e in enumerate(self.experts[:n])])
         actions = actions.astype(np.float32)
         return actions if batched else actions[0]
 
 
 def named_tasks() -> dict:
-    from dfplan.envs.fetch import FETCH_TASKS
-
-    return {name: (lambda name=name: FetchTask(name)) for name in FETCH_TASKS}
+    return {name: (lambda name=name: FetchTask(name)) for name in fetch_env.FETCH_TASKS}
 
 
 def from_spec(spec: dict) -> FetchTask:

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dfplan.envs import ogbench as cube_env
 from dfplan.errors import UserError, check_float, check_int
+from dfplan.evaluation.plots import plot_manipulation_episodes, plot_manipulation_plans
+from dfplan.guidance import REACH_WEIGHT, goal_distance
 from dfplan.tasks.base import Task, success_by_task
 
 FAMILY = "ogbench"
+ORDER = 2  # where its tasks stand in listings (`dfplan.tasks.FAMILIES`)
 
 
 class CubeTask(Task):
@@ -30,11 +34,9 @@ class CubeTask(Task):
     data_options = ("episodes", "noise", "workers", "npz")
 
     def __init__(self, name: str, subgoals: str = "one_cube"):
-        from dfplan.envs.ogbench import NUM_CUBES, SUCCESS_DISTANCE
-
         self.name, self.subgoals = name, subgoals
-        self.num_cubes = NUM_CUBES[name]
-        self.success_radius = SUCCESS_DISTANCE  # scaled units (0.04 m)
+        self.num_cubes = cube_env.NUM_CUBES[name]
+        self.success_radius = cube_env.SUCCESS_DISTANCE  # scaled units (0.04 m)
 
     @property
     def max_episode_steps(self) -> int:
@@ -42,46 +44,34 @@ class CubeTask(Task):
 
     @property
     def goal_dims(self) -> tuple[int, ...]:
-        from dfplan.envs.ogbench import cube_dims
-
-        return cube_dims(self.num_cubes)
+        return cube_env.cube_dims(self.num_cubes)
 
     @property
     def plan_dims(self) -> tuple[int, ...]:
         """Effector xyz and yaw (cos, sin), gripper opening, and every cube's position."""
-        from dfplan.envs.ogbench import EFFECTOR_POSE, GRIPPER
-
-        return (*EFFECTOR_POSE, GRIPPER, *self.goal_dims)
+        return (*cube_env.EFFECTOR_POSE, cube_env.GRIPPER, *self.goal_dims)
 
     def observation_adapter(self):
         """Reads a plain OGBench env's raw observation and `info["goal"]` (`dfplan.envs.ogbench.PlainObservation`)."""
-        from dfplan.envs.ogbench import PlainObservation
-
-        return PlainObservation(self.num_cubes, self.subgoals)
+        return cube_env.PlainObservation(self.num_cubes, self.subgoals)
 
     def make_env(self, goal=None, max_episode_steps=None, render_mode=None):
-        from dfplan.envs.ogbench import make_ogbench_env
-
         self.check_goal(goal)
-        return make_ogbench_env(self.name, max_episode_steps=max_episode_steps, render_mode=render_mode,
-                                subgoals=self.subgoals)
+        return cube_env.make_ogbench_env(self.name, max_episode_steps=max_episode_steps, render_mode=render_mode,
+                                         subgoals=self.subgoals)
 
     # --- data --------------------------------------------------------------------------------------
     def default_dataset_id(self, episodes=None, npz=None, **_) -> str:
-        from dfplan.envs.ogbench import default_dataset_id
-
-        return default_dataset_id(self.name, episodes, npz)
+        return cube_env.default_dataset_id(self.name, episodes, npz)
 
     def generate_dataset(self, dataset_id, seed, overwrite, progress, episodes=None, noise=None, workers=None,
                          npz=None):
-        from dfplan.envs.ogbench import DEFAULT_EPISODES, generate_ogbench_dataset
-
         if npz is not None and not Path(str(npz)).is_file():
             raise UserError(f"npz={npz}: no such file; give the path of an OGBench dataset file "
                             f"(e.g. ~/.ogbench/data/{self.name.removeprefix('ogbench-')}-play-v0.npz)")
         try:
-            return generate_ogbench_dataset(
-                self.name, episodes=check_int("episodes", episodes or DEFAULT_EPISODES, 1),
+            return cube_env.generate_ogbench_dataset(
+                self.name, episodes=check_int("episodes", episodes or cube_env.DEFAULT_EPISODES, 1),
                 seed=check_int("seed", seed, 0), dataset_id=dataset_id, overwrite=overwrite,
                 noise=check_float("noise", 0.1 if noise is None else noise, 0.0),
                 workers=None if workers is None else check_int("workers", workers, 1),
@@ -95,15 +85,11 @@ class CubeTask(Task):
         return f"dfplan-train env={self.name} +experiment=ogbench"
 
     def dataset_mismatch(self, dataset) -> str | None:
-        from dfplan.envs.ogbench import OGBENCH_TASKS
-
         env_id = getattr(dataset.spec.env_spec, "id", None) or ""
-        return None if OGBENCH_TASKS[self.name] in env_id else f"it was recorded in {env_id}"
+        return None if cube_env.OGBENCH_TASKS[self.name] in env_id else f"it was recorded in {env_id}"
 
     # --- guidance ----------------------------------------------------------------------------------
     def _objective(self, name):
-        from dfplan.guidance import goal_distance
-
         dims = self.goal_dims
         if name == "cube_to_subgoal":
             return lambda goal: goal_distance(goal, dims)
@@ -111,9 +97,8 @@ class CubeTask(Task):
 
     # --- scoring and pictures ------------------------------------------------------------------------
     def summarize(self, episodes, ref_scores=None) -> dict:
-        from dfplan.envs.ogbench import NUM_TASKS, task_id_of
-
-        return {**super().summarize(episodes, ref_scores), **success_by_task(episodes, task_id_of, NUM_TASKS)}
+        return {**super().summarize(episodes, ref_scores),
+                **success_by_task(episodes, cube_env.task_id_of, cube_env.NUM_TASKS)}
 
     def describe(self, s: dict) -> str:
         per_task = " ".join(f"t{k}:{s[f'task{k}_success']:.0f}" for k in range(1, 6) if f"task{k}_success" in s)
@@ -122,56 +107,39 @@ class CubeTask(Task):
                 f"{s['episodes_per_minute']:.0f} episodes/min")
 
     def plot_episodes(self, episodes, path, title="", ref_scores=None) -> Path:
-        from dfplan.envs.ogbench import EFFECTOR
-        from dfplan.evaluation.plots import plot_manipulation_episodes
-
-        return plot_manipulation_episodes(episodes, path, title=title, grip_dims=EFFECTOR, radius=self.success_radius,
+        return plot_manipulation_episodes(episodes, path, title=title, grip_dims=cube_env.EFFECTOR, radius=self.success_radius,
                                           units="(0.04 m; positions in OGBench's scaled units)")
 
     def plot_plans(self, states, goals, path, title="") -> Path:
-        from dfplan.envs.ogbench import EFFECTOR
-        from dfplan.evaluation.plots import plot_manipulation_plans
-
-        return plot_manipulation_plans(states, goals[:, :3], path, title=title, grip_dims=EFFECTOR,
+        return plot_manipulation_plans(states, goals[:, :3], path, title=title, grip_dims=cube_env.EFFECTOR,
                                        object_dims=self.goal_dims[:3])
 
     def track_action(self, states, targets, planned_actions):
         """Move the effector to the planned effector pose and opening (`dfplan.envs.ogbench.track_action`)."""
-        from dfplan.envs.ogbench import track_action
-
-        return track_action(states, targets)
+        return cube_env.track_action(states, targets)
 
     def expert(self, lookahead: bool = False):
-        from dfplan.envs.ogbench import CubeOracleController
-
-        return CubeOracleController(self.name)
-
-
-REACH_WEIGHT = 0.5  # reach_then_place: weight of the effector-to-cube distance against the cube-to-subgoal one
+        return cube_env.CubeOracleController(self.name)
 
 
 def reach_then_place(goal, cube_dims, num_cubes: int, radius: float, reach_weight: float = REACH_WEIGHT):
     """J = -sum_t sum_c [ ||cube_c,t - subgoal_c|| + w * moving_c * ||effector_t - cube_c,t|| ], where moving_c says
     cube c is away from its subgoal in the plan's first state: pull the gripper to the cube that has to move (once it
     holds the cube that term is ~0) and the cubes to their subgoals."""
-    from dfplan.envs.ogbench import EFFECTOR
-
     def objective(states, actions):
         B = states.shape[0]
         cubes = states[..., list(cube_dims)].reshape(B, states.shape[1], num_cubes, 3)
         target = goal.reshape(B, 1, num_cubes, 3)
         moving = ((cubes[:, 0] - target[:, 0]).norm(dim=-1) > radius).to(states.dtype)  # [B, n]
         place = (cubes[:, 1:] - target).norm(dim=-1)  # [B, T, n]
-        reach = (states[:, 1:, None, list(EFFECTOR)] - cubes[:, 1:]).norm(dim=-1)
+        reach = (states[:, 1:, None, list(cube_env.EFFECTOR)] - cubes[:, 1:]).norm(dim=-1)
         return -(place + reach_weight * moving[:, None] * reach).sum(dim=(1, 2))
 
     return objective
 
 
 def named_tasks() -> dict:
-    from dfplan.envs.ogbench import OGBENCH_TASKS
-
-    return {name: (lambda name=name: CubeTask(name)) for name in OGBENCH_TASKS}
+    return {name: (lambda name=name: CubeTask(name)) for name in cube_env.OGBENCH_TASKS}
 
 
 def from_spec(spec: dict) -> CubeTask:

@@ -9,18 +9,37 @@ walls; uses the map). Variants of the shipped DF checkpoints: `dwell` (trained o
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
+from dfplan.data import load_minari
+from dfplan.envs import MAZES, MazeLayout, WaypointExpert, custom_maze, make_env, recipes
+from dfplan.envs.maze import G
 from dfplan.errors import UserError, check_int
-from dfplan.tasks.base import EpisodeResult, Task, reach_value, standard_error
+from dfplan.evaluation.plots import plot_maze_episodes, plot_maze_plans
+from dfplan.guidance import GeodesicGuide, episode_goal_distance, goal_distance
+from dfplan.tasks.base import Task, reach_value
+from dfplan.types import Controller, EpisodeResult, split_observation, standard_error
 
 FAMILY = "pointmaze"
+ORDER = 0  # where its tasks stand in listings (`dfplan.tasks.FAMILIES`)
 GOAL_RADIUS = 0.45  # PointMaze-v3 pays reward (and reports success) within this distance of the goal
 MAX_STEP = 0.5  # metres: a planned step longer than this jumps (the point moves <= 0.075 m per env step; unguided plans
 #   of the shipped models stay below 0.4 m, strongly guided ones jump across walls)
+
+
+def track_action(state: np.ndarray, target: np.ndarray, planned_action: np.ndarray | None = None) -> np.ndarray:
+    """Diffuser's maze2d controller: a = (target_xy - xy) + (target_v - v).
+
+    state, target: [..., 2n] as [position (n), velocity (n)] -> action [..., n] (unclipped)."""
+    state, target = np.asarray(state, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    n = state.shape[-1] // 2
+    if state.shape[-1] != 2 * n or target.shape[-1] != state.shape[-1]:
+        raise ValueError(f"state and target must be [..., 2n] (position, velocity), got {state.shape} and {target.shape}")
+    return (target[..., :n] - state[..., :n]) + (target[..., n:] - state[..., n:])
 
 
 class PointMazeTask(Task):
@@ -47,30 +66,23 @@ class PointMazeTask(Task):
 
     @cached_property
     def layout(self):
-        from dfplan.envs import MazeLayout
-
         return MazeLayout(self.maze.maze_map)
 
     def make_env(self, goal=None, max_episode_steps=None, render_mode=None):
-        from dfplan.envs import make_env
-
         return make_env(self.maze, goal=self.check_goal(goal), max_episode_steps=max_episode_steps,
                         render_mode=render_mode)
 
     # --- data --------------------------------------------------------------------------------------
     def default_dataset_id(self, dwell: int = 0, **_) -> str:
-        from dfplan.envs.recipes import default_dataset_id
-
-        return default_dataset_id(self.name, check_int("dwell", dwell, 0))
+        return recipes.default_dataset_id(self.name, check_int("dwell", dwell, 0))
 
     def generate_dataset(self, dataset_id, seed, overwrite, progress, steps: int = 1_000_000, dwell: int = 0,
                          ref_episodes: int = 100):
-        from dfplan.envs.recipes import generate_pointmaze_dataset
-
-        return generate_pointmaze_dataset(self.maze, steps=check_int("steps", steps, 1), seed=check_int("seed", seed, 0),
-                                          dataset_id=dataset_id, overwrite=overwrite,
-                                          ref_episodes=check_int("ref_episodes", ref_episodes, 1),
-                                          dwell=check_int("dwell", dwell, 0), progress=progress)
+        return recipes.generate_pointmaze_dataset(self.maze, steps=check_int("steps", steps, 1),
+                                                  seed=check_int("seed", seed, 0), dataset_id=dataset_id,
+                                                  overwrite=overwrite,
+                                                  ref_episodes=check_int("ref_episodes", ref_episodes, 1),
+                                                  dwell=check_int("dwell", dwell, 0), progress=progress)
 
     def train_command(self, variant: str) -> str:
         d4rl = self.default_dataset_id()
@@ -82,8 +94,6 @@ class PointMazeTask(Task):
         return f"dfplan-train env={self.name} dataset={dataset}"
 
     def dataset_mismatch(self, dataset) -> str | None:
-        import json
-
         kwargs = json.loads(dataset.storage.metadata.get("eval_env_spec") or "{}").get("kwargs") or {}
         if "maze_map" not in kwargs:
             return None  # not one of ours: nothing to compare
@@ -94,8 +104,6 @@ class PointMazeTask(Task):
 
     # --- guidance ----------------------------------------------------------------------------------
     def _objective(self, name):
-        from dfplan.guidance import GeodesicGuide, episode_goal_distance, goal_distance
-
         if name == "geodesic":
             return GeodesicGuide(self.layout)
         if name == "episode_goal_distance":
@@ -130,16 +138,12 @@ class PointMazeTask(Task):
                 f"{ttg}, {s['episodes_per_minute']:.0f} episodes/min")
 
     def plot_episodes(self, episodes, path, title="", ref_scores=None) -> Path:
-        from dfplan.evaluation.plots import plot_maze_episodes
-
         labels = None
         if ref_scores and None not in ref_scores[:2]:
             labels = [f"score {s:.0f}" for s in self.normalized(episodes, *ref_scores[:2])]
         return plot_maze_episodes(self.layout, episodes, path, title=title, labels=labels, radius=GOAL_RADIUS)
 
     def plot_plans(self, states, goals, path, title="") -> Path:
-        from dfplan.evaluation.plots import plot_maze_plans
-
         return plot_maze_plans(self.layout, states, goals, path, title=title, radius=GOAL_RADIUS)
 
     def plan_stats(self, states, goals) -> dict:
@@ -149,8 +153,6 @@ class PointMazeTask(Task):
 
     def track_action(self, states, targets, planned_actions):
         """Diffuser's maze2d tracker on [position, velocity] states."""
-        from dfplan.diffuser.controller import track_action
-
         return track_action(states, targets)
 
     def rest_state(self, states):
@@ -169,20 +171,16 @@ class PointMazeTask(Task):
                 "eval_goal_cell": list(m.eval_goal_cell), "max_episode_steps": int(m.max_episode_steps)}
 
 
-class MazeExpertController:
+class MazeExpertController(Controller):
     """The waypoint expert (or the faster look-ahead oracle) as a controller: reset / act(dict obs)."""
 
     def __init__(self, layout, lookahead: bool = False):
-        from dfplan.envs import WaypointExpert
-
         self.expert = WaypointExpert(layout, lookahead=lookahead)
 
     def reset(self, seed=None) -> None:
         pass
 
     def act(self, obs):
-        from dfplan.types import split_observation
-
         states, goals, batched = split_observation(obs)
         actions = np.stack([self.expert({"observation": s, "desired_goal": g}) for s, g in zip(states, goals)])
         actions = actions.astype(np.float32)
@@ -191,37 +189,24 @@ class MazeExpertController:
 
 # --- the family: named mazes, custom maps ------------------------------------------------------------
 def named_tasks() -> dict:
-    from dfplan.envs import MAZES
-
     return {name: (lambda spec=spec: PointMazeTask(spec)) for name, spec in MAZES.items()}
 
 
 def from_spec(spec: dict) -> PointMazeTask:
-    from dfplan.envs import custom_maze
-
     return PointMazeTask(custom_maze(spec["maze_map"], goal_cell=spec.get("eval_goal_cell"),
                                      max_episode_steps=spec.get("max_episode_steps"), name=spec["name"]))
 
 
 def custom_task(name: str, maze_map, goal_cell=None, max_episode_steps=None) -> PointMazeTask:
     """A task for a user's own map (validated: rows of 0/1, walls all round, >= 2 connected free cells)."""
-    from dfplan.envs import custom_maze
-
     return PointMazeTask(custom_maze(maze_map, goal_cell=goal_cell, max_episode_steps=max_episode_steps, name=name))
 
 
 def from_dataset(name: str, dataset_id: str | None) -> PointMazeTask | None:
     """The custom maze `name` recovered from its dataset (the eval env spec holds the map, goal marked "g")."""
-    from dfplan.envs.recipes import dataset_exists, default_dataset_id
-
-    dataset_id = dataset_id or default_dataset_id(name)
-    if not dataset_exists(dataset_id):
+    dataset_id = dataset_id or recipes.default_dataset_id(name)
+    if not recipes.dataset_exists(dataset_id):
         return None
-    from dfplan.data import load_minari
-    from dfplan.envs.maze import G
-
-    import json
-
     spec = json.loads(load_minari(dataset_id).storage.metadata.get("eval_env_spec") or "{}")
     kwargs = spec.get("kwargs") or {}
     if "maze_map" not in kwargs:
