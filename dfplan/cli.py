@@ -11,11 +11,23 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from importlib import resources
 
-from omegaconf import DictConfig, OmegaConf
+import hydra
+from hydra import compose as hydra_compose
+from hydra import initialize_config_module
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from dfplan.errors import UserError, choices_hint
+from dfplan import run
+from dfplan.data import load_minari
+from dfplan.envs.recipes import dataset_exists
+from dfplan.errors import UserError, check_int, choices_hint
+from dfplan.settings import OVERRIDE_KEYS
+from dfplan.tasks import get_task, task_names
+from dfplan.tasks.pointmaze import custom_task
+from dfplan.training import check_config, train
 
 CONFIGS = "dfplan.configs"
 HYDRA_FLAGS = ("-m", "--multirun", "--cfg", "-c", "--info", "--resolve", "--package", "-p", "--shell-completion",
@@ -59,10 +71,6 @@ def _groups(config_name: str) -> dict[str, list[str]]:
 
 def compose(config_name: str, overrides: list[str]) -> DictConfig:
     """The composed config, with Hydra's composition errors turned into one-line UserErrors."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-    from hydra.errors import HydraException
-
     for arg in overrides:
         if "=" not in arg:
             raise UserError(f"arguments are key=value, got {arg!r}; see --help")
@@ -77,9 +85,6 @@ def compose(config_name: str, overrides: list[str]) -> DictConfig:
 
 
 def _plain(config_name: str, overrides: list[str]) -> DictConfig:
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-
     with initialize_config_module(config_module=CONFIGS, version_base=None):
         return hydra_compose(config_name=config_name, overrides=overrides)
 
@@ -134,8 +139,8 @@ def _check_type(key: str, value, default) -> None:
         raise UserError(f"{key}={value!r} must be {kind} (default: {default})")
 
 
-def main_for(command: str, config_name: str, run):
-    """A console-script main: `--help`, composition, validation, then `run(cfg)`; UserErrors exit 2."""
+def main_for(command: str, config_name: str, body):
+    """A console-script main: `--help`, composition, validation, then `body(cfg)`; UserErrors exit 2."""
 
     def main(argv: list[str] | None = None) -> None:
         argv = list(sys.argv[1:] if argv is None else argv)
@@ -143,9 +148,9 @@ def main_for(command: str, config_name: str, run):
             print(help_text(command, config_name))
             return
         if any(a.split("=", 1)[0] in HYDRA_FLAGS for a in argv):
-            return _hydra_main(config_name, run)()
+            return _hydra_main(config_name, body)()
         try:
-            run(compose(config_name, argv))
+            body(compose(config_name, argv))
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(2) from None
@@ -157,13 +162,11 @@ def main_for(command: str, config_name: str, run):
     return main
 
 
-def _hydra_main(config_name: str, run):
-    import hydra
-
+def _hydra_main(config_name: str, body):
     @hydra.main(config_path=f"pkg://{CONFIGS}", config_name=config_name, version_base=None)
     def hydra_main(cfg: DictConfig) -> None:
         try:
-            run(cfg)
+            body(cfg)
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(2) from None
@@ -182,26 +185,28 @@ def rounded(x, digits: int = 4):
     return x
 
 
-def _settings(cfg: DictConfig, keys) -> dict:
-    return {k: cfg[k] for k in keys if k in cfg and cfg[k] is not None}
+def _settings(cfg: DictConfig, passed_by_name=()) -> dict:
+    """The DF settings (`dfplan.settings.OVERRIDE_KEYS`) that the command's config holds and the user set, less those
+    the command passes by name."""
+    return {k: cfg[k] for k in OVERRIDE_KEYS if k in cfg and k not in passed_by_name and cfg[k] is not None}
+
+
+def _data_options(cfg: DictConfig) -> dict:
+    """The dataset-recipe options (every task's `Task.data_options`) that the user set."""
+    names = dict.fromkeys(o for name in task_names() for o in get_task(name).data_options)
+    return {k: cfg[k] for k in names if k in cfg and cfg[k] is not None}
 
 
 # --- the commands ------------------------------------------------------------------------------------
 def run_data(cfg: DictConfig) -> None:
-    import time
-
-    from dfplan.tasks import get_task, task_names
-
     if cfg.maze_map is not None:
-        from dfplan.tasks.pointmaze import custom_task
-
         if cfg.env in task_names():
             raise UserError(f"env={cfg.env} is a built-in task; give your maze its own name, e.g. env=my-maze")
         task = custom_task(cfg.env, OmegaConf.to_container(cfg.maze_map) if not isinstance(cfg.maze_map, str)
                            else cfg.maze_map, goal_cell=cfg.goal_cell, max_episode_steps=cfg.max_episode_steps)
     else:
         task = get_task(cfg.env)
-    options = _settings(cfg, ("steps", "episodes", "dwell", "noise", "ref_episodes", "workers", "npz"))
+    options = _data_options(cfg)
     unused = set(options) - set(task.data_options)
     if unused:
         raise UserError(f"{sorted(unused)[0]}= does not apply to {task.name}; its data keys: {list(task.data_options)}")
@@ -217,8 +222,6 @@ def run_data(cfg: DictConfig) -> None:
 
 def _import_npz(task, path: str) -> str:
     """dataset=<file>.npz: import it once as a Minari dataset (the task's recipe for such files); its id."""
-    from dfplan.envs.recipes import dataset_exists
-
     if "npz" not in task.data_options:
         raise UserError(f"dataset={path}: {task.name} does not read .npz files; give a Minari dataset id")
     dataset_id = task.default_dataset_id(npz=path)
@@ -229,40 +232,24 @@ def _import_npz(task, path: str) -> str:
 
 
 def run_train(cfg: DictConfig) -> None:
-    from omegaconf import open_dict
-
-    from dfplan.tasks import get_task
-    from dfplan.training import check_config, train
-
     check_config(cfg)
     npz = str(cfg.dataset) if str(cfg.dataset).endswith(".npz") else None
     task = get_task(cfg.env, dataset_id=None if npz else cfg.dataset)
     with open_dict(cfg):
         cfg.dataset = _import_npz(task, npz) if npz else (cfg.dataset or task.default_dataset_id())
-    from dfplan.data import load_minari
-
     why = task.dataset_mismatch(load_minari(cfg.dataset))
     if why:
         raise UserError(f"dataset {cfg.dataset} was not made for env={task.name}: {why}; pass the env it was made for")
     train(cfg, task=task)
 
 
-EVAL_SETTINGS = ("horizon", "min_horizon", "token_reach", "memory", "memory_tokens", "objective", "guidance_scale",
-                 "guidance_rule", "guided_dims", "guide_last_step", "clip_actions", "history_guidance", "mc_samples",
-                 "candidates", "ddim_steps", "schedule", "warm_start_step", "stabilization_level", "context_noise",
-                 "execution", "lowlevel", "subgoal_ahead", "search", "search_expansions", "search_seconds",
-                 "search_block", "search_jump", "search_parallel")
-
-
 def run_eval(cfg: DictConfig) -> None:
-    from dfplan import run
-
     run.check_writable(cfg.results)
     result = run.evaluate(cfg.env, planner=cfg.planner, checkpoint=cfg.checkpoint, variant=cfg.variant,
                           episodes=cfg.episodes, goal=cfg.goal, seed=cfg.seed, batch=cfg.batch, device=cfg.device,
                           max_episode_steps=cfg.max_episode_steps, plot=cfg.plot, video=cfg.video,
                           progress=cfg.progress, allow_task_mismatch=cfg.allow_task_mismatch,
-                          replan_every=cfg.replan_every, **_settings(cfg, EVAL_SETTINGS))
+                          replan_every=cfg.replan_every, **_settings(cfg, passed_by_name=("replan_every",)))
     line = json.dumps(rounded(result.summary))
     print(result.line)
     if cfg.results:
@@ -272,9 +259,6 @@ def run_eval(cfg: DictConfig) -> None:
 
 
 def run_demo(cfg: DictConfig) -> None:
-    from dfplan import run
-    from dfplan.errors import check_int
-
     check_int("episodes", cfg.episodes, 1)
     print(f"dfplan demo: the DF MPC controller on {cfg.env}, {cfg.episodes} episodes, shipped checkpoint")
     result = run.evaluate(cfg.env, episodes=cfg.episodes, goal=cfg.goal, seed=cfg.seed, batch=cfg.episodes,
@@ -291,12 +275,9 @@ def run_demo(cfg: DictConfig) -> None:
 
 
 def run_plan(cfg: DictConfig) -> None:
-    from dfplan import run
-
     s = run.plan_once(cfg.env, checkpoint=cfg.checkpoint, variant=cfg.variant, starts=cfg.starts, goal=cfg.goal,
                       seed=cfg.seed, horizon=cfg.horizon, device=cfg.device, out=cfg.out,
-                      **_settings(cfg, ("objective", "guidance_scale", "guided_dims", "guide_last_step", "clip_actions",
-                                        "mc_samples", "candidates", "ddim_steps", "schedule")))
+                      **_settings(cfg, passed_by_name=("horizon",)))
     extra = ""
     if "in_wall" in s:
         extra = f"; planned positions in walls {s['in_wall']:.1%}, plans through a wall {s['through_wall']:.0%}"

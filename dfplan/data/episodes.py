@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import minari
 import numpy as np
 
+from dfplan.envs.recipes import NAMESPACE, datasets_root, recover_dataset  # dfplan.envs registers PointMaze quietly
 from dfplan.errors import UserError
 
 
@@ -20,7 +22,7 @@ class DatasetNotFoundError(UserError, FileNotFoundError):
 
 
 @dataclass(frozen=True)
-class Run:
+class Trajectory:
     """A continuous stretch of experience: `obs` has one more row than `actions`."""
 
     obs: np.ndarray  # [T+1, Ds]
@@ -32,8 +34,6 @@ class Run:
 
 
 def hint_for(dataset_id: str) -> str:
-    from dfplan.envs.recipes import NAMESPACE
-
     if dataset_id.startswith(NAMESPACE + "/"):
         maze = dataset_id.removeprefix(NAMESPACE + "/").rsplit("-v", 1)[0]
         return f"make it with: dfplan-data env=pointmaze-{maze}" if "-dwell" not in maze else \
@@ -42,17 +42,10 @@ def hint_for(dataset_id: str) -> str:
 
 
 def load_minari(dataset_id: str):
-    import minari
-
-    import dfplan.envs  # noqa: F401  registers PointMaze quietly before Minari imports it
-    from dfplan.envs.recipes import recover_dataset
-
     recover_dataset(dataset_id)  # a write killed between its two renames: put the dataset back in place first
     try:
         return minari.load_dataset(dataset_id)
     except (FileNotFoundError, ValueError, KeyError, OSError) as err:
-        from dfplan.envs.recipes import datasets_root
-
         raise DatasetNotFoundError(
             f"cannot load Minari dataset {dataset_id!r} from {datasets_root()} ({type(err).__name__}: {err}); "
             + hint_for(dataset_id)
@@ -90,9 +83,9 @@ def episodes_as_arrays(dataset) -> list[tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def chain_episodes(episodes, atol: float = 1e-6) -> list[Run]:
+def chain_episodes(episodes, atol: float = 1e-6) -> list[Trajectory]:
     """Join episodes whose first observation equals the previous episode's last one."""
-    runs: list[Run] = []
+    runs: list[Trajectory] = []
     obs_parts, act_parts, count = [], [], 0
     for obs, act in episodes:
         continues = obs_parts and np.allclose(obs[0], obs_parts[-1][-1], atol=atol)
@@ -106,10 +99,10 @@ def chain_episodes(episodes, atol: float = 1e-6) -> list[Run]:
     return runs
 
 
-def _join(obs_parts, act_parts, count) -> Run:
+def _join(obs_parts, act_parts, count) -> Trajectory:
     # each continuing episode repeats the previous last observation as its first row: drop the repeat
     obs = np.concatenate([obs_parts[0]] + [o[1:] for o in obs_parts[1:]])
-    return Run(obs=obs, actions=np.concatenate(act_parts), n_episodes=count)
+    return Trajectory(obs=obs, actions=np.concatenate(act_parts), n_episodes=count)
 
 
 def split_episodes(episodes: list, val_fraction: float, seed: int = 0) -> tuple[list, list]:

@@ -9,7 +9,7 @@ import torch
 
 from dfplan.errors import UserError
 
-from .episodes import Run, chain_episodes, episodes_as_arrays, load_minari, split_episodes
+from .episodes import Trajectory, chain_episodes, episodes_as_arrays, load_minari, split_episodes
 from .normalizer import Normalizer
 
 
@@ -28,7 +28,7 @@ class Batch:
 class WindowSampler:
     """Samples windows of `length` env steps from runs; windows may start anywhere with >= `min_valid` real steps."""
 
-    def __init__(self, runs: list[Run], length: int, normalizer: Normalizer, min_valid: int = 1):
+    def __init__(self, runs: list[Trajectory], length: int, normalizer: Normalizer, min_valid: int = 1):
         if length < 1:
             raise ValueError(f"window length must be >= 1, got {length}")
         if not runs:
@@ -69,8 +69,8 @@ class WindowSampler:
 
 @dataclass
 class DatasetSplits:
-    train: list[Run]
-    val: list[Run]
+    train: list[Trajectory]
+    val: list[Trajectory]
     normalizer: Normalizer
     obs_dim: int  # the state dims the runs keep (`state_dims`)
     act_dim: int
