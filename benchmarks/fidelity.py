@@ -33,6 +33,11 @@ import sys
 
 import torch
 
+from dfplan.controllers import make_controller
+from dfplan.evaluation import run_episodes
+from dfplan.registry import load_planner
+from dfplan.run import reference_scores
+
 import common
 
 PLANNER_SWITCHES = {"guidance": ("guidance_rule", "guidance_scale", "objective"), "sampler": ("schedule", "ddim_steps"),
@@ -64,10 +69,6 @@ def main() -> None:
         raise common.ArgError(f"error: unknown rows {bad}; choose from {ROWS}")
     task = common.task_of(args.env)
     command = common.print_command()
-    from dfplan.controllers import make_controller
-    from dfplan.registry import load_planner
-    from dfplan.evaluation import evaluate
-    from dfplan.run import reference_scores
 
     device = common.resolve_device(args.device)
     paths = {"paper": common.default_checkpoint(task, args.paper or None, "df", "paper"),
@@ -96,8 +97,8 @@ def main() -> None:
         ref = reference_scores(task, controller)
         for seed in range(args.seeds):
             first = args.first_seed + seed * args.episodes
-            res = evaluate(controller, task, goal="fixed", episodes=args.episodes, seed=first, batch=args.episodes,
-                           progress=False)
+            res = run_episodes(controller, task, goal="fixed", episodes=args.episodes, seed=first, batch=args.episodes,
+                               progress=False)
             s = res.summary(task, ref)
             label = "the paper's planner settings" if name == "ours-paper-planner" else \
                 ", ".join(f"{k}={v}" for k, v in overrides.items()) or ("–" if source in ("paper", "ours", "diffuser") else source)

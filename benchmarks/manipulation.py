@@ -37,6 +37,9 @@ from __future__ import annotations
 
 import sys
 
+from dfplan.controllers import make_controller
+from dfplan.tasks.ogbench import CubeTask
+
 import common
 
 ENVS = ["fetch-push", "fetch-pickandplace"]
@@ -73,14 +76,11 @@ def task_for(method: str, task):
         return task
     if task.family != "ogbench":
         raise common.ArgError(f"error: df-whole-goal applies to the OGBench tasks, not {task.name}")
-    from dfplan.tasks.ogbench import CubeTask
 
     return CubeTask(task.name, subgoals="all")
 
 
 def build(method: str, task, checkpoints: dict, device: str):
-    from dfplan.controllers import make_controller
-
     planner, kwargs, needs = METHODS[method]
     main = next((checkpoints[n] for n in needs if n != "lowlevel"), None)
     lowlevel = {"lowlevel": str(checkpoints["lowlevel"])} if "lowlevel" in needs else {}

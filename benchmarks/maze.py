@@ -39,6 +39,10 @@ import sys
 
 import torch
 
+from dfplan.controllers import make_controller
+from dfplan.evaluation import run_episodes
+from dfplan.run import reference_scores
+
 import common
 
 ENVS = ["pointmaze-umaze", "pointmaze-medium", "pointmaze-large"]
@@ -78,8 +82,6 @@ def df_variant(method: str) -> str:
 
 def build(method: str, task, checkpoints: dict, device: str):
     """The controller of `method` on `task`; `checkpoints`: {"d4rl" | "dwell" | "diffuser": path} (those found)."""
-    from dfplan.controllers import make_controller
-
     if method in SCRIPTED:
         return task.expert(lookahead=SCRIPTED[method])
     if method in DF_METHODS:
@@ -118,8 +120,6 @@ def main() -> None:
     } for env, task in tasks.items()}
     hint = {"d4rl": "checkpoint_", "dwell": "dwell_checkpoint_", "diffuser": "diffuser_checkpoint_"}
     command = common.print_command()
-    from dfplan.evaluation import evaluate
-    from dfplan.run import reference_scores
 
     device = common.resolve_device(args.device)
     max_steps = args.max_episode_steps or None
@@ -143,8 +143,8 @@ def main() -> None:
                 settings = common.controller_settings(controller)
                 checkpoint = getattr(getattr(controller, "planner", None), "meta", {}).get("path")
                 for seed in range(args.seeds):
-                    res = evaluate(controller, task, goal=goal, episodes=args.episodes, seed=seed * args.episodes,
-                                   batch=args.batch or args.episodes, progress=False, max_episode_steps=max_steps)
+                    res = run_episodes(controller, task, goal=goal, episodes=args.episodes, seed=seed * args.episodes,
+                                       batch=args.batch or args.episodes, progress=False, max_episode_steps=max_steps)
                     s = res.summary(task, ref)
                     row = results.add({"env": env, "goal": goal, "method": method, "seed": seed, "device": device,
                                        "checkpoint": checkpoint, "settings": settings, "max_episode_steps": max_steps,

@@ -32,6 +32,9 @@ from dataclasses import asdict, replace
 import numpy as np
 import torch
 
+from dfplan.registry import load_planner
+from dfplan.run import dynamics_error, execute_open_loop
+
 import common
 
 DEFAULTS = {
@@ -109,8 +112,6 @@ def variants(scale: float) -> list[tuple[str, dict]]:
 
 def quality(planner, task, args, scale: float, results: common.Results) -> tuple[list[dict], list[str]]:
     """Rows per start state x variant, and the names of the statistics in them."""
-    from dfplan.run import dynamics_error, execute_open_loop
-
     seeds = list(range(args.quality_seeds))
     obs, goals = common.reset_states(task, seeds)
     dims = list(task.goal_dims)
@@ -164,7 +165,6 @@ def main() -> None:
         raise common.ArgError(f"error: part must be all, latency or quality, got {args.part!r}")
     task, checkpoint = common.require_checkpoint(args)
     command = common.print_command()
-    from dfplan.registry import load_planner
 
     device = common.resolve_device(args.device)
     planner = load_planner(checkpoint, device=device)

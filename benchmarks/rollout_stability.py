@@ -31,6 +31,10 @@ import time
 import numpy as np
 import torch
 
+from dfplan.checkpoint import load_checkpoint
+from dfplan.data import episodes_as_arrays, load_minari
+from dfplan.registry import load_planner
+
 import common
 
 DEFAULTS = {
@@ -50,8 +54,6 @@ QUICK = {"rollouts": 16, "seeds": 2, "dataset_stats": False}
 
 
 def dataset_observations(dataset_id: str) -> np.ndarray:
-    from dfplan.data import episodes_as_arrays, load_minari
-
     return np.concatenate([obs for obs, _ in episodes_as_arrays(load_minari(dataset_id))])
 
 
@@ -65,8 +67,6 @@ def main() -> None:
         raise common.ArgError(f"error: rollout_stability measures rollouts against a maze's walls; {task.name} has "
                               f"no maze layout")
     command = common.print_command()
-    from dfplan.checkpoint import load_checkpoint
-    from dfplan.registry import load_planner
 
     ckpt = load_checkpoint(checkpoint)
     device = common.resolve_device(args.device)

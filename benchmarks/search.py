@@ -26,6 +26,12 @@ import time
 import numpy as np
 import torch
 
+from dfplan.controllers import make_controller
+from dfplan.df.sampler import schedule_levels
+from dfplan.evaluation import run_episodes
+from dfplan.run import reference_scores
+from dfplan.search.mctd import evaluations
+
 import common
 
 DEFAULTS = {
@@ -59,9 +65,6 @@ class Meter:
     """Wraps a planner's `plan_from`: network evaluations and seconds per decision (one env's plan)."""
 
     def __init__(self, planner):
-        from dfplan.df.sampler import schedule_levels
-        from dfplan.search.mctd import evaluations
-
         self.planner, self.evals, self.seconds, self.decisions = planner, 0, 0.0, 0
         real = planner.plan_from
 
@@ -89,9 +92,6 @@ def main() -> None:
     if checkpoint is None:
         raise common.ArgError(f"error: no DF checkpoint for {task.name}; pass checkpoint=PATH")
     command = common.print_command()
-    from dfplan.controllers import make_controller
-    from dfplan.evaluation import evaluate
-    from dfplan.run import reference_scores
 
     results = common.Results("search", args, command)
     max_steps = args.max_episode_steps or None
@@ -106,8 +106,8 @@ def main() -> None:
             first = args.first_seed + seed * args.episodes
             meter.evals, meter.seconds, meter.decisions = 0, 0.0, 0
             t0 = time.perf_counter()
-            res = evaluate(controller, task, goal=args.goal, episodes=args.episodes, seed=first,
-                           batch=args.episodes, progress=False, max_episode_steps=max_steps)
+            res = run_episodes(controller, task, goal=args.goal, episodes=args.episodes, seed=first,
+                               batch=args.episodes, progress=False, max_episode_steps=max_steps)
             s = res.summary(task, ref)
             row = results.add({"env": task.name, "goal": args.goal, "method": name, "seed": seed,
                                "first_env_seed": first, "checkpoint": str(checkpoint), "settings": settings,

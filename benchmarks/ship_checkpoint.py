@@ -19,6 +19,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from dfplan.checkpoint import export_for_inference, load_checkpoint
+from dfplan.errors import UserError
+from dfplan.settings import resolve_settings
+
 
 def parse_value(raw: str):
     """'true'/'false' -> bool, 'none'/'null' -> None, then int, float, else the text itself."""
@@ -45,9 +49,6 @@ def main(argv: list[str]) -> None:
     bad = [p for p in pairs if "=" not in p]
     if bad:
         raise SystemExit(f"error: settings are key=value, got {bad}")
-    from dfplan.checkpoint import export_for_inference, load_checkpoint
-    from dfplan.errors import UserError
-    from dfplan.settings import resolve_settings
 
     given = dict(pair.split("=", 1) for pair in pairs)
     try:

@@ -44,6 +44,12 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
+from dfplan.controllers import DIFFUSER_MODES, make_controller
+from dfplan.diffuser.planner import load_diffuser
+from dfplan.evaluation import run_episodes
+from dfplan.registry import load_planner
+from dfplan.run import reference_scores
+
 import common
 
 DEFAULTS = {
@@ -299,10 +305,6 @@ def decision_times(controller, task, goal, seed: int, max_steps: int | None) -> 
 
 
 def loop_rows(task, methods, args, results) -> list[dict]:
-    from dfplan.controllers import make_controller
-    from dfplan.evaluation import evaluate
-    from dfplan.run import reference_scores
-
     max_steps = args.max_episode_steps or None
     rows = []
     for method, ckpt in methods:
@@ -313,8 +315,8 @@ def loop_rows(task, methods, args, results) -> list[dict]:
             row = {"part": "loop", "env": task.name, "goal": args.goal, "method": method, "seed": seed,
                    "device": "cpu", "checkpoint": str(ckpt), "settings": settings}
             row.update(decision_times(controller, task, args.goal, seed, max_steps))
-            res = evaluate(controller, task, goal=args.goal, episodes=args.episodes, seed=1000 * seed,
-                           batch=args.episodes, progress=False, max_episode_steps=max_steps)
+            res = run_episodes(controller, task, goal=args.goal, episodes=args.episodes, seed=1000 * seed,
+                               batch=args.episodes, progress=False, max_episode_steps=max_steps)
             s = res.summary(task, ref)
             row.update(episodes_per_minute=s["episodes_per_minute"], eval_seconds=s["seconds"],
                        eval_episodes=s["episodes"], score=s["score_mean"], score_name=s["score_name"],
@@ -337,7 +339,6 @@ def loop_table(rows: list[dict], episodes: int) -> str:
 
 def main() -> None:
     args = common.parse_args(DEFAULTS, QUICK, __doc__)
-    from dfplan.controllers import DIFFUSER_MODES
 
     bad = [p for p in args.parts if p not in PARTS] + [m for m in args.diffuser_modes if m not in DIFFUSER_MODES]
     if bad:
@@ -352,8 +353,6 @@ def main() -> None:
     diff_ckpt = common.default_checkpoint(task, args.diffuser_checkpoint, "diffuser")
     args["diffuser_checkpoint"] = diff_ckpt and str(diff_ckpt)
     command = common.print_command()
-    from dfplan.registry import load_planner
-    from dfplan.diffuser.planner import load_diffuser
 
     note = None
     if diff_ckpt is None:

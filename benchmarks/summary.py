@@ -15,6 +15,8 @@ import json
 import sys
 from pathlib import Path
 
+from dfplan.tasks import task_names
+
 import common
 
 ORDER = ["df-dwell", "df-dwell-memory", "df-dwell-no-memory", "df-dwell-goal-distance", "df-geodesic", "df", "diffuser", "diffuser-actions", "diffuser-replan",
@@ -64,7 +66,6 @@ def main(paths: list[str]) -> None:
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
         raise SystemExit(f"error: no such results file: {', '.join(missing)}")
-    from dfplan.tasks import task_names
 
     rows = load(paths)
     methods = [m for m in ORDER if any(r["method"] == m for r in rows)]

@@ -29,6 +29,13 @@ import time
 
 import numpy as np
 import torch
+from hydra import compose as hydra_compose
+from hydra import initialize_config_module
+from hydra.errors import HydraException
+
+from dfplan.data import DatasetNotFoundError, Normalizer, WindowSampler, load_runs
+from dfplan.registry import build_model
+from dfplan.training import ema_update, lr_at, model_kwargs
 
 import common
 
@@ -49,19 +56,12 @@ QUICK = {"steps": 6, "warmup": 1, "repeats": 2}
 
 
 def compose(preset: str, env: str, dataset: str, extra: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-
     with initialize_config_module(config_module="dfplan.configs", version_base=None):
         return hydra_compose(config_name="train",
                              overrides=PRESETS[preset] + [f"env={env}", f"dataset={dataset}"] + extra)
 
 
 def time_preset(cfg, splits, device: torch.device, steps: int, warmup: int, seed: int) -> dict:
-    from dfplan.data import WindowSampler
-    from dfplan.registry import build_model
-    from dfplan.training import ema_update, lr_at, model_kwargs
-
     tc = cfg.train
     torch.manual_seed(seed)
     name, kwargs = model_kwargs(cfg, splits.obs_dim, splits.act_dim)
@@ -109,14 +109,11 @@ def main() -> None:
     task = common.task_of(args.env)
     args["dataset"] = args.dataset or task.default_dataset_id()
     command = common.print_command()
-    from dfplan.data import Normalizer, load_runs
 
     extra = [o for o in args.overrides.split(";") if o]
     device = torch.device(common.resolve_device(args.device))
     print(f"MINARI_DATASETS_PATH={os.environ.get('MINARI_DATASETS_PATH', '(unset: ~/.minari/datasets)')}")
-    from hydra.errors import HydraException
 
-    from dfplan.data import DatasetNotFoundError
 
     try:
         cfgs = {p: compose(p, task.name, args.dataset, extra) for p in args.presets}

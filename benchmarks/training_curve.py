@@ -27,6 +27,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+from dfplan.checkpoint import load_checkpoint
+from dfplan.controllers import make_controller
+from dfplan.evaluation import run_episodes
+from dfplan.registry import load_planner
+from dfplan.run import reference_scores, resolve_task
+
 import common
 
 DEFAULTS = {"run": "", "env": None, "like": None, "baseline": None, "every": 0, "seeds": 3, "episodes": 20,
@@ -101,14 +107,11 @@ def plot_curve(rows: list[dict], path: str, title: str, base_rows: list[dict], b
 
 def measure(controller, task, args, results, row: dict, device: str, label: str) -> None:
     """`args.seeds` x `args.episodes` episodes of `controller`, one results row per seed."""
-    from dfplan.evaluation import evaluate
-    from dfplan.run import reference_scores
-
     ref = reference_scores(task, controller)
     for seed in range(args.seeds):
         first = args.first_seed + seed * args.episodes
-        res = evaluate(controller, task, goal=args.goal, episodes=args.episodes, seed=first, batch=args.episodes,
-                       progress=False)
+        res = run_episodes(controller, task, goal=args.goal, episodes=args.episodes, seed=first, batch=args.episodes,
+                           progress=False)
         s = res.summary(task, ref)
         results.add({**row, "seed": seed, "first_env_seed": first, "device": device, **s}, device)
         print(f"  {label} seed {seed}: score {s['score_mean']:6.1f}  success {s['success_rate']:.0%}", flush=True)
@@ -124,10 +127,6 @@ def main() -> None:
         raise common.ArgError(f"error: {run}/snapshots holds no step-*.pt; train with train.snapshot_every=N "
                               f"(train=cpu_long writes one every 4,000 steps)")
     command = common.print_command()
-    from dfplan.checkpoint import load_checkpoint
-    from dfplan.controllers import make_controller
-    from dfplan.registry import load_planner
-    from dfplan.run import resolve_task
 
     task = resolve_task(args.env, str(found[0][1]))
     planner = "diffuser" if load_checkpoint(found[0][1]).get("model_type") == "diffuser" else "df"

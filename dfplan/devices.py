@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from dfplan.errors import UserError
+
 
 def resolve_device(device: str | torch.device = "auto", rank: int = 0) -> torch.device:
     if isinstance(device, torch.device):
@@ -15,11 +17,7 @@ def resolve_device(device: str | torch.device = "auto", rank: int = 0) -> torch.
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
-        from dfplan.errors import UserError
-
         raise UserError(f"device={device!r} is not a device; choose auto, cpu, cuda or cuda:N") from err
     if dev.type == "cuda" and not torch.cuda.is_available():
-        from dfplan.errors import UserError
-
         raise UserError(f"device={device!r} asked for CUDA, but torch sees no GPU; use device=cpu or device=auto")
     return dev

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from dfplan.errors import UserError, check_bool, check_choice, check_float, check_int, choices_hint
 from dfplan.schedules import SCHEDULES
+
 GUIDANCE_RULES = ("eps", "paper")
 GUIDED_DIMS = ("all", "actions")
 EXECUTIONS = ("actions", "lowlevel", "track")

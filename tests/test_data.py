@@ -3,11 +3,11 @@ import minari
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_STEPS
 
 from dfplan.data import DatasetNotFoundError, Normalizer, WindowSampler, chain_episodes, load_runs
 from dfplan.envs import custom_maze, make_env
 from dfplan.envs.recipes import generate_pointmaze_dataset
-from conftest import TINY_STEPS
 
 DS = "dfplan/pointmaze/umaze-v0"
 

@@ -8,10 +8,10 @@ import torch
 
 from dfplan.checkpoint import CheckpointError
 from dfplan.data import Batch, Normalizer
-from dfplan.registry import build_model
-from dfplan.diffuser.model import DiffuserConfig, DiffuserModel, TemporalUnet
 from dfplan.diffuser.controller import DiffuserController, track_action, tracking_target
+from dfplan.diffuser.model import DiffuserConfig, DiffuserModel, TemporalUnet
 from dfplan.diffuser.planner import DiffuserPlanner, load_diffuser
+from dfplan.registry import build_model
 from dfplan.types import Controller, Planner
 
 TINY = dict(obs_dim=4, act_dim=2, horizon=16, n_diffusion_steps=5, dim=8, dim_mults=(1, 2, 4))

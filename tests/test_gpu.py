@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import drive
 
 from dfplan.df.controller import MPCController
 from dfplan.registry import load_planner
-from conftest import drive
 
 pytestmark = pytest.mark.gpu
 

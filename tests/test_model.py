@@ -7,15 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_MODEL, train_config
 from omegaconf import OmegaConf
 
 from dfplan.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from dfplan.data import WindowSampler, load_runs
-from dfplan.df.model import DFConfig, DFRNN
+from dfplan.df.model import DFRNN, DFConfig
 from dfplan.df.tokens import from_tokens, to_tokens, token_mask
 from dfplan.registry import build_model
 from dfplan.training import train
-from conftest import TINY_MODEL, train_config
 
 TESTS = Path(__file__).parent
 

@@ -4,15 +4,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from conftest import drive
 
 import dfplan
-
-from dfplan.df.controller import MPCController
 from dfplan import make_env
-from dfplan.tasks import get_task
+from dfplan.df.controller import MPCController
 from dfplan.evaluation import evaluate
 from dfplan.registry import load_planner
-from conftest import drive
+from dfplan.tasks import get_task
+
 
 @pytest.fixture
 def planner(tiny_checkpoint):

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import drive
 
 import dfplan
-from conftest import drive
 from dfplan.envs import ogbench as og
 from dfplan.tasks import get_task
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from dfplan.df.sampler import SampleResult, SamplerSettings, best_candidates, sample
 from dfplan.guidance import goal_distance, goal_reward
 from dfplan.registry import load_planner
-from dfplan.df.sampler import SampleResult, SamplerSettings, best_candidates, sample
 
 OBS = torch.tensor([[0.5, 1.0, 0.0, 0.0], [1.0, -1.0, 0.0, 0.0], [-1.0, -1.0, 0.5, 0.0]])
 GOAL = torch.tensor([[-1.0, 1.0]] * 3)

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import train_config
 
 from dfplan.checkpoint import load_checkpoint
 from dfplan.errors import UserError
 from dfplan.training import RunLock, train, truncate_log
-from conftest import train_config
 
 TESTS = Path(__file__).parent
 DS = "dfplan/pointmaze/umaze-v0"

@@ -3,17 +3,16 @@
 import numpy as np
 import pytest
 import torch
+from conftest import train_config
 
 import dfplan.search.mctd as mctd_module
-from dfplan.registry import load_planner
 from dfplan.errors import UserError
+from dfplan.registry import load_planner
 from dfplan.search.tree import Node, Tree
 from dfplan.settings import resolve_settings
 from dfplan.tasks import get_task
 from dfplan.tasks.base import SOLVED_VALUE, reach_value
 from dfplan.tasks.pointmaze import GOAL_RADIUS, MAX_STEP
-
-from conftest import train_config
 
 START = torch.tensor([[-1.0, -1.0, 0.0, 0.0]])  # U-Maze: the bottom-left cell
 CORNER = torch.tensor([[1.0, 1.0]])  # the top-right cell: the straight line to it crosses the wall cell at (0, 0)

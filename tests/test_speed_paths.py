@@ -4,9 +4,9 @@ gives the plans of a straightforward implementation of the same algorithm. No ti
 import pytest
 import torch
 
-from dfplan.registry import load_planner
 from dfplan.df.sampler import sample
 from dfplan.diffusion import ddim_step, eps_from_x0, q_sample, sampling_levels, x0_from_eps
+from dfplan.registry import load_planner
 from dfplan.schedules import scheduling_matrix, warm_start
 from dfplan.settings import SamplerSettings
 

@@ -42,7 +42,7 @@ class WindowSampler:
         last = first + sizes - 1
         n_steps = sizes - 1
         starts = [np.arange(f, f + max(n - min_valid + 1, 0)) for f, n in zip(first, n_steps)]
-        owner = [np.full(len(s), l) for s, l in zip(starts, last)]
+        owner = [np.full(len(s), end) for s, end in zip(starts, last)]
         self.starts = np.concatenate(starts)
         self.run_end = np.concatenate(owner)  # global index of the last obs of each start's run
         if len(self.starts) == 0:

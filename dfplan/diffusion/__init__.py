@@ -8,8 +8,8 @@ from .core import (
     make_noise_schedule,
     q_sample,
     sampling_levels,
-    to_x0,
     target_for,
+    to_x0,
     x0_from_eps,
 )
 

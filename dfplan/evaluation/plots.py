@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+
 def draw_maze(ax, layout) -> None:
     for i, j in zip(*np.nonzero(layout.walls)):
         x0, y1 = layout.cell_to_xy((i, j)) - layout.scale / 2 * np.array([1, -1])

@@ -12,7 +12,6 @@ from dfplan.errors import UserError
 from dfplan.lowlevel.model import MODEL_TYPE, LowLevelPolicy
 
 
-
 class GoalReacher:
     """`act_toward(states, targets)`: the action that heads from each state toward its target state (only the
     policy's goal dims of the target are read). `k`: how many env steps ahead the target should lie."""
