@@ -249,7 +249,8 @@ def run_eval(cfg: DictConfig) -> None:
                           episodes=cfg.episodes, goal=cfg.goal, seed=cfg.seed, batch=cfg.batch, device=cfg.device,
                           max_episode_steps=cfg.max_episode_steps, plot=cfg.plot, video=cfg.video,
                           progress=cfg.progress, allow_task_mismatch=cfg.allow_task_mismatch,
-                          replan_every=cfg.replan_every, **_settings(cfg, passed_by_name=("replan_every",)))
+                          replan_every=cfg.replan_every, video_source=cfg.video_source,
+                          **_settings(cfg, passed_by_name=("replan_every",)))
     line = json.dumps(rounded(result.summary))
     print(result.line)
     if cfg.results:
@@ -282,7 +283,8 @@ def run_plan(cfg: DictConfig) -> None:
     if "in_wall" in s:
         extra = f"; planned positions in walls {s['in_wall']:.1%}, plans through a wall {s['through_wall']:.0%}"
     reached = f" (reached {s['reached']:.0%})" if "reached" in s else ""
-    print(f"{s['env']}: planned {s['plans']} x {s['steps']} steps in {s['ms']:.0f} ms ({s['objective']} guidance); "
+    print(f"{s['env']}: one open-loop plan of {s['steps']} steps from each of {s['plans']} starts in {s['ms']:.0f} ms "
+          f"({s['objective']} guidance; the controller replans as it goes); "
           f"end distance to goal {s['end_distance']:.2f}{reached}{extra}; open-loop dynamics error "
           f"{s['dynamics_error']:.3f} (first 32 steps, executing the plan's own actions); saved {cfg.out}")
 

@@ -24,7 +24,7 @@ from dfplan.controllers import make_controller
 from dfplan.df.planner import load_df_planner
 from dfplan.errors import UserError, check_int
 from dfplan.evaluation.rollouts import EvalResult, run_episodes
-from dfplan.evaluation.video import record_video
+from dfplan.evaluation.video import check_video_path, record_video
 from dfplan.tasks import Task, get_task
 from dfplan.types import Controller
 
@@ -74,11 +74,13 @@ def evaluate(env: str | None = None, planner: str = "df", checkpoint=None, varia
              episodes: int = 10, goal: str | None = None, seed: int = 0, batch: int = 50, device: str = "auto",
              max_episode_steps: int | None = None, plot: str | None = None, video: str | None = None,
              progress: bool = True, allow_task_mismatch: bool = False, replan_every: int | None = None,
-             **settings) -> Run:
+             video_source: str = "drawn", **settings) -> Run:
     """Evaluate a planner in closed loop on `episodes` episodes (env seeds seed, seed+1, ...).
 
     env: task name (None = the checkpoint's task); planner: df | diffuser | diffuser-replan | diffuser-actions |
     expert; checkpoint: path or shipped name (None = the task's shipped one, `variant` picks which DF one);
+    video: a .gif or .mp4 of the first episode, drawn from the rollout (`video_source="drawn"`, no OpenGL needed) or
+    rendered by MuJoCo (`video_source="render"`);
     `settings`: DF settings overriding the checkpoint's tuned values (`dfplan.settings`)."""
     episodes = check_int("episodes", episodes, 1)
     batch = check_int("batch", batch, 1)
@@ -92,6 +94,8 @@ def evaluate(env: str | None = None, planner: str = "df", checkpoint=None, varia
     ref = reference_scores(task, controller)
     for path in (plot, video):
         check_writable(path)
+    if video:
+        check_video_path(video, video_source)
     result = run_episodes(controller, task, goal=goal, episodes=episodes, seed=seed, batch=batch,
                           keep_plans=12 if plot else 0, progress=progress, max_episode_steps=max_episode_steps)
     summary = {"env": task.name, "planner": planner, "goal": goal, "seed": seed,
@@ -100,7 +104,8 @@ def evaluate(env: str | None = None, planner: str = "df", checkpoint=None, varia
     if plot:
         task.plot_episodes(result.episodes, plot, title=f"{planner} on {task.name} ({goal} goal)", ref_scores=ref)
     if video:
-        record_video(controller, task, goal, seed, video)
+        record_video(controller, task, goal, seed, video, source=video_source,
+                     title=f"{planner} on {task.name}, seed {seed}")
     return Run(summary, task.describe(summary), result, task, controller)
 
 
@@ -127,8 +132,9 @@ def plan_once(env: str | None = None, checkpoint=None, variant: str | None = Non
              "objective": planner.settings.controller.objective or task.objectives[0], **task.plan_stats(states, goals),
              "dynamics_error": dynamics_error(states, executed, task.goal_dims)}
     if out:
-        task.plot_plans(states, goals, out, title=f"{task.name}: {starts} plans of {plan.horizon} steps "
-                                                  f"({stats['objective']} guidance), {stats['ms']:.0f} ms")
+        task.plot_plans(states, goals, out, title=f"{task.name}: one open-loop plan of {plan.horizon} steps per start\n"
+                                                  f"({stats['objective']} guidance, {stats['ms']:.0f} ms), not the "
+                                                  f"controller's replanned route")
     return stats
 
 

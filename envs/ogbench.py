@@ -53,6 +53,11 @@ GRIPPER = 17  # gripper opening
 XYZ_CENTER = np.array([0.425, 0.0, 0.0])
 XYZ_SCALE = 10.0
 SUCCESS_DISTANCE = 0.04 * XYZ_SCALE  # the env's 0.04 m, in scaled units
+
+
+def to_metres(xyz) -> np.ndarray:
+    """Positions [..., 3] in the observation's scaled units -> the env's metres (for pictures)."""
+    return np.asarray(xyz) / XYZ_SCALE + XYZ_CENTER
 RELEASE_DISTANCE = 0.06 * XYZ_SCALE  # a placed cube counts as let go once the effector is this far from it
 ACTION_RANGE = np.array([0.05, 0.05, 0.05, 0.3, 1.0])  # action 1.0 = effector +5 cm, yaw +0.3 rad, opening +1
 # Free spots (metres) where a cube is parked when every cube's target is taken by another cube (the swap task).

@@ -1,5 +1,6 @@
 """The console scripts as a user runs them (subprocesses, real Hydra parsing)."""
 
+import importlib.util
 import json
 import os
 import shutil
@@ -149,10 +150,38 @@ def test_custom_maze_data_train_eval_plot(tmp_path):
     assert "ring (fixed goal), 2 episodes" in result.stdout and (tmp_path / "ring.png").stat().st_size > 5_000
 
 
+NO_GL = {"MUJOCO_GL": "glfw", "DISPLAY": ""}  # MuJoCo's default GL backend on a machine without a display
+
+
+@pytest.mark.parametrize("env,frames", [("pointmaze-umaze", 301), ("fetch-push", 51)])
+def test_eval_draws_a_gif_without_opengl(env, frames, tmp_path):
+    """`video=` draws the episode from the rollout with matplotlib (maze top-down; Fetch's gripper and object in
+    metres): one frame for the reset and one per step, no OpenGL needed."""
+    from PIL import Image
+
+    result = run(["dfplan-eval", f"env={env}", "episodes=1", "video=ep.gif", "progress=false"], tmp_path, NO_GL)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert Image.open(tmp_path / "ep.gif").n_frames == frames
+
+
+def test_eval_video_without_opengl_or_ffmpeg_is_one_line(tmp_path):
+    """MuJoCo's camera without OpenGL, or an MP4 without ffmpeg: exit 2 and one line that says what to do."""
+    result = run(["dfplan-eval", "episodes=1", "video=ep.gif", "video_source=render", "progress=false"], tmp_path,
+                 NO_GL)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("error: MuJoCo could not render")
+    assert "video_source=drawn" in result.stderr
+    result = run(["dfplan-eval", "episodes=1", "video=ep.avi"], tmp_path)
+    assert result.returncode == 2 and "name a .gif or an .mp4 file" in result.stderr
+    if importlib.util.find_spec("imageio_ffmpeg") is None:
+        result = run(["dfplan-eval", "episodes=1", "video=ep.mp4"], tmp_path)
+        assert result.returncode == 2 and "MP4 needs ffmpeg" in result.stderr and "video=ep.gif" in result.stderr
+
+
 def test_eval_writes_an_mp4_when_asked(tmp_path):
     """`video=` through headless rendering; runs where the video extra (imageio-ffmpeg) and an EGL driver exist."""
     pytest.importorskip("imageio_ffmpeg", reason="needs pip install 'dfplan[video]'")
-    result = run(["dfplan-eval", "episodes=1", "video=ep.mp4", "progress=false"], tmp_path,
+    result = run(["dfplan-eval", "episodes=1", "video=ep.mp4", "video_source=render", "progress=false"], tmp_path,
                  env_extra={"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}, timeout=300)
     if result.returncode != 0 and "GL" in result.stderr:
         pytest.skip(f"no headless OpenGL here: {result.stderr.strip().splitlines()[-1][:200]}")

@@ -83,6 +83,7 @@ class DiffuserController(Controller):
         self.plan: Plan | None = None
         self.states = self.actions = None  # the current plan as numpy, [N, H, Ds] / [N, H-1, Da]
         self.t = 0  # env steps since the current plan was made
+        self.history: list[np.ndarray] = []  # plans made this episode (states, numpy) for pictures
         self.adapter.reset()
         if seed is not None:
             self.planner.generator = torch.Generator(self.planner.device).manual_seed(seed)
@@ -100,6 +101,7 @@ class DiffuserController(Controller):
         self.plan = self.planner.plan(torch.from_numpy(state), torch.from_numpy(goal))
         self.states = self.plan.states.cpu().numpy()
         self.actions = self.plan.actions.cpu().numpy()
+        self.history.append(self.states)
         self.t = 0
         self.n_plans += 1
         self.plan_seconds += self.plan.info["seconds"]

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from dfplan.errors import UserError, check_choice
+from dfplan.evaluation.plots import animate_maze
 from dfplan.shipped import shipped_path
 from dfplan.types import EpisodeResult, standard_error
 
@@ -180,6 +181,15 @@ class Task(ABC):
 
     @abstractmethod
     def plot_plans(self, states: np.ndarray, goals: np.ndarray, path: str | Path, title: str = "") -> Path: ...
+
+    def animate(self, states: np.ndarray, path: np.ndarray, goals: np.ndarray, plans: list, steps, title: str = ""):
+        """Frames (RGB arrays) of one recorded episode drawn with matplotlib, no OpenGL (`dfplan-eval video=`):
+        `states` [T+1, Ds] observations, `path` [T+1, Dg] achieved goals, `goals` [T+1, Dg] desired goals, `plans[t]`
+        the planned states [H+1, Ds] being followed at step t (None: none), one frame per step in `steps`. By default
+        the achieved goal's first two dims, top-down."""
+        xy = list(self.goal_dims[:2])
+        plans = [None if p is None else p[:, xy] for p in plans]
+        return animate_maze(None, path[:, :2], goals[:, :2], plans, steps, title=title, radius=self.success_radius)
 
     def plan_stats(self, states: np.ndarray, goals: np.ndarray) -> dict:
         """Numbers that say whether open-loop plans [B, H+1, Ds] make sense: where they end relative to the goal."""

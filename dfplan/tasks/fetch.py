@@ -16,7 +16,7 @@ import numpy as np
 
 from dfplan.envs import fetch as fetch_env
 from dfplan.errors import check_float, check_int
-from dfplan.evaluation.plots import plot_manipulation_episodes, plot_manipulation_plans
+from dfplan.evaluation.plots import animate_manipulation, plot_manipulation_episodes, plot_manipulation_plans
 from dfplan.guidance import REACH_WEIGHT, combine, goal_distance, point_distance
 from dfplan.tasks.base import NativeObservation, Task
 from dfplan.types import Controller
@@ -102,6 +102,12 @@ class FetchTask(Task):
 
     def plot_plans(self, states, goals, path, title="") -> Path:
         return plot_manipulation_plans(states, goals, path, title=title, grip_dims=GRIP, object_dims=OBJECT)
+
+    def animate(self, states, path, goals, plans, steps, title=""):
+        """The gripper's and the object's paths in metres, top and side views, with the plan being followed."""
+        plans = [None if p is None else (p[:, list(GRIP)], p[:, None, list(OBJECT)]) for p in plans]
+        return animate_manipulation(states[:, list(GRIP)], states[:, None, list(OBJECT)], goals[:, None, :3], plans,
+                                    steps, title=title, radius=SUCCESS_RADIUS)
 
     def track_action(self, states, targets, planned_actions):
         """Move the gripper to the planned gripper position (the env moves it by 0.05 m per unit of action) and

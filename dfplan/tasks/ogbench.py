@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dfplan.envs import ogbench as cube_env
 from dfplan.errors import UserError, check_float, check_int
-from dfplan.evaluation.plots import plot_manipulation_episodes, plot_manipulation_plans
+from dfplan.evaluation.plots import animate_manipulation, plot_manipulation_episodes, plot_manipulation_plans
 from dfplan.guidance import REACH_WEIGHT, goal_distance
 from dfplan.tasks.base import Task, success_by_task
 
@@ -107,12 +107,24 @@ class CubeTask(Task):
                 f"{s['episodes_per_minute']:.0f} episodes/min")
 
     def plot_episodes(self, episodes, path, title="", ref_scores=None) -> Path:
-        return plot_manipulation_episodes(episodes, path, title=title, grip_dims=cube_env.EFFECTOR, radius=self.success_radius,
-                                          units="(0.04 m; positions in OGBench's scaled units)")
+        return plot_manipulation_episodes(episodes, path, title=title, grip_dims=cube_env.EFFECTOR,
+                                          radius=self.success_radius / cube_env.XYZ_SCALE, to_metres=cube_env.to_metres)
 
     def plot_plans(self, states, goals, path, title="") -> Path:
         return plot_manipulation_plans(states, goals[:, :3], path, title=title, grip_dims=cube_env.EFFECTOR,
-                                       object_dims=self.goal_dims[:3])
+                                       object_dims=self.goal_dims[:3], to_metres=cube_env.to_metres)
+
+    def animate(self, states, path, goals, plans, steps, title=""):
+        """The effector's and every cube's paths in metres, top and side views, with the plan being followed."""
+        n, m = self.num_cubes, cube_env.to_metres
+
+        def parts(s):
+            return m(s[:, list(cube_env.EFFECTOR)]), m(s[:, list(self.goal_dims)].reshape(len(s), n, 3))
+
+        plans = [None if p is None else parts(p) for p in plans]
+        grip, cubes = parts(states)
+        return animate_manipulation(grip, cubes, m(goals.reshape(len(goals), n, 3)), plans, steps, title=title,
+                                    radius=self.success_radius / cube_env.XYZ_SCALE)
 
     def track_action(self, states, targets, planned_actions):
         """Move the effector to the planned effector pose and opening (`dfplan.envs.ogbench.track_action`)."""

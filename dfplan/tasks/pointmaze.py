@@ -19,7 +19,7 @@ from dfplan.data import load_minari
 from dfplan.envs import MAZES, MazeLayout, WaypointExpert, custom_maze, make_env, recipes
 from dfplan.envs.maze import G
 from dfplan.errors import UserError, check_int
-from dfplan.evaluation.plots import plot_maze_episodes, plot_maze_plans
+from dfplan.evaluation.plots import animate_maze, plot_maze_episodes, plot_maze_plans
 from dfplan.guidance import GeodesicGuide, episode_goal_distance, goal_distance
 from dfplan.tasks.base import Task, reach_value
 from dfplan.types import Controller, EpisodeResult, split_observation, standard_error
@@ -145,6 +145,11 @@ class PointMazeTask(Task):
 
     def plot_plans(self, states, goals, path, title="") -> Path:
         return plot_maze_plans(self.layout, states, goals, path, title=title, radius=GOAL_RADIUS)
+
+    def animate(self, states, path, goals, plans, steps, title=""):
+        """Top-down over the maze: the point's path, the plan being followed, the goal."""
+        plans = [None if p is None else p[:, :2] for p in plans]
+        return animate_maze(self.layout, path, goals, plans, steps, title=title, radius=GOAL_RADIUS)
 
     def plan_stats(self, states, goals) -> dict:
         in_wall = self.layout.in_wall(states[..., :2])  # [B, H+1]
