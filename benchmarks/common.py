@@ -378,13 +378,18 @@ TIMING_COLUMNS = [("plan ms / decision", col_mean_se("plan_ms_per_decision", 2))
                   ("episodes / min", col_mean_se("episodes_per_minute", 0))]
 
 
+def check_names(key: str, given, allowed) -> None:
+    """An ArgError naming the values of the list argument `key` that are not among `allowed`."""
+    bad = [v for v in given if v not in allowed]
+    if bad:
+        raise ArgError(f"error: unknown {key} {bad}; choose from {sorted(allowed)}")
+
+
 def tasks_and_checkpoints(args: Args, methods: dict, prefixes: Sequence[str], kind: dict) -> tuple[dict, dict]:
     """({env: Task}, {env: {kind: checkpoint or None}}) for `args.envs`, after checking `args.methods` against
     `methods`; a checkpoint comes from `<prefix><env>=` (`prefixes`, mapped to kinds by `kind`), else the task's
     shipped one."""
-    bad = [m for m in args.methods if m not in methods]
-    if bad:
-        raise ArgError(f"error: unknown methods {bad}; choose from {sorted(methods)}")
+    check_names("methods", args.methods, methods)
     tasks = {env: task_of(env) for env in args.envs}
     given = {prefix: prefixed(args, prefix) for prefix in prefixes}
     found = {env: {kind[p]: default_checkpoint(task, given[p].get(env), kind[p]) for p in prefixes}

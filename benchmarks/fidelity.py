@@ -64,9 +64,7 @@ def switched(ours: dict, keys, paper_fs: int, ours_fs: int, default_objective: s
 
 def main() -> None:
     args = common.parse_args(DEFAULTS, QUICK, __doc__)
-    bad = [r for r in args.rows if r not in ROWS]
-    if bad:
-        raise common.ArgError(f"error: unknown rows {bad}; choose from {ROWS}")
+    common.check_names("rows", args.rows, ROWS)
     task = common.task_of(args.env)
     command = common.print_command()
 

@@ -100,10 +100,7 @@ def needs(method: str) -> str | None:
 
 def main() -> None:
     args = common.parse_args(DEFAULTS, QUICK, __doc__, prefixes=PREFIXES)
-    known = set(DF_METHODS) | set(DIFFUSER_METHODS) | set(SCRIPTED)
-    bad = [m for m in args.methods if m not in known]
-    if bad:
-        raise common.ArgError(f"error: unknown methods {bad}; choose from {sorted(known)}")
+    common.check_names("methods", args.methods, set(DF_METHODS) | set(DIFFUSER_METHODS) | set(SCRIPTED))
     tasks = {env: common.task_of(env) for env in args.envs}
     for task in tasks.values():
         bad = [g for g in args.goals if g not in task.goal_modes]

@@ -103,9 +103,7 @@ def time_preset(cfg, splits, device: torch.device, steps: int, warmup: int, seed
 
 def main() -> None:
     args = common.parse_args(DEFAULTS, QUICK, __doc__)
-    unknown = [p for p in args.presets if p not in PRESETS]
-    if unknown:
-        raise common.ArgError(f"error: unknown presets {unknown}; choose from {sorted(PRESETS)}")
+    common.check_names("presets", args.presets, PRESETS)
     task = common.task_of(args.env)
     args["dataset"] = args.dataset or task.default_dataset_id()
     command = common.print_command()
