@@ -95,7 +95,8 @@ def parse_args(defaults: dict, quick_defaults: dict | None = None, doc: str | No
     if any(a in ("-h", "--help", "help") for a in argv):
         print((doc or "").strip() + "\n\narguments (key=default):")
         for k, v in defaults.items():
-            shown = ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v).lower() if isinstance(v, bool) else v
+            shown = (",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v).lower() if isinstance(v, bool)
+                     else v)
             print(f"  {k}={shown}")
         for p in prefixes:
             print(f"  {p}<env>=PATH")

@@ -76,7 +76,8 @@ def main() -> None:
     if paths["paper"] is None:
         raise common.ArgError(f"error: no paper checkpoint ships for {task.name}; pass paper=PATH, one trained with "
                               f"{task.train_command('paper')}")
-    paper_planner, ours_planner = load_planner(paths["paper"], device=device), load_planner(paths["ours"], device=device)
+    paper_planner = load_planner(paths["paper"], device=device)
+    ours_planner = load_planner(paths["ours"], device=device)
     paper, ours = paper_planner.settings.flat(), ours_planner.settings.flat()  # the tuned settings of each
     fs = (paper_planner.frame_stack, ours_planner.frame_stack)
     plan = {"paper": ("paper", {}), "ours": ("ours", {}), "ours-paper-planner": ("ours", paper),
@@ -98,8 +99,9 @@ def main() -> None:
             res = run_episodes(controller, task, goal="fixed", episodes=args.episodes, seed=first, batch=args.episodes,
                                progress=False)
             s = res.summary(task, ref)
+            plain = "–" if source in ("paper", "ours", "diffuser") else source
             label = "the paper's planner settings" if name == "ours-paper-planner" else \
-                ", ".join(f"{k}={v}" for k, v in overrides.items()) or ("–" if source in ("paper", "ours", "diffuser") else source)
+                ", ".join(f"{k}={v}" for k, v in overrides.items()) or plain
             rows.append(results.add({"env": task.name, "row": name, "switched": label, "seed": seed,
                                      "first_env_seed": first,
                                      "checkpoint": str(paths[source]), "overrides": overrides,

@@ -100,7 +100,8 @@ def main() -> None:
         group = [r for r in rows if tasks[r["env"]].family == family]
         if not group:
             continue
-        per_task = [(f"task {k}", common.col_mean_se(f"task{k}_success")) for k in range(1, 6)] if family == "ogbench" else []
+        per_task = ([(f"task {k}", common.col_mean_se(f"task{k}_success")) for k in range(1, 6)]
+                    if family == "ogbench" else [])
         table = common.aggregate_table(group, ["env", "method"], [("success %", common.col_mean_se("score_mean")),
                                                                    *per_task, *timing])
         print(f"\n{title}: success over {args.seeds} seeds x {args.episodes} held-out episodes (mean ± s.e. over "

@@ -52,7 +52,8 @@ DF_METHODS = {"df": {}, "df-no-mcg": {"mc_samples": 1}, "df-mcg": {"mc_samples":
               "df-cold": {"warm_start_step": 0}, "df-geodesic": {"objective": "geodesic"},
               "df-geodesic-best8": {"objective": "geodesic", "candidates": 8},
               "df-goal-distance": {"objective": "goal_distance"},
-              "df-dwell": {"checkpoint": "dwell"}, "df-dwell-geodesic": {"checkpoint": "dwell", "objective": "geodesic"},
+              "df-dwell": {"checkpoint": "dwell"},
+              "df-dwell-geodesic": {"checkpoint": "dwell", "objective": "geodesic"},
               "df-dwell-goal-distance": {"checkpoint": "dwell", "objective": "goal_distance"},
               "df-dwell-memory": {"checkpoint": "dwell", "memory": True},
               "df-dwell-no-memory": {"checkpoint": "dwell", "memory": False}}

@@ -121,7 +121,8 @@ def main() -> None:
                     "pos_std_ratio": float((s[:, :2].std(0) / pos_std).mean()) if len(s) else None,
                     "vel_std_ratio": float((s[:, 2:4].std(0) / vel_std).mean()) if len(s) else None,
                     "abs_v_ratio": float(np.abs(s[:, 2:4]).mean() / data_abs_v) if len(s) else None,
-                    "nonfinite_fraction": float(1 - np.isfinite(states[:, 1 + c * window: 1 + (c + 1) * window]).all(-1).mean()),
+                    "nonfinite_fraction": float(
+                        1 - np.isfinite(states[:, 1 + c * window: 1 + (c + 1) * window]).all(-1).mean()),
                 })
             row = results.add({
                 "env": task.name, "method": "stabilized" if stabilize else "clean feedback", "stabilize": stabilize,
@@ -133,8 +134,8 @@ def main() -> None:
                 "dataset_vel_std": vel_std.tolist(), "dataset_mean_abs_v": data_abs_v,
                 "dataset_mean_abs_v_source": abs_v_source}, device)
             rows.append(row)
-            print(f"  seed {seed} stabilize={stabilize!s:5}: inside " +
-                  " ".join(f"{m}x {inside[f'inside_{m}x']:.0%}" for m in report_at) + f"  ({seconds:.1f} s)", flush=True)
+            shares = " ".join(f"{m}x {inside[f'inside_{m}x']:.0%}" for m in report_at)
+            print(f"  seed {seed} stabilize={stabilize!s:5}: inside {shares}  ({seconds:.1f} s)", flush=True)
 
     inside_table = common.aggregate_table(rows, ["method"], [
         (f"inside at {m}x ({m * window} steps)", common.col_mean_se(f"inside_{m}x", 0, pct=True)) for m in report_at

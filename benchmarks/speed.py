@@ -7,8 +7,9 @@ the machine's matmul peak), what torch threads do to it, and closed-loop times p
     python benchmarks/speed.py checkpoint=runs/umaze/final.pt diffuser_checkpoint=PATH
 
 Checkpoints: `checkpoint=` (or `df_checkpoint=`; a path or a shipped name), else the one the task (`env`) ships of
-`variant` (none = the task's default); `diffuser_checkpoint=`, else the task's shipped Diffuser (`pointmaze-umaze-diffuser`), else the
-Diffuser rows are skipped with a note. Everything runs on the CPU; nothing here measures a GPU.
+`variant` (none = the task's default); `diffuser_checkpoint=`, else the task's shipped Diffuser
+(`pointmaze-umaze-diffuser`), else the Diffuser rows are skipped with a note. Everything runs on the CPU; nothing here
+measures a GPU.
 Parts (`parts=`):
 - plans: ms per plan, the median of `plans` calls after `warmup`, from env reset states (seeds 0..batch-1):
   DF `DFPlanner.plan` for every horizon (tokens) x DDIM steps x batch, guided as shipped (the checkpoint's guidance
@@ -233,7 +234,8 @@ def profile_rows(task, df, args, results) -> list[dict]:
                        "ops_per_plan": sum(e.count for e in ops) / args.plans}
                 rows.append(results.add(row, "cpu"))
                 top = ", ".join(f"{k.removeprefix('aten::')} {100 * v:.0f}%" for k, v in list(share.items())[:6])
-                print(f"  df H={h:>3} steps={s:>3} B={b:>4}: matmuls {100 * matmul:.0f}% of the time; {top}", flush=True)
+                print(f"  df H={h:>3} steps={s:>3} B={b:>4}: matmuls {100 * matmul:.0f}% of the time; {top}",
+                      flush=True)
     return rows
 
 

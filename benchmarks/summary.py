@@ -19,8 +19,8 @@ from dfplan.tasks import task_names
 
 import common
 
-ORDER = ["df-dwell", "df-dwell-memory", "df-dwell-no-memory", "df-dwell-goal-distance", "df-geodesic", "df", "diffuser", "diffuser-actions", "diffuser-replan",
-         "expert", "oracle"]
+ORDER = ["df-dwell", "df-dwell-memory", "df-dwell-no-memory", "df-dwell-goal-distance", "df-geodesic", "df", "diffuser",
+         "diffuser-actions", "diffuser-replan", "expert", "oracle"]
 
 
 def is_maze_row(row: dict) -> bool:

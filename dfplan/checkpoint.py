@@ -36,8 +36,8 @@ def resolve_checkpoint(name_or_path, planner: str = "df") -> Path:
     if name in task_names():
         kind = "diffuser" if planner.startswith("diffuser") else planner if planner in ("bc", "lowlevel") else "df"
         return get_task(name).shipped_checkpoint(kind)
-    raise CheckpointError(f"{name!r} is neither a checkpoint file nor a shipped name{choices_hint(name, shipped_names())};"
-                          f" shipped: {shipped_names()}")
+    raise CheckpointError(f"{name!r} is neither a checkpoint file nor a shipped name"
+                          f"{choices_hint(name, shipped_names())}; shipped: {shipped_names()}")
 
 
 def _temp_path(path: Path) -> Path:
@@ -106,7 +106,8 @@ def export_for_inference(src: str | Path, dst: str | Path, planner: dict | None 
     model's float32 parameters).
     """
     ckpt = load_checkpoint(src)
-    keep = {k: v for k, v in ckpt.items() if k not in ("optimizer", "model", "format", "format_version", "package_version")}
+    dropped = ("optimizer", "model", "format", "format_version", "package_version")
+    keep = {k: v for k, v in ckpt.items() if k not in dropped}
     if half:
         keep["ema"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["ema"].items()}
     keep["model"] = keep["ema"]

@@ -52,8 +52,8 @@ def help_text(command: str, config_name: str) -> str:
             in_body = True
         if in_body and ln.strip():
             keys.append("  " + ln)
-    out = [about[0].split(": ", 1)[-1] if about else command, "", f"usage: {command} [key=value ...]", "", "keys (default, meaning):",
-           *keys]
+    out = [about[0].split(": ", 1)[-1] if about else command, "", f"usage: {command} [key=value ...]", "",
+           "keys (default, meaning):", *keys]
     groups = _groups(config_name)
     if groups:
         out += ["", "config groups (group=option; their keys as group.key=value):"]
@@ -64,7 +64,8 @@ def help_text(command: str, config_name: str) -> str:
 def _groups(config_name: str) -> dict[str, list[str]]:
     """Config groups the command's defaults list uses (train: model, train)."""
     cfg = OmegaConf.create(_yaml_text(config_name))
-    names = [next(iter(d)) for d in cfg.get("defaults", []) if isinstance(d, DictConfig) and "override" not in next(iter(d))]
+    names = [next(iter(d)) for d in cfg.get("defaults", [])
+             if isinstance(d, DictConfig) and "override" not in next(iter(d))]
     root = resources.files(CONFIGS)
     return {g: sorted(p.name[:-5] for p in (root / g).iterdir() if p.name.endswith(".yaml")) for g in names}
 

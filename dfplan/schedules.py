@@ -58,7 +58,8 @@ def warm_start(matrix: np.ndarray, n_tokens: int, start_step: int) -> np.ndarray
     return out
 
 
-SCHEDULES = {"pyramid": pyramid, "full_sequence": full_sequence, "autoregressive": autoregressive, "trapezoid": trapezoid}
+SCHEDULES = {"pyramid": pyramid, "full_sequence": full_sequence, "autoregressive": autoregressive,
+             "trapezoid": trapezoid}
 
 
 def scheduling_matrix(name: str, horizon: int, steps: int, uncertainty: float = 1.0) -> np.ndarray:

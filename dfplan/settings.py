@@ -28,10 +28,12 @@ class SamplerSettings:
     uncertainty: float = 1.0  # pyramid/trapezoid: rows of lag per token
     eta: float = 0.0  # DDIM stochasticity (0 = deterministic)
     stabilization_level: int = 10  # noise level (of K) at which finished tokens are fed back as context
-    context_noise: bool = True  # finished tokens noised to stabilization_level; false: fed clean, labelled with it (paper code)
+    context_noise: bool = True  # finished tokens noised to stabilization_level; false: fed clean, labelled with it
+    #   (paper code)
     guidance_scale: float = 0.0  # strength of the objective's gradient; 0 = unguided
     guidance_rule: str = "eps"  # eps: shift the predicted noise by scale*sqrt(1-ab)*grad at every step | paper: add
-    #   scale*c*grad to the next DDIM sample, c = (1-ab) - sqrt(1-ab_next-sigma^2)*sqrt(1-ab) (~0 at high noise, 0 at the end)
+    #   scale*c*grad to the next DDIM sample, c = (1-ab) - sqrt(1-ab_next-sigma^2)*sqrt(1-ab) (~0 at high noise, 0 at
+    #   the end)
     guided_dims: str = "all"  # all | actions: the gradient moves only the noisy actions; the states follow through
     #   the model, so planned states stay ones the planned actions reach
     guide_last_step: bool = True  # false: each token's last DDIM step is unguided: its clean state and action are the

@@ -47,7 +47,8 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
 LR_SCHEDULES = ("cosine", "constant")
 
 
-def lr_at(step: int, base_lr: float, warmup: int, total: int, min_ratio: float = 0.1, schedule: str = "cosine") -> float:
+def lr_at(step: int, base_lr: float, warmup: int, total: int, min_ratio: float = 0.1,
+          schedule: str = "cosine") -> float:
     """Linear warm-up, then cosine decay to `min_ratio * base_lr` at `total` (or, `constant`, `base_lr` for good:
     a run that can be extended by any number of steps without the rate jumping back up)."""
     if step < warmup:
@@ -219,7 +220,8 @@ def validation_loss(model, sampler: WindowSampler, batches: int, batch_size: int
     """Mean loss over fixed windows and fixed noise, so values are comparable across steps."""
     rng = np.random.default_rng(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
-    losses = [model.batch_loss(sampler.sample(batch_size, rng).to(device), generator=gen).item() for _ in range(batches)]
+    losses = [model.batch_loss(sampler.sample(batch_size, rng).to(device), generator=gen).item()
+              for _ in range(batches)]
     return float(np.mean(losses))
 
 
@@ -352,7 +354,8 @@ def _train(cfg: DictConfig, task, rank: int, world: int, device: torch.device, o
     val_windows = WindowSampler(splits.val, tc.window_steps, splits.normalizer) if splits.val else None
     ddp_model = model
     if world > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        device_ids = [device.index] if device.type == "cuda" else None
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     rng = np.random.default_rng([cfg.seed, rank, step])  # reseeded at resume: new windows, same distribution
     resolved = OmegaConf.to_container(cfg, resolve=True)
     logger = _Logger(out, enabled=rank == 0, start_step=step)
@@ -360,7 +363,8 @@ def _train(cfg: DictConfig, task, rank: int, world: int, device: torch.device, o
 
     def checkpoint(path: Path, inference: bool = False) -> None:
         """The whole run state (resumable), or with `inference` the EMA weights alone (a snapshot to evaluate)."""
-        weights = {"model": ema.state_dict()} if inference else {"model": model.state_dict(), "optimizer": opt.state_dict()}
+        weights = ({"model": ema.state_dict()} if inference
+                   else {"model": model.state_dict(), "optimizer": opt.state_dict()})
         save_checkpoint(path, {
             "model_type": name, "model_config": kwargs, **weights, "ema": ema.state_dict(), "step": step,
             "schedule_start": schedule_start, "init": init_path, "config": resolved, "dataset_id": cfg.dataset,
@@ -371,7 +375,8 @@ def _train(cfg: DictConfig, task, rank: int, world: int, device: torch.device, o
         })
 
     per_rank_batch = max(1, tc.batch_size // world)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and tc.amp else torch.autocast("cpu", enabled=False)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and tc.amp
+                else torch.autocast("cpu", enabled=False))
     bar = tqdm(total=tc.steps, initial=step, desc=f"train {name}", unit="step", disable=rank != 0 or not tc.progress,
                mininterval=2.0)
     t0, seen_tokens, loss_avg, start_step = time.perf_counter(), 0, None, step
@@ -402,7 +407,8 @@ def _train(cfg: DictConfig, task, rank: int, world: int, device: torch.device, o
             logger.log(step, val_loss=val)
             bar.write(f"step {step}: train loss {loss_avg:.4f}  val loss (EMA) {val:.4f}")
         if rank == 0 and tc.snapshot_every and step % tc.snapshot_every == 0:
-            checkpoint(snapshot_path(out, step), inference=True)  # for score-vs-steps curves (benchmarks/training_curve.py)
+            # for score-vs-steps curves (benchmarks/training_curve.py)
+            checkpoint(snapshot_path(out, step), inference=True)
         if rank == 0 and (step % tc.checkpoint_every == 0 or step == tc.steps):
             checkpoint(last_path)
     bar.close()

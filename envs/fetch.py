@@ -54,8 +54,8 @@ class GoalInObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
         gym.ObservationWrapper.__init__(self, env)
         spaces = dict(env.observation_space.spaces)
         obs, goal = spaces["observation"], spaces["desired_goal"]
-        spaces["observation"] = gym.spaces.Box(np.concatenate([obs.low, goal.low]), np.concatenate([obs.high, goal.high]),
-                                               dtype=obs.dtype)
+        spaces["observation"] = gym.spaces.Box(np.concatenate([obs.low, goal.low]),
+                                               np.concatenate([obs.high, goal.high]), dtype=obs.dtype)
         self.observation_space = gym.spaces.Dict(spaces)
 
     def observation(self, obs: dict) -> dict:

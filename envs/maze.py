@@ -74,7 +74,8 @@ def validate_maze_map(maze_map) -> list[list[int]]:
     1 (wall), walls all round (the point must not leave the maze), and at least two free cells, all connected
     (the env draws a start and a different goal cell; with one free cell it would search forever)."""
     hint = "maze_map must be a list of equally long rows of 0 (free) and 1 (wall), e.g. [[1,1,1,1],[1,0,0,1],[1,1,1,1]]"
-    if not isinstance(maze_map, (list, tuple)) or not maze_map or not all(isinstance(r, (list, tuple)) for r in maze_map):
+    rows_given = isinstance(maze_map, (list, tuple)) and all(isinstance(r, (list, tuple)) for r in maze_map)
+    if not rows_given or not maze_map:
         raise UserError(f"{hint}; got {maze_map!r}"[:300])
     if len({len(r) for r in maze_map}) != 1:
         raise UserError(f"{hint}; got rows of lengths {[len(r) for r in maze_map]}")
@@ -96,7 +97,8 @@ def validate_maze_map(maze_map) -> list[list[int]]:
     return rows
 
 
-def custom_maze(maze_map, goal_cell=None, max_episode_steps: int | None = None, name: str = "pointmaze-custom") -> MazeSpec:
+def custom_maze(maze_map, goal_cell=None, max_episode_steps: int | None = None,
+                name: str = "pointmaze-custom") -> MazeSpec:
     """A MazeSpec for a user's own layout; goal cell defaults to the free cell farthest from the first free cell."""
     layout = MazeLayout(validate_maze_map(maze_map))
     if goal_cell is None:

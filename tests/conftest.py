@@ -49,7 +49,8 @@ def train_config(out, steps: int, **train_overrides):
     """A composed training config (the real Hydra config) with a tiny model."""
     from hydra import compose, initialize_config_module
 
-    overrides = [f"out={out}", "dataset=dfplan/pointmaze/umaze-v0", f"train.steps={steps}", "train.batch_size=32", "train.window_steps=32",
+    overrides = [f"out={out}", "dataset=dfplan/pointmaze/umaze-v0", f"train.steps={steps}", "train.batch_size=32",
+                 "train.window_steps=32",
                  "train.warmup_steps=20", "train.ema_start=20", "train.val_every=100", "train.checkpoint_every=50",
                  "train.log_every=25", "train.progress=false"]
     overrides += [f"model.{k}={v}" for k, v in TINY_MODEL.items()]

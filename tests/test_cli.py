@@ -45,7 +45,8 @@ MISTAKES = [
     (["dfplan-eval", "horizon=1.5"], "horizon=1.5"),
     (["dfplan-eval", "planner=df", "checkpoint=missing.pt"], "missing.pt does not exist"),
     (["dfplan-eval", "variant=best"], "variant='best'"),
-    (["dfplan-eval", "env=ogbench-cube-double", "planner=diffuser"], "dfplan-train env=ogbench-cube-double model=diffuser"),
+    (["dfplan-eval", "env=ogbench-cube-double", "planner=diffuser"],
+     "dfplan-train env=ogbench-cube-double model=diffuser"),
     (["dfplan-eval", "results=/no/such/dir/r.jsonl"], "cannot write /no/such/dir/r.jsonl"),
     (["dfplan-eval", "env=pointmaze-umaze", "checkpoint=pointmaze-medium-dwell"], "trained for env=pointmaze-medium"),
     (["dfplan-eval", "planner=df", "checkpoint=pointmaze-umaze-diffuser"], "holds a Diffuser model, not a DF one"),
@@ -196,8 +197,9 @@ def test_maze_summary_keeps_the_row_made_last_whichever_file_holds_it(tmp_path):
     """benchmarks/summary.py: a re-measured cell (a retrained checkpoint) replaces the older row even when the old row
     sits in a file named later on the command line."""
     def row(score, time):
-        return json.dumps({"script": "maze", "env": "pointmaze-medium", "goal": "fixed", "method": "diffuser", "seed": 0,
-                           "score_mean": score, "success_rate": 1.0, "time": time, "command": "c", "device": "cpu"})
+        return json.dumps({"script": "maze", "env": "pointmaze-medium", "goal": "fixed", "method": "diffuser",
+                           "seed": 0, "score_mean": score, "success_rate": 1.0, "time": time, "command": "c",
+                           "device": "cpu"})
 
     (tmp_path / "new.jsonl").write_text(row(73.6, "2026-11-30T12:00:00+00:00") + "\n")
     (tmp_path / "old.jsonl").write_text(row(22.0, "2026-11-25T07:41:25+00:00") + "\n")

@@ -39,8 +39,8 @@ def test_metadata_holds_reference_scores_and_eval_env(datasets):
 
 def test_generation_is_reproducible(datasets, tmp_path, monkeypatch):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
-    a = generate_pointmaze_dataset("pointmaze-umaze", steps=300, seed=7, dataset_id="tst/a-v0", ref_episodes=1, progress=False)
-    b = generate_pointmaze_dataset("pointmaze-umaze", steps=300, seed=7, dataset_id="tst/b-v0", ref_episodes=1, progress=False)
+    a, b = (generate_pointmaze_dataset("pointmaze-umaze", steps=300, seed=7, dataset_id=f"tst/{n}-v0", ref_episodes=1,
+                                       progress=False) for n in ("a", "b"))
     ea, eb = next(a.iterate_episodes()), next(b.iterate_episodes())
     np.testing.assert_array_equal(ea.actions, eb.actions)
 

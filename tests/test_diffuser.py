@@ -126,7 +126,8 @@ def test_plan_holds_the_inpainted_start_and_goal_exactly():
     nz = planner.normalizer
     assert len(seen) == planner.model.cfg.n_diffusion_steps
     for x in seen:
-        assert torch.allclose(x[:, 0, 2:], nz.norm_obs(obs)) and torch.allclose(x[:, -1, 2:], nz.norm_obs(plan.states[:, -1]))
+        assert torch.allclose(x[:, 0, 2:], nz.norm_obs(obs))
+        assert torch.allclose(x[:, -1, 2:], nz.norm_obs(plan.states[:, -1]))
     assert torch.isfinite(plan.actions).all() and torch.isfinite(plan.states).all()
 
 
@@ -254,7 +255,8 @@ def test_trains_through_the_shared_loop_and_loads_back(minari_root, monkeypatch,
 def test_load_diffuser_rejects_other_checkpoints(tmp_path):
     from dfplan.checkpoint import save_checkpoint
 
-    path = save_checkpoint(tmp_path / "df.pt", {"model_type": "df_rnn", "model_config": {}, "ema": {}, "normalizer": {}})
+    path = save_checkpoint(tmp_path / "df.pt",
+                           {"model_type": "df_rnn", "model_config": {}, "ema": {}, "normalizer": {}})
     with pytest.raises(CheckpointError, match="not a diffuser one"):
         load_diffuser(path, device="cpu")
     with pytest.raises(CheckpointError, match="does not exist"):

@@ -34,8 +34,8 @@ def _train(root, out, model: str, steps: int = 40):
                       "model.num_levels=100"]
     else:
         overrides += ["model=bc", "train=bc_cpu", "model.hidden=32", "train.val_every=40", "train.steps=40",
-                      "train.checkpoint_every=40", "train.batch_size=16", "train.progress=false", "train.warmup_steps=5",
-                      "train.ema_start=5"]
+                      "train.checkpoint_every=40", "train.batch_size=16", "train.progress=false",
+                      "train.warmup_steps=5", "train.ema_start=5"]
     with initialize_config_module(config_module="dfplan.configs", version_base=None):
         cfg = compose(config_name="train", overrides=overrides)
     cfg.dataset = "dfplan/fetch/push-v0"

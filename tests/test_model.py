@@ -130,7 +130,8 @@ def test_inference_export_drops_the_optimizer_and_half_keeps_the_outputs(tiny_ch
     from dfplan.checkpoint import export_for_inference
     from dfplan.registry import load_planner
 
-    full, half = (export_for_inference(tiny_checkpoint, tmp_path / f"{n}.pt", half=n == "half") for n in ("full", "half"))
+    full, half = (export_for_inference(tiny_checkpoint, tmp_path / f"{n}.pt", half=n == "half")
+                  for n in ("full", "half"))
     assert "optimizer" not in load_checkpoint(full) and half.stat().st_size < 0.6 * full.stat().st_size
     assert load_checkpoint(half)["ema"]["gru.weight_hh_l0"].dtype == torch.float16
     p_full, p_half = load_planner(full, device="cpu"), load_planner(half, device="cpu")
@@ -299,7 +300,8 @@ def test_paper_preset_trains_and_its_checkpoint_plans_with_the_paper_settings(da
     assert ckpt["config"]["train"]["grad_clip"] == 0 and ckpt["config"]["train"]["ema_decay"] == 0.0
     planner = load_planner(final, device="cpu")
     sampler, controller = planner.settings.sampler, planner.settings.controller
-    assert (sampler.guidance_rule, sampler.schedule, sampler.ddim_steps, sampler.context_noise) == ("paper", "pyramid", 5, False)
+    got = (sampler.guidance_rule, sampler.schedule, sampler.ddim_steps, sampler.context_noise)
+    assert got == ("paper", "pyramid", 5, False)
     assert (controller.memory, controller.objective, controller.replan_every) == (False, "episode_goal_distance", 10)
     # no EMA: the evaluated weights are the trained ones
     assert all(torch.equal(ckpt["ema"][k], v) for k, v in ckpt["model"].items())

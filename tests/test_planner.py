@@ -44,8 +44,11 @@ def test_guidance_moves_the_plan_toward_the_goal(planner):
     def mean_goal_distance(plan):
         return (plan.states[:, 1:, :2] - GOAL[:, None]).norm(dim=-1).mean().item()
 
-    free = np.mean([mean_goal_distance(planner.plan(OBS, GOAL, 6, generator=gen(s), guidance_scale=0.0)) for s in range(3)])
-    guided = np.mean([mean_goal_distance(planner.plan(OBS, GOAL, 6, generator=gen(s), guidance_scale=5.0)) for s in range(3)])
+    def distance(scale: float) -> float:
+        return np.mean([mean_goal_distance(planner.plan(OBS, GOAL, 6, generator=gen(s), guidance_scale=scale))
+                        for s in range(3)])
+
+    free, guided = distance(0.0), distance(5.0)
     assert guided < free - 0.1
 
 
@@ -153,8 +156,10 @@ def test_history_guidance_interpolates_between_the_two_latents(planner):
 def test_custom_objective_and_dense_reward(planner):
     plan = planner.plan(OBS, horizon=3, objective=goal_reward(GOAL), generator=gen(), guidance_scale=0.5)
     assert torch.isfinite(plan.states).all()
-    right = planner.plan(OBS, horizon=3, objective=lambda s, a: s[:, 1:, 0].sum(-1), generator=gen(), guidance_scale=2.0)
-    left = planner.plan(OBS, horizon=3, objective=lambda s, a: -s[:, 1:, 0].sum(-1), generator=gen(), guidance_scale=2.0)
+    right = planner.plan(OBS, horizon=3, objective=lambda s, a: s[:, 1:, 0].sum(-1), generator=gen(),
+                         guidance_scale=2.0)
+    left = planner.plan(OBS, horizon=3, objective=lambda s, a: -s[:, 1:, 0].sum(-1), generator=gen(),
+                        guidance_scale=2.0)
     assert (right.states[:, -1, 0] > left.states[:, -1, 0]).all()
 
 
@@ -168,8 +173,8 @@ def test_prefix_cache_matches_full_recomputation(planner):
     z, out = z0, []
     g = gen(2)
     for t in range(3):
-        res = sample(planner.model, z, 1, SamplerSettings(ddim_steps=4, schedule="full_sequence", stabilization_level=0),
-                     generator=g, return_latent=True)
+        cfg = SamplerSettings(ddim_steps=4, schedule="full_sequence", stabilization_level=0)
+        res = sample(planner.model, z, 1, cfg, generator=g, return_latent=True)
         out.append(res.tokens)
         z = res.z_end
     assert tokens.shape == torch.cat(out, 1).shape and torch.isfinite(tokens).all()

@@ -356,8 +356,8 @@ def fuzz(calls: int, seed: int = 0) -> dict:
                    MPCController(planner, memory=True, memory_tokens=2), MPCController(planner, max_episode_steps=20),
                    MPCController(planner, objective="goal_distance")]
     rng = np.random.default_rng(seed)
-    counts = {"calls": 0, "act": 0, "plan": 0, "returned": 0, "exceptions": {}, "known": {}, "planner_actions_outside_1": 0,
-              "controller_failures": 0}
+    counts = {"calls": 0, "act": 0, "plan": 0, "returned": 0, "exceptions": {}, "known": {},
+              "planner_actions_outside_1": 0, "controller_failures": 0}
     violations = []
 
     def record(target, tag, allowed, fn):
@@ -420,7 +420,8 @@ def fuzz(calls: int, seed: int = 0) -> dict:
                     counts["known"]["plan:huge_goal:non-finite actions"] = \
                         counts["known"].get("plan:huge_goal:non-finite actions", 0) + 1
                     continue
-                violations.append(f"plan[{tag}] returned non-finite actions for obs={np.asarray(kwargs['obs']).tolist()} "
+                violations.append(f"plan[{tag}] returned non-finite actions for "
+                                  f"obs={np.asarray(kwargs['obs']).tolist()} "
                                   f"goal={None if kwargs['goal'] is None else np.asarray(kwargs['goal']).tolist()} "
                                   f"horizon={kwargs['horizon']}")
             counts["planner_actions_outside_1"] += int((plan.actions.abs() > 1.0).any(-1).sum())

@@ -68,13 +68,15 @@ def episodes_as_arrays(dataset) -> list[tuple[np.ndarray, np.ndarray]]:
     except (OSError, KeyError, ValueError) as err:
         dataset_id = dataset.spec.dataset_id
         raise DatasetNotFoundError(
-            f"dataset {dataset_id!r} at {dataset.spec.data_path} is corrupt or unreadable ({type(err).__name__}: {err}); "
+            f"dataset {dataset_id!r} at {dataset.spec.data_path} is corrupt or unreadable "
+            f"({type(err).__name__}: {err}); "
             + hint_for(dataset_id) + " overwrite=true"
         ) from err
     for ep in episodes:
         obs, act = _flat_obs(ep.observations), np.asarray(ep.actions, dtype=np.float32).reshape(len(ep.actions), -1)
         if len(obs) != len(act) + 1:
-            raise ValueError(f"episode {ep.id}: expected {len(act) + 1} observations for {len(act)} actions, got {len(obs)}")
+            raise ValueError(f"episode {ep.id}: expected {len(act) + 1} observations for {len(act)} actions, "
+                             f"got {len(obs)}")
         if not (np.isfinite(obs).all() and np.isfinite(act).all()):
             raise ValueError(f"episode {ep.id} holds NaN or inf values; the dataset is corrupt, regenerate it")
         out.append((obs, act))

@@ -15,7 +15,8 @@ from .normalizer import Normalizer
 
 @dataclass
 class Batch:
-    """Normalized windows: `obs[:, 0]` is the start state; step t takes `actions[:, t]` from `obs[:, t]` to `obs[:, t+1]`."""
+    """Normalized windows: `obs[:, 0]` is the start state; step t takes `actions[:, t]` from `obs[:, t]` to
+    `obs[:, t+1]`."""
 
     obs: torch.Tensor  # [B, L+1, Ds]
     actions: torch.Tensor  # [B, L, Da]
@@ -35,7 +36,8 @@ class WindowSampler:
             raise ValueError("no runs to sample windows from")
         self.length, self.normalizer = length, normalizer
         self.obs = np.concatenate([r.obs for r in runs]).astype(np.float32)
-        self.actions = np.concatenate([np.concatenate([r.actions, r.actions[-1:] * 0]) for r in runs]).astype(np.float32)
+        padded = [np.concatenate([r.actions, r.actions[-1:] * 0]) for r in runs]  # no action at a run's last obs
+        self.actions = np.concatenate(padded).astype(np.float32)
         # per run: global index of its first observation and of its last one (no action is taken there)
         sizes = np.array([len(r.obs) for r in runs])
         first = np.concatenate([[0], np.cumsum(sizes)[:-1]])

@@ -39,7 +39,8 @@ class MPCController(Controller):
                  objective: str | Callable[[torch.Tensor], Objective] | None = None,
                  min_horizon: int | None = None, token_reach: float | None = None,
                  execution: str | None = None, lowlevel: str | GoalReacher | None = None,
-                 subgoal_ahead: int | None = None, max_episode_steps: int | None = None, action_low: float = -1.0, action_high: float = 1.0,
+                 subgoal_ahead: int | None = None, max_episode_steps: int | None = None, action_low: float = -1.0,
+                 action_high: float = 1.0,
                  seed: int | None = None):
         """
         horizon: planning horizon in tokens (shrinks to the episode's remaining time when `max_episode_steps` is set).
@@ -96,8 +97,8 @@ class MPCController(Controller):
         if self.reacher is not None:
             self.subgoal_ahead = settings.subgoal_ahead or self.reacher.k
             if self.subgoal_ahead > self.reacher.k:
-                raise UserError(f"subgoal_ahead={self.subgoal_ahead} lies past the {self.reacher.k} steps the low-level "
-                                f"policy was trained to reach; choose 1..{self.reacher.k}")
+                raise UserError(f"subgoal_ahead={self.subgoal_ahead} lies past the {self.reacher.k} steps the "
+                                f"low-level policy was trained to reach; choose 1..{self.reacher.k}")
         self.adapter = planner.task.observation_adapter() if planner.task is not None else NativeObservation()
         self.max_episode_steps = max_episode_steps
         self.low, self.high = action_low, action_high

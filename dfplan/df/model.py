@@ -112,8 +112,10 @@ class DFRNN(nn.Module):
     def __init__(self, cfg: DFConfig):
         super().__init__()
         self.cfg = cfg
-        self.register_buffer("alphas_bar", make_noise_schedule(cfg.noise_schedule, cfg.num_levels).alphas_bar, persistent=False)
-        self.level_mlp = nn.Sequential(nn.Linear(cfg.emb_dim, cfg.emb_dim), nn.SiLU(), nn.Linear(cfg.emb_dim, cfg.emb_dim))
+        alphas_bar = make_noise_schedule(cfg.noise_schedule, cfg.num_levels).alphas_bar
+        self.register_buffer("alphas_bar", alphas_bar, persistent=False)
+        emb = cfg.emb_dim
+        self.level_mlp = nn.Sequential(nn.Linear(emb, emb), nn.SiLU(), nn.Linear(emb, emb))
         self.init_net = mlp(cfg.obs_dim, cfg.mlp_hidden, cfg.hidden)
         if cfg.cell == "gru":
             self.in_net = mlp(cfg.token_dim + cfg.emb_dim, cfg.mlp_hidden, cfg.mlp_hidden)

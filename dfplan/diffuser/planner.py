@@ -66,8 +66,9 @@ class DiffuserPlanner:
     def plan(self, obs, goal, horizon: int | None = None, generator: torch.Generator | None = None) -> Plan:
         """obs [B, Ds], goal [B, Dg] raw -> Plan(actions [B, H-1, Da], states [B, H, Ds]) raw, H = model horizon."""
         if horizon is not None and horizon != self.horizon:
-            raise ValueError(f"Diffuser plans a fixed horizon of {self.horizon} states (set when the model was trained); "
-                             f"got horizon={horizon}. Pass horizon=None, or train a model with model.horizon={horizon}")
+            raise ValueError(f"Diffuser plans a fixed horizon of {self.horizon} states (set when the model was "
+                             f"trained); got horizon={horizon}. Pass horizon=None, or train a model with "
+                             f"model.horizon={horizon}")
         obs, goal = self._inputs(obs, goal)
         t0 = time.perf_counter()
         nz, Da = self.normalizer, self.act_dim

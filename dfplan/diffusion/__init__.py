@@ -13,5 +13,5 @@ from .core import (
     x0_from_eps,
 )
 
-__all__ = ["NoiseSchedule", "ddim_step", "ddpm_step", "eps_from_x0", "make_noise_schedule", "q_sample", "sampling_levels",
-           "to_x0", "target_for", "x0_from_eps"]
+__all__ = ["NoiseSchedule", "ddim_step", "ddpm_step", "eps_from_x0", "make_noise_schedule", "q_sample",
+           "sampling_levels", "to_x0", "target_for", "x0_from_eps"]

@@ -59,8 +59,8 @@ def plot_maze_episodes(layout, episodes, path: str | Path, title: str = "", labe
         ax.set_title(f"seed {ep.seed}: {label}", fontsize=8)
     more = f" (first {len(shown)} of {len(episodes)} episodes)" if len(episodes) > len(shown) else ""
     fig.suptitle(title + more, fontsize=10)
-    fig.legend(handles=_legend_handles("planned" if any(ep.plans for ep in shown) else None, radius), loc="outside lower center",
-               ncol=5, fontsize=8, frameon=False)
+    handles = _legend_handles("planned" if any(ep.plans for ep in shown) else None, radius)
+    fig.legend(handles=handles, loc="outside lower center", ncol=5, fontsize=8, frameon=False)
     return _save(fig, path)
 
 

@@ -38,7 +38,8 @@ def track_action(state: np.ndarray, target: np.ndarray, planned_action: np.ndarr
     state, target = np.asarray(state, dtype=np.float64), np.asarray(target, dtype=np.float64)
     n = state.shape[-1] // 2
     if state.shape[-1] != 2 * n or target.shape[-1] != state.shape[-1]:
-        raise ValueError(f"state and target must be [..., 2n] (position, velocity), got {state.shape} and {target.shape}")
+        raise ValueError(f"state and target must be [..., 2n] (position, velocity), got {state.shape} and "
+                         f"{target.shape}")
     return (target[..., :n] - state[..., :n]) + (target[..., n:] - state[..., n:])
 
 
