@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import sys
 
+from dfplan.controllers import make_controller
+
 import common
 
 ENVS = ["ogbench-pointmaze-medium", "ogbench-pointmaze-large", "ogbench-pointmaze-giant"]
@@ -53,8 +55,6 @@ KIND = {"checkpoint_": "df", "diffuser_checkpoint_": "diffuser"}
 
 
 def build(method: str, task, checkpoints: dict, device: str):
-    from dfplan.controllers import make_controller
-
     planner, kwargs, needs = METHODS[method]
     return make_controller(planner, task, checkpoints[needs[0]] if needs else None, device=device, **kwargs)
 

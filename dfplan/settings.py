@@ -102,8 +102,8 @@ class ControllerSettings:
     #   toward the next planned state
     lowlevel: str | None = None  # execution=lowlevel: the low-level policy's checkpoint (path or shipped name);
     #   None = the one shipped for the task
-    subgoal_ahead: int | None = None  # execution=lowlevel: the planned state this many env steps ahead is the policy's
-    #   subgoal (1..k, the span it was trained on); None = k
+    subgoal_ahead: int | None = None  # execution=track: the planned state this many env steps ahead is the tracker's
+    #   target (None = the next); execution=lowlevel: the policy's subgoal (1..k, the span it was trained on; None = k)
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731

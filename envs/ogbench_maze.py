@@ -9,7 +9,9 @@ that jitter from its own RNG seeded by the env seed (same distribution, reproduc
 the MCTD papers did.
 
 What the models see (`NavigateObservation`): a dict with `observation` = xy, `achieved_goal` = xy and `desired_goal` =
-the goal's xy. Env seed `s` plays evaluation task `1 + s % 5`.
+the goal's xy. Env seed `s` plays evaluation task `1 + s % 5`. The `-goal` tasks (`ogbench-pointmaze-giant-goal`, ...)
+are the same envs with the goal appended to the observation ([x, y, goal x, goal y]), so a model trained on their
+data (where the goal is the one the expert was walking to) is goal-conditioned by its input.
 
 The recipe (`generate_navigate_dataset`) follows OGBench's `data_gen_scripts/generate_locomaze.py` for the
 "navigate" datasets: each episode starts in a random free cell with a goal in a random vertex cell (not a corridor);
@@ -33,6 +35,7 @@ from .recipes import claim_dataset_id, write_dataset
 
 NAVIGATE_MAZES = {"ogbench-pointmaze-medium": "medium", "ogbench-pointmaze-large": "large",
                   "ogbench-pointmaze-giant": "giant"}
+GOAL_SUFFIX = "-goal"  # task name suffix: the goal appended to the observation
 NAMESPACE = "dfplan/ogbench"
 DEFAULT_EPISODES = 1000  # OGBench's navigate datasets: 1,000 training episodes of 1,001 steps
 EPISODE_STEPS = 1000
@@ -43,8 +46,14 @@ MAZE_UNIT = 4.0
 DATA_NOISE = 0.2  # OGBench's Gaussian action noise for the navigate data
 
 
-def _maze(name: str) -> str:
-    return NAVIGATE_MAZES.get(name, name)
+def maze_of(name: str) -> str:
+    """The OGBench maze of a task name: 'ogbench-pointmaze-giant(-goal)' -> 'giant'."""
+    return NAVIGATE_MAZES.get(name.removesuffix(GOAL_SUFFIX), name)
+
+
+def goal_in_state(name: str) -> bool:
+    """Does the task `name` append the goal to the observation?"""
+    return name.endswith(GOAL_SUFFIX)
 
 
 def _import_ogbench():
@@ -66,7 +75,7 @@ def make_raw_env(maze: str, max_episode_steps: int | None = None, render_mode: s
     kwargs = {"max_episode_steps": int(max_episode_steps)} if max_episode_steps else {}
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
-    return ogbench.make_env_and_datasets(f"pointmaze-{_maze(maze)}-navigate-v0", env_only=True,
+    return ogbench.make_env_and_datasets(f"pointmaze-{maze_of(maze)}-navigate-v0", env_only=True,
                                          terminate_at_goal=False, **kwargs)
 
 
@@ -92,11 +101,13 @@ class NavigateObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """OGBench's xy observation -> dict (observation, achieved_goal = xy; desired_goal = the goal's xy); see the
     module doc. `reset(seed=s)` without a task plays task `1 + s % 5` with start/goal jitter drawn from seed s."""
 
-    def __init__(self, env: gym.Env, jitter: bool = True):
-        gym.utils.RecordConstructorArgs.__init__(self, jitter=jitter)
+    def __init__(self, env: gym.Env, jitter: bool = True, with_goal: bool = False):
+        gym.utils.RecordConstructorArgs.__init__(self, jitter=jitter, with_goal=with_goal)
         gym.Wrapper.__init__(self, env)
-        box = gym.spaces.Box(-np.inf, np.inf, (2,), np.float64)
-        self.observation_space = gym.spaces.Dict({"observation": box, "achieved_goal": box, "desired_goal": box})
+        box = lambda d: gym.spaces.Box(-np.inf, np.inf, (d,), np.float64)  # noqa: E731
+        self.with_goal = with_goal
+        self.observation_space = gym.spaces.Dict({"observation": box(4 if with_goal else 2), "achieved_goal": box(2),
+                                                  "desired_goal": box(2)})
         self.jitter = _SeededJitter(env.unwrapped._maze_unit, 1.0 if jitter else 0.0)
         env.unwrapped.add_noise = self.jitter
         self._goal = np.zeros(2)
@@ -104,7 +115,8 @@ class NavigateObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def _dict(self, xy: np.ndarray) -> dict:
         xy = np.asarray(xy, dtype=np.float64)
-        return {"observation": xy.copy(), "achieved_goal": xy.copy(), "desired_goal": self._goal.copy()}
+        state = np.concatenate([xy, self._goal]) if self.with_goal else xy.copy()
+        return {"observation": state, "achieved_goal": xy.copy(), "desired_goal": self._goal.copy()}
 
     def reset(self, *, seed=None, options=None):
         options = dict(options or {})
@@ -127,13 +139,17 @@ class NavigateObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
 def make_navigate_env(name: str, max_episode_steps: int | None = None, render_mode: str | None = None,
                       jitter: bool = True) -> gym.Env:
-    """An evaluation env with the dict observation (`NavigateObservation`)."""
-    return NavigateObservation(make_raw_env(name, max_episode_steps, render_mode), jitter=jitter)
+    """An evaluation env with the dict observation (`NavigateObservation`; the goal in it for a `-goal` task)."""
+    return NavigateObservation(make_raw_env(name, max_episode_steps, render_mode), jitter=jitter,
+                               with_goal=goal_in_state(name))
 
 
 class PlainObservation:
     """Reads a plain OGBench navigate env's observations in a user's own loop: `adapter(xy, goal=info["goal"])` -> the
-    dict `NavigateObservation` makes. Our own dict observations pass through."""
+    dict `NavigateObservation` makes (`with_goal`: the goal appended). Our own dict observations pass through."""
+
+    def __init__(self, with_goal: bool = False):
+        self.with_goal = with_goal
 
     def reset(self) -> None:
         pass
@@ -150,7 +166,8 @@ class PlainObservation:
         if xy.shape[-1] != 2 or goal.shape != xy.shape or xy.ndim not in (1, 2):
             raise UserError(f"a plain OGBench point observation and its goal are [2] or [N, 2], got {xy.shape} and "
                             f"{goal.shape}")
-        return {"observation": xy, "achieved_goal": xy.copy(), "desired_goal": goal}
+        state = np.concatenate([xy, goal], axis=-1) if self.with_goal else xy
+        return {"observation": state, "achieved_goal": xy.copy(), "desired_goal": goal}
 
 
 # --- the expert ------------------------------------------------------------------------------------------------
@@ -214,10 +231,12 @@ class NavigateExpertController:
         pass
 
     def act(self, obs):
-        xy = np.atleast_2d(obs["observation"])
+        xy = np.atleast_2d(obs["achieved_goal"])  # the xy (a `-goal` task's observation holds the goal too)
         goal = np.atleast_2d(obs["desired_goal"])
-        actions = np.stack([expert_action(self.subgoals, p, g, home_in=True) for p, g in zip(xy, goal)]).astype(np.float32)
-        return np.clip(actions, -1.0, 1.0) if np.ndim(obs["observation"]) == 2 else np.clip(actions[0], -1.0, 1.0)
+        actions = np.stack([expert_action(self.subgoals, p, g, home_in=True) for p, g in zip(xy, goal)])
+        actions = actions.astype(np.float32)
+        actions = np.clip(actions, -1.0, 1.0)
+        return actions if np.ndim(obs["observation"]) == 2 else actions[0]
 
 
 def track_action(states: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -274,11 +293,12 @@ def _navigate_episode(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     return np.asarray(xy), np.asarray(actions, dtype=np.float32), np.asarray(goals), reached
 
 
-def _buffer(idx: int, seed, xy: np.ndarray, actions: np.ndarray, goals: np.ndarray) -> EpisodeBuffer:
+def _buffer(idx: int, seed, xy: np.ndarray, actions: np.ndarray, goals: np.ndarray, with_goal: bool) -> EpisodeBuffer:
     """A Minari episode; reward 1 where the step ended within the success distance of that step's goal."""
     T = len(actions)
     rewards = (np.linalg.norm(xy[1:] - goals[:-1], axis=-1) <= SUCCESS_DISTANCE).astype(np.float64)
-    obs = {"observation": xy, "achieved_goal": xy.copy(), "desired_goal": goals}
+    state = np.concatenate([xy, goals], axis=-1) if with_goal else xy
+    obs = {"observation": state, "achieved_goal": xy.copy(), "desired_goal": goals}
     return EpisodeBuffer(id=idx, seed=seed, observations={k: v.astype(np.float64) for k, v in obs.items()},
                          actions=actions.astype(np.float32), rewards=rewards, terminations=np.zeros(T, bool),
                          truncations=np.arange(T) == T - 1, infos={})
@@ -288,7 +308,7 @@ def collect_navigate_episodes(name: str, episodes: int, seed: int, noise: float 
                               steps: int = EPISODE_STEPS, workers: int | None = None, progress: bool = True):
     """Run the noisy expert for `episodes` episodes of `steps` steps across `workers` processes; returns (Minari
     episode buffers, goals reached per episode)."""
-    maze = _maze(name)
+    maze, with_goal = maze_of(name), goal_in_state(name)
     workers = max(1, min(workers or os.cpu_count() or 1, episodes))
     jobs = [(maze, seed + i, noise, steps) for i in range(episodes)]
     bar = tqdm(total=episodes, desc=f"collect pointmaze-{maze}-navigate", unit="ep", disable=not progress,
@@ -299,7 +319,7 @@ def collect_navigate_episodes(name: str, episodes: int, seed: int, noise: float 
         pool.map(_navigate_episode, jobs, chunksize=max(1, min(8, episodes // (4 * workers))))
     try:
         for i, (xy, act, goals, n) in enumerate(results):
-            buffers.append(_buffer(i, seed + i, xy, act, goals))
+            buffers.append(_buffer(i, seed + i, xy, act, goals, with_goal))
             reached.append(n)
             bar.update()
     finally:
@@ -309,7 +329,7 @@ def collect_navigate_episodes(name: str, episodes: int, seed: int, noise: float 
     return buffers, np.asarray(reached)
 
 
-def load_navigate_npz(path: str) -> list:
+def load_navigate_npz(path: str, with_goal: bool = False) -> list:
     """Minari episode buffers from an OGBench navigate `.npz` file (`observations` [N, 2], `actions` [N, 2],
     `terminals`). The files store no goal: `desired_goal` is where the episode ends (a hindsight goal)."""
     with np.load(path) as data:
@@ -329,7 +349,7 @@ def load_navigate_npz(path: str) -> list:
     for end in ends:
         xy, a = obs[start:end + 1], act[start:end]  # the file stores no final observation: drop the last action
         if len(a) >= 2:
-            buffers.append(_buffer(len(buffers), None, xy, a, np.repeat(xy[-1:], len(xy), axis=0)))
+            buffers.append(_buffer(len(buffers), None, xy, a, np.repeat(xy[-1:], len(xy), axis=0), with_goal))
         start = end + 1
     if not buffers:
         raise ValueError(f"{path} holds no episode of at least 3 steps")
@@ -338,8 +358,8 @@ def load_navigate_npz(path: str) -> list:
 
 def default_dataset_id(name: str, episodes: int | None = None, npz: str | None = None) -> str:
     """'ogbench-pointmaze-giant' -> 'dfplan/ogbench/pointmaze-giant-navigate-v0' (other sizes: '...-300ep-v0'; an
-    imported file: '...-<file stem>-v0')."""
-    base = f"{NAMESPACE}/pointmaze-{_maze(name)}-navigate"
+    imported file: '...-<file stem>-v0'; a `-goal` task: '...-navigate-goal-...')."""
+    base = f"{NAMESPACE}/pointmaze-{maze_of(name)}-navigate" + ("-goal" if goal_in_state(name) else "")
     if npz is not None:
         return f"{base}-{os.path.splitext(os.path.basename(str(npz)))[0].replace('.', '-')}-v0"
     return base + ("" if episodes in (None, DEFAULT_EPISODES) else f"-{episodes}ep") + "-v0"
@@ -367,19 +387,19 @@ def generate_navigate_dataset(name: str, episodes: int = DEFAULT_EPISODES, seed:
                               ref_episodes: int = 25):
     """Generate (or, with `npz`, import) and atomically write a navigate dataset; returns it loaded through Minari.
     Reference scores are success rates in percent: 0 (min) and the noise-free expert's (max)."""
-    maze = _maze(name)
-    dataset_id = dataset_id or default_dataset_id(maze, episodes, npz)
+    maze = maze_of(name)
+    dataset_id = dataset_id or default_dataset_id(name, episodes, npz)
     claim_dataset_id(dataset_id, overwrite)
     t0 = time.perf_counter()
     if npz is not None:
-        buffers, reached = load_navigate_npz(npz), None
+        buffers, reached = load_navigate_npz(npz, goal_in_state(name)), None
         algorithm = f"imported from {os.path.basename(npz)} (hindsight goal: each episode's end)"
     else:
-        buffers, reached = collect_navigate_episodes(maze, episodes, seed, noise=noise, workers=workers,
+        buffers, reached = collect_navigate_episodes(name, episodes, seed, noise=noise, workers=workers,
                                                      progress=progress)
         algorithm = f"ogbench-navigate-expert(noise={noise})"
     ref_max = 100.0 * float(expert_success(maze, ref_episodes, seed=seed).mean())
-    env = make_navigate_env(maze)
+    env = make_navigate_env(name)
     try:
         desc = (f"OGBench pointmaze-{maze}-navigate data ({len(buffers)} episodes"
                 + (f" of {EPISODE_STEPS} steps, seeds {seed}..{seed + episodes - 1}; the expert reached "

@@ -9,7 +9,7 @@ from conftest import drive
 import dfplan
 from dfplan import make_env
 from dfplan.df.controller import MPCController
-from dfplan.evaluation import evaluate
+from dfplan.evaluation import run_episodes
 from dfplan.registry import load_planner
 from dfplan.tasks import get_task
 
@@ -118,7 +118,7 @@ def test_horizon_shrinks_with_the_remaining_time(planner):
 def test_short_real_evaluation(planner):
     c = MPCController(planner, horizon=4)
     task = get_task("pointmaze-umaze")
-    result = evaluate(c, task, episodes=2, batch=2, max_episode_steps=24, progress=False, keep_plans=1)
+    result = run_episodes(c, task, episodes=2, batch=2, max_episode_steps=24, progress=False, keep_plans=1)
     s = result.summary(task, (0.0, 100.0))
     assert s["episodes"] == 2 and 0 <= s["success_rate"] <= 1 and s["failures"] == 0
     assert result.episodes[0].path.shape == (25, 2) and len(result.episodes[0].plans) == 6

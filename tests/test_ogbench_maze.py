@@ -10,14 +10,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import minari
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_module
 
 import dfplan
+from dfplan import run
 from dfplan.envs import ogbench_maze as nav
 from dfplan.errors import UserError
+from dfplan.evaluation import run_episodes
 from dfplan.tasks import get_task
+from dfplan.training import train
 
 pytest.importorskip("ogbench")
 
@@ -60,10 +65,8 @@ def test_env_seeds_pick_the_task_and_the_jitter_reproducibly():
 
 
 def test_the_expert_reaches_the_goal_and_the_tracker_lands_on_its_target():
-    from dfplan.evaluation import evaluate
-
     task = get_task("ogbench-pointmaze-medium")
-    res = evaluate(task.expert(), task, episodes=5, seed=100, batch=5, progress=False)
+    res = run_episodes(task.expert(), task, episodes=5, seed=100, batch=5, progress=False)
     assert all(e.success for e in res.episodes) and res.summary(task)["task1_success"] == 100.0
     env = task.make_env()
     obs, _ = env.reset(seed=0)
@@ -101,8 +104,6 @@ def navigate_data(tmp_path_factory):
 
 
 def test_navigate_data_follows_ogbench_s_recipe(navigate_data, monkeypatch):
-    import minari
-
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(navigate_data))
     ds = minari.load_dataset("test/nav-v0")
     eps = list(ds.iterate_episodes())
@@ -121,8 +122,6 @@ def test_navigate_data_follows_ogbench_s_recipe(navigate_data, monkeypatch):
 
 
 def test_a_navigate_npz_file_imports(navigate_data, tmp_path, monkeypatch):
-    import minari
-
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(navigate_data))
     eps = list(minari.load_dataset("test/nav-v0").iterate_episodes())
     obs = np.concatenate([e.observations["observation"][:-1] for e in eps])
@@ -143,11 +142,6 @@ def test_a_navigate_npz_file_imports(navigate_data, tmp_path, monkeypatch):
 
 
 def test_tiny_df_plans_the_maze_and_drives_the_point_both_ways(navigate_data, tmp_path):
-    from hydra import compose, initialize_config_module
-
-    from dfplan import run
-    from dfplan.training import train
-
     overrides = [f"out={tmp_path / 'df'}", "env=ogbench-pointmaze-medium", "+experiment=ogbench_maze",
                  "train.steps=30", "train.batch_size=8", "train.warmup_steps=5", "train.ema_start=5",
                  "train.val_every=30", "train.checkpoint_every=30", "train.progress=false", "device=cpu",

@@ -59,7 +59,9 @@ class MPCController(Controller):
             next planned state with the task's tracking controller (`Task.track_action`).
         lowlevel: with execution="lowlevel", the policy: a checkpoint path or shipped name, or a loaded
             `dfplan.lowlevel.GoalReacher`; None = the one shipped for the planner's task.
-        subgoal_ahead: with execution="lowlevel", how many env steps ahead of now the planned state handed to the
+        subgoal_ahead: with execution="track", how many env steps ahead the planned state the tracker steers to lies
+            (default 1: the next one; further ahead, a tracker that moves at full speed toward it cuts the plan's
+            jitter); with execution="lowlevel", how many env steps ahead of now the planned state handed to the
             policy lies (1..k); None = the policy's k.
         """
         named = objective if isinstance(objective, str) else None
@@ -94,6 +96,7 @@ class MPCController(Controller):
             if planner.task is None:
                 raise UserError("execution=track needs the planner's task (its tracking controller)")
             self.tracker = planner.task.track_action
+            self.subgoal_ahead = settings.subgoal_ahead or 1
         if self.reacher is not None:
             self.subgoal_ahead = settings.subgoal_ahead or self.reacher.k
             if self.subgoal_ahead > self.reacher.k:
@@ -178,14 +181,13 @@ class MPCController(Controller):
 
     # --- internals -----------------------------------------------------------------------------
     def _action(self, states: np.ndarray) -> np.ndarray:
-        """The plan's own action now, the tracking controller's toward the next planned state, or the low-level
-        policy's toward the planned state `subgoal_ahead` steps ahead (the plan's last state once fewer remain)."""
+        """The plan's own action now, or the tracking controller's or the low-level policy's toward the planned state
+        `subgoal_ahead` steps ahead (the plan's last state once fewer remain)."""
         if self.plan_states is None or (self.reacher is None and self.tracker is None):
             return self.plan[:, self.plan_step].copy()  # own actions (or, without planned states, a failed plan's)
-        if self.tracker is not None:
-            nxt = min(self.plan_step + 1, self.plan_states.shape[1] - 1)
-            return self.tracker(states, self.plan_states[:, nxt], self.plan[:, self.plan_step])
         ahead = min(self.plan_step + self.subgoal_ahead, self.plan_states.shape[1] - 1)
+        if self.tracker is not None:
+            return self.tracker(states, self.plan_states[:, ahead], self.plan[:, self.plan_step])
         return self.reacher.act_toward(states, self.plan_states[:, ahead])
 
     def _remember(self, states: np.ndarray) -> None:

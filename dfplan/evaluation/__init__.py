@@ -1,5 +1,5 @@
 """Closed-loop evaluation of controllers on tasks (`run_episodes`), pictures (`plots`) and animations (`video`)."""
 
-from dfplan.evaluation.rollouts import EvalResult, evaluate, run_episodes
+from dfplan.evaluation.rollouts import EvalResult, run_episodes
 
-__all__ = ["EvalResult", "evaluate", "run_episodes"]
+__all__ = ["EvalResult", "run_episodes"]

@@ -81,4 +81,3 @@ def run_episodes(controller, task, goal: str | None = None, episodes: int = 10, 
     return EvalResult(results, time.perf_counter() - t0, controller.failures - failures_before)
 
 
-evaluate = run_episodes  # its former name, which benchmarks/navigate.py and tests/test_ogbench_maze.py still use

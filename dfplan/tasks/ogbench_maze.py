@@ -1,8 +1,9 @@
 """OGBench PointMaze navigate (medium, large, giant) as tasks (`dfplan.envs.ogbench_maze` holds the env and recipe).
 
 The state the models see is OGBench's own observation, the point's xy (the point is kinematic, so xy is its whole
-state); `desired_goal` is the goal's xy. Score: success rate in percent, success = the point came within 1.0 of the
-goal at any step of the 1,000 (OGBench's rule; the episode runs on). Env seed `s` plays evaluation task `1 + s % 5`.
+state), and in the `-goal` tasks the goal's xy after it; `desired_goal` is the goal's xy. Score: success rate in
+percent, success = the point came within 1.0 of the goal at any step of the 1,000 (OGBench's rule; the episode runs
+on). Env seed `s` plays evaluation task `1 + s % 5`.
 Guidance knows no map: `goal_distance` is the straight line to the goal. Plans are executed with the model's own
 actions or tracked by the point's position controller (`execution=track`).
 """
@@ -14,8 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from dfplan.envs import MazeLayout
+from dfplan.envs import ogbench_maze as nav
 from dfplan.errors import UserError, check_float, check_int
-from dfplan.tasks.base import EpisodeResult, Task, reach_value, success_by_task
+from dfplan.evaluation.plots import animate_maze, plot_maze_episodes, plot_maze_plans
+from dfplan.guidance import goal_distance
+from dfplan.tasks.base import Task, reach_value, success_by_task
+from dfplan.types import EpisodeResult
 
 FAMILY = "ogbench_maze"
 MAX_PLAN_STEP = 1.0  # a planned step longer than this jumps: the point moves at most 0.28 per env step
@@ -32,16 +38,12 @@ class NavigateTask(Task):
     data_options = ("episodes", "noise", "workers", "npz")
 
     def __init__(self, name: str):
-        from dfplan.envs.ogbench_maze import SUCCESS_DISTANCE
-
         self.name = name
-        self.success_radius = SUCCESS_DISTANCE
+        self.success_radius = nav.SUCCESS_DISTANCE
 
     @property
     def max_episode_steps(self) -> int:
-        from dfplan.envs.ogbench_maze import EPISODE_STEPS
-
-        return EPISODE_STEPS
+        return nav.EPISODE_STEPS
 
     @property
     def goal_dims(self) -> tuple[int, ...]:
@@ -53,27 +55,20 @@ class NavigateTask(Task):
 
     def observation_adapter(self):
         """Reads a plain OGBench navigate env's xy and `info["goal"]` (`dfplan.envs.ogbench_maze.PlainObservation`)."""
-        from dfplan.envs.ogbench_maze import PlainObservation
-
-        return PlainObservation()
+        return nav.PlainObservation(with_goal=nav.goal_in_state(self.name))
 
     def make_env(self, goal=None, max_episode_steps=None, render_mode=None):
-        from dfplan.envs.ogbench_maze import make_navigate_env
-
         self.check_goal(goal)
-        return make_navigate_env(self.name, max_episode_steps=max_episode_steps, render_mode=render_mode)
+        return nav.make_navigate_env(self.name, max_episode_steps=max_episode_steps, render_mode=render_mode)
 
     @cached_property
     def layout(self):
         """The maze for pictures and plan statistics, its rows flipped so that its frame is OGBench's xy shifted by
         `_shift` (MazeLayout's y grows upward with decreasing row)."""
-        from dfplan.envs import MazeLayout
-        from dfplan.envs.ogbench_maze import MAZE_UNIT, make_raw_env
-
-        env = make_raw_env(self.name)
+        env = nav.make_raw_env(self.name)
         maze_map = np.asarray(env.unwrapped.maze_map)
         env.close()
-        return MazeLayout(maze_map[::-1].tolist(), scale=MAZE_UNIT)
+        return MazeLayout(maze_map[::-1].tolist(), scale=nav.MAZE_UNIT)
 
     @property
     def _shift(self) -> np.ndarray:
@@ -83,22 +78,19 @@ class NavigateTask(Task):
 
     # --- data --------------------------------------------------------------------------------------
     def default_dataset_id(self, episodes=None, npz=None, **_) -> str:
-        from dfplan.envs.ogbench_maze import default_dataset_id
-
-        return default_dataset_id(self.name, episodes, npz)
+        return nav.default_dataset_id(self.name, episodes, npz)
 
     def generate_dataset(self, dataset_id, seed, overwrite, progress, episodes=None, noise=None, workers=None,
                          npz=None):
-        from dfplan.envs.ogbench_maze import DATA_NOISE, DEFAULT_EPISODES, generate_navigate_dataset
 
         if npz is not None and not Path(str(npz)).is_file():
             raise UserError(f"npz={npz}: no such file; give the path of an OGBench dataset file "
                             f"(e.g. ~/.ogbench/data/{self.name.removeprefix('ogbench-')}-navigate-v0.npz)")
         try:
-            return generate_navigate_dataset(
-                self.name, episodes=check_int("episodes", episodes or DEFAULT_EPISODES, 1),
+            return nav.generate_navigate_dataset(
+                self.name, episodes=check_int("episodes", episodes or nav.DEFAULT_EPISODES, 1),
                 seed=check_int("seed", seed, 0), dataset_id=dataset_id, overwrite=overwrite,
-                noise=check_float("noise", DATA_NOISE if noise is None else noise, 0.0),
+                noise=check_float("noise", nav.DATA_NOISE if noise is None else noise, 0.0),
                 workers=None if workers is None else check_int("workers", workers, 1),
                 npz=None if npz is None else str(npz), progress=progress)
         except (ValueError, OSError) as err:
@@ -111,13 +103,14 @@ class NavigateTask(Task):
 
     def dataset_mismatch(self, dataset) -> str | None:
         env_id = getattr(dataset.spec.env_spec, "id", None) or ""
-        maze = self.name.removeprefix("ogbench-")
-        return None if env_id.startswith(maze) else f"it was recorded in {env_id}"
+        if not env_id.startswith(f"pointmaze-{nav.maze_of(self.name)}"):
+            return f"it was recorded in {env_id}"
+        dim = dataset.spec.observation_space["observation"].shape[0]
+        want = 4 if nav.goal_in_state(self.name) else 2
+        return None if dim == want else f"its observations are {dim}-D, {self.name}'s are {want}-D"
 
     # --- guidance ----------------------------------------------------------------------------------
     def _objective(self, name):
-        from dfplan.guidance import goal_distance
-
         return lambda goal: goal_distance(goal, self.goal_dims)
 
     def plan_value(self, states, goal):
@@ -127,9 +120,7 @@ class NavigateTask(Task):
 
     # --- scoring and pictures ------------------------------------------------------------------------
     def summarize(self, episodes, ref_scores=None) -> dict:
-        from dfplan.envs.ogbench_maze import NUM_TASKS, task_id_of
-
-        return {**super().summarize(episodes, ref_scores), **success_by_task(episodes, task_id_of, NUM_TASKS)}
+        return {**super().summarize(episodes, ref_scores), **success_by_task(episodes, nav.task_id_of, nav.NUM_TASKS)}
 
     def describe(self, s: dict) -> str:
         per_task = " ".join(f"t{k}:{s[f'task{k}_success']:.0f}" for k in range(1, 6) if f"task{k}_success" in s)
@@ -143,45 +134,41 @@ class NavigateTask(Task):
                               [p[:, :2] + d for p in e.plans]) for e in episodes]
 
     def plot_episodes(self, episodes, path, title="", ref_scores=None) -> Path:
-        from dfplan.evaluation.plots import plot_maze_episodes
-
         labels = ["reached" if e.success else "missed" for e in episodes]
         return plot_maze_episodes(self.layout, self._shifted(episodes), path, title=title, labels=labels,
                                   radius=self.success_radius)
 
-    def plot_plans(self, states, goals, path, title="") -> Path:
-        from dfplan.evaluation.plots import plot_maze_plans
+    def animate(self, states, path, goals, plans, steps, title=""):
+        """Top-down over the maze: the point's path, the plan being followed, the goal."""
+        d = self._shift
+        plans = [None if p is None else p[:, :2] + d for p in plans]
+        return animate_maze(self.layout, path[:, :2] + d, goals[:, :2] + d, plans, steps, title=title,
+                            radius=self.success_radius)
 
+    def plot_plans(self, states, goals, path, title="") -> Path:
         return plot_maze_plans(self.layout, states[..., :2] + self._shift, np.asarray(goals) + self._shift, path,
                                title=title, radius=self.success_radius)
 
     def plan_stats(self, states, goals) -> dict:
         """Where plans end, how often they cross a wall, and how far they step: the point moves at most
         0.2 * sqrt(2) per step, so a longer step is a jump the env cannot make."""
-        from dfplan.envs.ogbench_maze import STEP_SIZE
-
         in_wall = self.layout.in_wall(states[..., :2] + self._shift)
         steps = np.linalg.norm(np.diff(states[..., :2], axis=1), axis=-1)
         return {**super().plan_stats(states, goals), "in_wall": float(in_wall.mean()),
                 "through_wall": float(in_wall.any(axis=1).mean()),
-                "jumps": float((steps > STEP_SIZE * np.sqrt(2) * 1.05).mean())}
+                "jumps": float((steps > nav.STEP_SIZE * np.sqrt(2) * 1.05).mean())}
 
     def track_action(self, states, targets, planned_actions):
         """The point's position controller (`dfplan.envs.ogbench_maze.track_action`)."""
-        from dfplan.envs.ogbench_maze import track_action
-
-        return track_action(states, targets)
+        return nav.track_action(states, targets)
 
     def expert(self, lookahead: bool = False):
-        from dfplan.envs.ogbench_maze import NavigateExpertController
-
-        return NavigateExpertController(self.name)
+        return nav.NavigateExpertController(self.name)
 
 
 def named_tasks() -> dict:
-    from dfplan.envs.ogbench_maze import NAVIGATE_MAZES
-
-    return {name: (lambda name=name: NavigateTask(name)) for name in NAVIGATE_MAZES}
+    names = [*nav.NAVIGATE_MAZES, *(name + nav.GOAL_SUFFIX for name in nav.NAVIGATE_MAZES)]
+    return {name: (lambda name=name: NavigateTask(name)) for name in names}
 
 
 def from_spec(spec: dict) -> NavigateTask:
