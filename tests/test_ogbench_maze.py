@@ -166,3 +166,15 @@ def test_tiny_df_plans_the_maze_and_drives_the_point_both_ways(navigate_data, tm
     plan = planner.plan(torch.zeros(3, 2), torch.tensor([[8.0, 8.0]] * 3), horizon=5)
     stats = task.plan_stats(plan.states.numpy(), np.array([[8.0, 8.0]] * 3))
     assert {"in_wall", "through_wall", "jumps", "end_distance"} <= set(stats)
+
+
+def test_the_goal_tasks_carry_the_goal_in_the_observation():
+    plain, with_goal = get_task("ogbench-pointmaze-large"), get_task("ogbench-pointmaze-large-goal")
+    a, _ = plain.make_env().reset(seed=4)
+    b, info = with_goal.make_env().reset(seed=4)
+    assert b["observation"].shape == (4,) and np.allclose(b["observation"], np.r_[a["observation"], a["desired_goal"]])
+    assert np.allclose(with_goal.observation_adapter()(a["observation"], goal=info["goal"])["observation"],
+                       b["observation"])
+    assert with_goal.default_dataset_id() == "dfplan/ogbench/pointmaze-large-navigate-goal-v0"
+    res = run_episodes(with_goal.expert(), with_goal, episodes=2, seed=0, batch=2, progress=False)
+    assert all(e.success for e in res.episodes)
