@@ -398,14 +398,19 @@ def tasks_and_checkpoints(args: Args, methods: dict, prefixes: Sequence[str], ki
     return tasks, found
 
 
-def run_methods(args: Args, tasks: dict, methods: dict, found: dict, prefixes: Sequence[str], kind: dict,
-                results: Results, device: str, build: Callable, task_for: Callable = lambda method, task: task
-                ) -> list[dict]:
-    """Evaluate every method of `args.methods` on every task for `args.seeds` seeds of `args.episodes` held-out
-    episodes (env seeds `args.first_seed + s * episodes ...`, the same for every method); one results row each, with
-    the planning time per decision and per episode. `methods`: name -> (planner, keywords, the checkpoint kinds it
-    needs); `found`: env -> {kind: checkpoint or None} (a method missing one is skipped with a note naming the
-    `prefixes` key that supplies it); `build(method, task, checkpoints, device)` makes the controller."""
+def run_methods(script: str, args: Args, methods: dict, prefixes: Sequence[str], kind: dict, build: Callable,
+                task_for: Callable = lambda method, task: task) -> tuple[dict, list[dict], str]:
+    """Evaluate every method of `args.methods` on every task of `args.envs` for `args.seeds` seeds of `args.episodes`
+    held-out episodes (env seeds `args.first_seed + s * episodes ...`, the same for every method); one row each in
+    `benchmarks/results/<script>.jsonl`, with the planning time per decision and per episode. `methods`: name ->
+    (planner, keywords, the checkpoint kinds it needs), a checkpoint coming from `tasks_and_checkpoints` (a method
+    missing one is skipped with a note naming the `prefixes` key that supplies it); `build(method, task, checkpoints,
+    device)` makes the controller, `task_for(method, task)` the task it runs on. Returns ({env: Task}, rows, the
+    command line)."""
+    tasks, found = tasks_and_checkpoints(args, methods, prefixes, kind)
+    command = print_command()
+    device = resolve_device(args.device)
+    results = Results(script, args, command)
     rows = []
     for env, task in tasks.items():
         for method in args.methods:
@@ -432,4 +437,4 @@ def run_methods(args: Args, tasks: dict, methods: dict, found: dict, prefixes: S
                                          "episode_success": [e.success for e in res.episodes]}, device))
                 print(f"  {env} {method:16s} seed {seed}: success {s['score_mean']:5.1f} %  plan {ms:.2f} ms/step  "
                       f"{s['episodes_per_minute']:.0f} ep/min", flush=True)
-    return rows
+    return tasks, rows, command

@@ -89,11 +89,7 @@ def build(method: str, task, checkpoints: dict, device: str):
 
 def main() -> None:
     args = common.parse_args(DEFAULTS, QUICK, __doc__, prefixes=PREFIXES)
-    tasks, found = common.tasks_and_checkpoints(args, METHODS, PREFIXES, KIND)
-    command = common.print_command()
-    device = common.resolve_device(args.device)
-    results = common.Results("manipulation", args, command)
-    rows = common.run_methods(args, tasks, METHODS, found, PREFIXES, KIND, results, device, build, task_for)
+    tasks, rows, command = common.run_methods("manipulation", args, METHODS, PREFIXES, KIND, build, task_for)
     timing = common.TIMING_COLUMNS
     sections = []
     for family, title in (("fetch", "Fetch"), ("ogbench", "OGBench cubes")):

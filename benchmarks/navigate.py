@@ -61,11 +61,7 @@ def build(method: str, task, checkpoints: dict, device: str):
 
 def main() -> None:
     args = common.parse_args(DEFAULTS, QUICK, __doc__, prefixes=PREFIXES)
-    tasks, found = common.tasks_and_checkpoints(args, METHODS, PREFIXES, KIND)
-    command = common.print_command()
-    device = common.resolve_device(args.device)
-    results = common.Results("navigate", args, command)
-    rows = common.run_methods(args, tasks, METHODS, found, PREFIXES, KIND, results, device, build)
+    _, rows, command = common.run_methods("navigate", args, METHODS, PREFIXES, KIND, build)
     per_task = [(f"task {k}", common.col_mean_se(f"task{k}_success")) for k in range(1, 6)]
     table = common.aggregate_table(rows, ["env", "method"], [("success %", common.col_mean_se("score_mean")),
                                                               *per_task, *common.TIMING_COLUMNS])

@@ -24,6 +24,7 @@ a pure function of its arguments however many worker processes collect it.
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -247,10 +248,12 @@ class SubgoalObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return self._dict(obs), reward, terminated, truncated, info
 
 
-def _import_ogbench():
+def import_ogbench(part: str = "manipspace"):
+    """The optional ogbench package, with its `part` imported (which registers that family's envs), or a UserError
+    that says how to install it."""
     try:
-        import ogbench
-        import ogbench.manipspace  # noqa: F401  (registers the envs)
+        ogbench = importlib.import_module("ogbench")
+        importlib.import_module(f"ogbench.{part}")
     except ImportError as err:
         raise UserError(f"the OGBench tasks need the ogbench package ({err}); install it with: "
                         f"pip install 'dfplan[ogbench]'") from err
@@ -258,7 +261,7 @@ def _import_ogbench():
 
 
 def _make_raw(short: str, mode: str = "task", max_episode_steps: int | None = None, render_mode: str | None = None):
-    ogbench = _import_ogbench()
+    ogbench = import_ogbench()
 
     kwargs = {"max_episode_steps": int(max_episode_steps)} if max_episode_steps else {}
     if mode == "task":
@@ -341,7 +344,7 @@ def _labelled_episode(idx: int, seed, raw_obs: np.ndarray, actions: np.ndarray, 
 def _play_episode(args) -> tuple[np.ndarray, np.ndarray, list[int], list[bool]]:
     """One play episode of the scripted oracle: (raw obs [T+1, D], actions [T, 5], task ends, task successes)."""
     short, ep_seed, noise, noise_smoothing, steps = args
-    _import_ogbench()
+    import_ogbench()
     from ogbench.manipspace.oracles.plan.cube_plan import CubePlanOracle
 
     env = _episode_env(short, steps)

@@ -31,6 +31,7 @@ import numpy as np
 from minari.data_collector import EpisodeBuffer
 from tqdm.auto import tqdm
 
+from .ogbench import import_ogbench
 from .recipes import claim_dataset_id, write_dataset
 
 NAVIGATE_MAZES = {"ogbench-pointmaze-medium": "medium", "ogbench-pointmaze-large": "large",
@@ -56,22 +57,10 @@ def goal_in_state(name: str) -> bool:
     return name.endswith(GOAL_SUFFIX)
 
 
-def _import_ogbench():
-    try:
-        import ogbench
-        import ogbench.locomaze  # noqa: F401  (registers the envs)
-    except ImportError as err:
-        from dfplan.errors import UserError
-
-        raise UserError(f"the OGBench mazes need the ogbench package ({err}); install it with: "
-                        f"pip install 'dfplan[ogbench]'") from err
-    return ogbench
-
-
 def make_raw_env(maze: str, max_episode_steps: int | None = None, render_mode: str | None = None) -> gym.Env:
     """OGBench's own navigate env, as `ogbench.make_env_and_datasets(..., env_only=True)` makes it, except that it
     runs on after the goal (success counts once reached)."""
-    ogbench = _import_ogbench()
+    ogbench = import_ogbench("locomaze")
     kwargs = {"max_episode_steps": int(max_episode_steps)} if max_episode_steps else {}
     if render_mode is not None:
         kwargs["render_mode"] = render_mode

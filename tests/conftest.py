@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -83,3 +89,9 @@ def pytest_collection_modifyitems(config, items):
         if "gpu" in item.keywords:
             item.add_marker(skip)
 
+
+def cli(cmd, *args, root, timeout=600):
+    """Run an installed dfplan command with MINARI_DATASETS_PATH=root; the CompletedProcess (text output)."""
+    exe = shutil.which(cmd) or str(Path(sys.executable).parent / cmd)
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(root)}
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, env=env)

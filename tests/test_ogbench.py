@@ -4,28 +4,16 @@ trained on it that controls the real env."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-from conftest import drive
+from conftest import cli, drive
 
 import dfplan
 from dfplan.envs import ogbench as og
 from dfplan.tasks import get_task
 
 R = og.SUCCESS_DISTANCE
-
-
-def cli(cmd, *args, root, timeout=600):
-    exe = shutil.which(cmd) or str(Path(sys.executable).parent / cmd)
-    env = {**os.environ, "MINARI_DATASETS_PATH": str(root)}
-    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def dfplan_data(*args, root, timeout=600):

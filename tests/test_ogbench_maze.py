@@ -4,16 +4,11 @@ tiny DF trained on it that controls the real env with its own actions and by tra
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import minari
 import numpy as np
 import pytest
 import torch
+from conftest import cli
 from hydra import compose, initialize_config_module
 
 import dfplan
@@ -25,12 +20,6 @@ from dfplan.tasks import get_task
 from dfplan.training import train
 
 pytest.importorskip("ogbench")
-
-
-def cli(cmd, *args, root, timeout=600):
-    exe = shutil.which(cmd) or str(Path(sys.executable).parent / cmd)
-    env = {**os.environ, "MINARI_DATASETS_PATH": str(root)}
-    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.mark.parametrize("maze", ["medium", "large", "giant"])

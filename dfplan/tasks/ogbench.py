@@ -23,7 +23,36 @@ FAMILY = "ogbench"
 ORDER = 2  # where its tasks stand in listings (`dfplan.tasks.FAMILIES`)
 
 
-class CubeTask(Task):
+class OGBenchData:
+    """`Task.generate_dataset` for the OGBench tasks: a recipe around OGBench's own oracle, or an OGBench `.npz` file
+    imported (`npz=`). A task names its generator (`_generator`: the function and its default episode count), the
+    default action noise of its oracle and an example file name."""
+
+    default_noise: float
+    npz_example: str  # e.g. "cube-single-play-v0.npz"
+
+    def _generator(self):
+        raise NotImplementedError
+
+    def generate_dataset(self, dataset_id, seed, overwrite, progress, episodes=None, noise=None, workers=None,
+                         npz=None):
+        generate, default_episodes = self._generator()
+        if npz is not None and not Path(str(npz)).is_file():
+            raise UserError(f"npz={npz}: no such file; give the path of an OGBench dataset file "
+                            f"(e.g. ~/.ogbench/data/{self.npz_example})")
+        try:
+            return generate(self.name, episodes=check_int("episodes", episodes or default_episodes, 1),
+                            seed=check_int("seed", seed, 0), dataset_id=dataset_id, overwrite=overwrite,
+                            noise=check_float("noise", self.default_noise if noise is None else noise, 0.0),
+                            workers=None if workers is None else check_int("workers", workers, 1),
+                            npz=None if npz is None else str(npz), progress=progress)
+        except (ValueError, OSError) as err:
+            if npz is None:
+                raise
+            raise UserError(f"npz={npz}: {err}") from err
+
+
+class CubeTask(OGBenchData, Task):
     family = FAMILY
     goal_modes = ("fixed",)  # OGBench's five evaluation tasks, chosen by the env seed
     default_goal = "fixed"
@@ -32,6 +61,7 @@ class CubeTask(Task):
     objectives = ("cube_to_subgoal", "reach_then_place")
     variants = ("default",)
     data_options = ("episodes", "noise", "workers", "npz")
+    default_noise = 0.1  # OGBench's play data
 
     def __init__(self, name: str, subgoals: str = "one_cube"):
         self.name, self.subgoals = name, subgoals
@@ -64,22 +94,12 @@ class CubeTask(Task):
     def default_dataset_id(self, episodes=None, npz=None, **_) -> str:
         return cube_env.default_dataset_id(self.name, episodes, npz)
 
-    def generate_dataset(self, dataset_id, seed, overwrite, progress, episodes=None, noise=None, workers=None,
-                         npz=None):
-        if npz is not None and not Path(str(npz)).is_file():
-            raise UserError(f"npz={npz}: no such file; give the path of an OGBench dataset file "
-                            f"(e.g. ~/.ogbench/data/{self.name.removeprefix('ogbench-')}-play-v0.npz)")
-        try:
-            return cube_env.generate_ogbench_dataset(
-                self.name, episodes=check_int("episodes", episodes or cube_env.DEFAULT_EPISODES, 1),
-                seed=check_int("seed", seed, 0), dataset_id=dataset_id, overwrite=overwrite,
-                noise=check_float("noise", 0.1 if noise is None else noise, 0.0),
-                workers=None if workers is None else check_int("workers", workers, 1),
-                npz=None if npz is None else str(npz), progress=progress)
-        except (ValueError, OSError) as err:
-            if npz is None:
-                raise
-            raise UserError(f"npz={npz}: {err}") from err
+    @property
+    def npz_example(self) -> str:
+        return f"{self.name.removeprefix('ogbench-')}-play-v0.npz"
+
+    def _generator(self):
+        return cube_env.generate_ogbench_dataset, cube_env.DEFAULT_EPISODES
 
     def train_command(self, variant: str) -> str:
         return f"dfplan-train env={self.name} +experiment=ogbench"

@@ -17,17 +17,18 @@ import numpy as np
 
 from dfplan.envs import MazeLayout
 from dfplan.envs import ogbench_maze as nav
-from dfplan.errors import UserError, check_float, check_int
 from dfplan.evaluation.plots import animate_maze, plot_maze_episodes, plot_maze_plans
 from dfplan.guidance import goal_distance
 from dfplan.tasks.base import Task, reach_value, success_by_task
+from dfplan.tasks.ogbench import OGBenchData
 from dfplan.types import EpisodeResult
 
 FAMILY = "ogbench_maze"
+ORDER = 3  # where its tasks stand in listings (`dfplan.tasks.FAMILIES`)
 MAX_PLAN_STEP = 1.0  # a planned step longer than this jumps: the point moves at most 0.28 per env step
 
 
-class NavigateTask(Task):
+class NavigateTask(OGBenchData, Task):
     family = FAMILY
     goal_modes = ("fixed",)  # OGBench's five evaluation tasks, chosen by the env seed
     default_goal = "fixed"
@@ -36,6 +37,7 @@ class NavigateTask(Task):
     objectives = ("goal_distance",)
     variants = ("default",)
     data_options = ("episodes", "noise", "workers", "npz")
+    default_noise = nav.DATA_NOISE
 
     def __init__(self, name: str):
         self.name = name
@@ -80,23 +82,12 @@ class NavigateTask(Task):
     def default_dataset_id(self, episodes=None, npz=None, **_) -> str:
         return nav.default_dataset_id(self.name, episodes, npz)
 
-    def generate_dataset(self, dataset_id, seed, overwrite, progress, episodes=None, noise=None, workers=None,
-                         npz=None):
+    @property
+    def npz_example(self) -> str:
+        return f"pointmaze-{nav.maze_of(self.name)}-navigate-v0.npz"
 
-        if npz is not None and not Path(str(npz)).is_file():
-            raise UserError(f"npz={npz}: no such file; give the path of an OGBench dataset file "
-                            f"(e.g. ~/.ogbench/data/{self.name.removeprefix('ogbench-')}-navigate-v0.npz)")
-        try:
-            return nav.generate_navigate_dataset(
-                self.name, episodes=check_int("episodes", episodes or nav.DEFAULT_EPISODES, 1),
-                seed=check_int("seed", seed, 0), dataset_id=dataset_id, overwrite=overwrite,
-                noise=check_float("noise", nav.DATA_NOISE if noise is None else noise, 0.0),
-                workers=None if workers is None else check_int("workers", workers, 1),
-                npz=None if npz is None else str(npz), progress=progress)
-        except (ValueError, OSError) as err:
-            if npz is None:
-                raise
-            raise UserError(f"npz={npz}: {err}") from err
+    def _generator(self):
+        return nav.generate_navigate_dataset, nav.DEFAULT_EPISODES
 
     def train_command(self, variant: str) -> str:
         return f"dfplan-train env={self.name} +experiment=ogbench_maze"
