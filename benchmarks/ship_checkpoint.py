@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from dfplan.checkpoint import export_for_inference, load_checkpoint
+from dfplan.df.model import MODEL_TYPE
 from dfplan.errors import UserError
 from dfplan.settings import resolve_settings
 
@@ -52,8 +53,13 @@ def main(argv: list[str]) -> None:
 
     given = dict(pair.split("=", 1) for pair in pairs)
     try:
-        stored = load_checkpoint(src).get("planner")
-        settings = resolve_settings(stored, **{k: parse_value(v) for k, v in given.items()}).as_dict()
+        ckpt = load_checkpoint(src)
+        settings = None  # Diffuser, BC and low-level checkpoints take no planner settings
+        if ckpt.get("model_type") == MODEL_TYPE.name:
+            settings = resolve_settings(ckpt.get("planner"), **{k: parse_value(v) for k, v in given.items()}).as_dict()
+        elif given:
+            raise UserError(f"{src} holds a {ckpt.get('model_type')} model: planner settings {sorted(given)} apply "
+                            f"to DF checkpoints only")
         dst = Path(__file__).resolve().parents[1] / "dfplan" / "checkpoints" / f"{name}.pt"
         export_for_inference(src, dst, settings)
     except UserError as err:
