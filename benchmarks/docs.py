@@ -28,8 +28,9 @@ import re
 import sys
 from pathlib import Path
 
-import common
 import summary
+
+import common
 
 ROOT = common.REPO_ROOT
 RESULTS = common.BENCH_DIR / "results"
@@ -211,7 +212,8 @@ def render_checkpoints() -> str:
     from dfplan.tasks import get_task
 
     rows = [json.loads(line) for p in results_files() for line in p.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r.get("script") and r.get("env") and r.get("checkpoint") and summary.score(r) is not None]
+    rows = [r for r in rows
+            if r.get("script") and r.get("env") and r.get("checkpoint") and summary.score(r) is not None]
     cks = shipped()
     df_type = "df_rnn"
     others = list(dict.fromkeys(c["model_type"] for c in cks if c["model_type"] != df_type))

@@ -31,7 +31,7 @@ import numpy as np
 from minari.data_collector import EpisodeBuffer
 from tqdm.auto import tqdm
 
-from .ogbench import import_ogbench
+from .ogbench import import_ogbench, task_id_of  # OGBench's five evaluation tasks per env
 from .recipes import claim_dataset_id, write_dataset
 
 NAVIGATE_MAZES = {"ogbench-pointmaze-medium": "medium", "ogbench-pointmaze-large": "large",
@@ -40,7 +40,6 @@ GOAL_SUFFIX = "-goal"  # task name suffix: the goal appended to the observation
 NAMESPACE = "dfplan/ogbench"
 DEFAULT_EPISODES = 1000  # OGBench's navigate datasets: 1,000 training episodes of 1,001 steps
 EPISODE_STEPS = 1000
-NUM_TASKS = 5
 STEP_SIZE = 0.2  # the point moves by STEP_SIZE * action per step
 SUCCESS_DISTANCE = 1.0  # OGBench's goal tolerance for the point
 MAZE_UNIT = 4.0
@@ -66,11 +65,6 @@ def make_raw_env(maze: str, max_episode_steps: int | None = None, render_mode: s
         kwargs["render_mode"] = render_mode
     return ogbench.make_env_and_datasets(f"pointmaze-{maze_of(maze)}-navigate-v0", env_only=True,
                                          terminate_at_goal=False, **kwargs)
-
-
-def task_id_of(seed: int | None) -> int:
-    """The evaluation task (1..5) an env seed plays when reset without a task_id."""
-    return 1 + (int(seed) if seed is not None else 0) % NUM_TASKS
 
 
 class _SeededJitter:

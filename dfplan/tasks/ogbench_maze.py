@@ -17,6 +17,7 @@ import numpy as np
 
 from dfplan.envs import MazeLayout
 from dfplan.envs import ogbench_maze as nav
+from dfplan.envs.ogbench import NUM_TASKS, task_id_of
 from dfplan.evaluation.plots import animate_maze, plot_maze_episodes, plot_maze_plans
 from dfplan.guidance import goal_distance
 from dfplan.tasks.base import Task, reach_value, success_by_task
@@ -111,7 +112,7 @@ class NavigateTask(OGBenchData, Task):
 
     # --- scoring and pictures ------------------------------------------------------------------------
     def summarize(self, episodes, ref_scores=None) -> dict:
-        return {**super().summarize(episodes, ref_scores), **success_by_task(episodes, nav.task_id_of, nav.NUM_TASKS)}
+        return {**super().summarize(episodes, ref_scores), **success_by_task(episodes, task_id_of, NUM_TASKS)}
 
     def describe(self, s: dict) -> str:
         per_task = " ".join(f"t{k}:{s[f'task{k}_success']:.0f}" for k in range(1, 6) if f"task{k}_success" in s)
