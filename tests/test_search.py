@@ -6,6 +6,7 @@ import torch
 from conftest import train_config
 
 import dfplan.search.mctd as mctd_module
+from dfplan.envs.ogbench import EFFECTOR, cube_dims
 from dfplan.errors import UserError
 from dfplan.registry import load_planner
 from dfplan.search.tree import Node, Tree
@@ -89,6 +90,8 @@ def test_search_is_deterministic_under_a_seed_and_batches_envs(planner):
 def test_search_needs_the_goal_and_a_valid_setting(planner):
     with pytest.raises(UserError, match="needs the goal"):
         planner.plan(START, None, 4, search="mctd")
+    with pytest.raises(UserError, match="guidance_scale=0"):
+        planner.plan(START, CORNER, 4, search="mctd", guidance_scale=0.0)
     with pytest.raises(UserError, match="search_expansions"):
         resolve_settings(None, search="mctd", search_expansions=0)
 
@@ -107,6 +110,41 @@ def test_reach_value_on_hand_made_plans():
     maze = get_task("pointmaze-umaze")
     states = torch.cat([line(20, 0.1), torch.zeros(1, 21, 2)], -1)  # [x, y, vx, vy]
     assert maze.plan_value(states, goal).item() == pytest.approx(0.6)
+
+
+def cube_plan(steps: int = 40, carry: int = 0, both: bool = False, jump_at: int | None = None) -> torch.Tensor:
+    """Hand-made cube-double plan [1, steps+1, 43]: the effector goes to cube `carry` at (0, 0, 0.2) and carries it
+    0.1 per step along x (and cube 1 along with it when `both`; `jump_at`: cube 1 teleports 3 there)."""
+    dims = cube_dims(2)
+    s = torch.zeros(1, steps + 1, 43)
+    x = torch.arange(steps + 1) * 0.1
+    s[0, :, list(dims[3 * carry:3 * carry + 3])] = torch.stack([x, torch.zeros_like(x), torch.full_like(x, 0.2)], -1)
+    other = 1 - carry
+    s[0, :, list(dims[3 * other:3 * other + 3])] = torch.tensor([0.0, 2.0, 0.2]) + (
+        torch.stack([x, torch.zeros_like(x), torch.zeros_like(x)], -1) if both else 0.0)
+    s[0, :, list(EFFECTOR)] = s[0, :, list(dims[3 * carry:3 * carry + 3])]
+    if jump_at is not None:
+        s[0, jump_at:, dims[3]] += 3.0
+    return s
+
+
+def test_cube_value_and_meta_actions_on_hand_made_plans():
+    task = get_task("ogbench-cube-double")
+    goal = torch.tensor([[3.0, 0.0, 0.2, 0.0, 2.0, 0.2]])  # cube 0 3 along x; cube 1 where it is
+    # cube 0 carried there in 30 of 40 steps (first within 0.4 at step 26), cube 1 untouched: solved
+    assert task.plan_value(cube_plan(), goal).item() == pytest.approx(0.5 + 0.5 * (40 - 26) / 40)
+    # half way (1.5 of 3 closed) by the end: half credit for cube 0, full for cube 1 (placed)
+    assert task.plan_value(cube_plan(15), goal).item() == pytest.approx(0.5 * (0.5 + 1.0) / 2)
+    # implausible: cube 1 moves along with cube 0 (both at once, cube 1 far from the effector), or jumps
+    assert task.plan_value(cube_plan(both=True), goal).item() == 0.0
+    assert task.plan_value(cube_plan(jump_at=20), goal).item() == 0.0
+    # meta-actions: which cube, how strongly; each guides its own cube only
+    acts = task.meta_actions()
+    assert [a.label for a in acts] == ["cube0x1", "cube0x2", "cube0x4", "cube1x1", "cube1x2", "cube1x4"]
+    plan = cube_plan().requires_grad_(True)
+    acts[1].guide(None, goal)(plan, None).backward()
+    moved = plan.grad[0].abs().sum(0).nonzero().flatten().tolist()
+    assert moved and set(moved) <= set(cube_dims(2)[:3])
 
 
 def test_uct_prefers_value_and_spreads_a_round_with_virtual_visits():

@@ -13,14 +13,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from dfplan.envs import ogbench as cube_env
 from dfplan.errors import UserError, check_float, check_int
 from dfplan.evaluation.plots import animate_manipulation, plot_manipulation_episodes, plot_manipulation_plans
 from dfplan.guidance import REACH_WEIGHT, goal_distance
-from dfplan.tasks.base import Task, success_by_task
+from dfplan.tasks.base import SOLVED_VALUE, MetaAction, Task, success_by_task
 
 FAMILY = "ogbench"
 ORDER = 2  # where its tasks stand in listings (`dfplan.tasks.FAMILIES`)
+CUBE_SEARCH_SCALES = (1.0, 2.0, 4.0)  # MCTD's cube meta-actions: one cube guided at these multiples of the scale
+# Plausibility of a planned cube motion, judged every VALUE_STRIDE env steps (a plan's positions jitter by ~0.1 from
+# step to step), in scaled units (the play data: a carried cube moves <= 0.35 per step, within 0.3 of the effector;
+# two cubes move at once in 0.2 % of its steps)
+VALUE_STRIDE = 8
+CUBE_MOVING = 0.5  # a cube that moves further than this in a stride is moving
+CUBE_JUMP = 4.0  # ... and one that moves further than this jumps
+GRASP_REACH = 1.0  # a moving cube is within this of the effector (held or pushed); further, it moves by itself
 
 
 class OGBenchData:
@@ -115,6 +125,18 @@ class CubeTask(OGBenchData, Task):
             return lambda goal: goal_distance(goal, dims)
         return lambda goal: reach_then_place(goal, dims, self.num_cubes, self.success_radius)
 
+    # --- tree search (dfplan.search) ------------------------------------------------------------------
+    def meta_actions(self) -> list[MetaAction]:
+        """MCTD's cube meta-actions: guide one cube to its goal at a multiple of the planner's scale, the other
+        cubes unguided (which cube to move first is what the search decides)."""
+        return [one_cube_guidance(self.goal_dims, c, scale)
+                for c in range(self.num_cubes) for scale in CUBE_SEARCH_SCALES]
+
+    def plan_value(self, states, goal):
+        """MCTD's cube value (`cube_plan_value`): 0 for an implausible plan, else how soon every cube is placed
+        (or the share of cubes placed by the plan's end, with partial credit for the way closed)."""
+        return cube_plan_value(states, goal, self.num_cubes, self.success_radius)
+
     # --- scoring and pictures ------------------------------------------------------------------------
     def summarize(self, episodes, ref_scores=None) -> dict:
         return {**super().summarize(episodes, ref_scores),
@@ -168,6 +190,46 @@ def reach_then_place(goal, cube_dims, num_cubes: int, radius: float, reach_weigh
         return -(place + reach_weight * moving[:, None] * reach).sum(dim=(1, 2))
 
     return objective
+
+
+def one_cube_guidance(cube_dims: tuple[int, ...], cube: int, scale: float) -> MetaAction:
+    """The meta-action that guides only `cube` to its goal: scale x -sum_t ||cube_t - goal_cube||."""
+    dims = slice(3 * cube, 3 * cube + 3)
+
+    def guide(objective, goal):
+        return lambda states, actions: scale * goal_distance(goal[:, dims], cube_dims[dims])(states, actions)
+
+    return MetaAction(f"cube{cube}x{scale:g}", guide)
+
+
+def cube_plan_value(states: torch.Tensor, goal: torch.Tensor, num_cubes: int, radius: float) -> torch.Tensor:
+    """MCTD's value of planned states [B, H+1, Ds] (states[:, 0]: now) for the cubes' goals [B, 3n], in [0, 1].
+
+    0 when the plan is physically implausible, judged every VALUE_STRIDE steps: a cube jumps (moves > CUBE_JUMP),
+    moves while the effector is further than GRASP_REACH from it at both ends of the stride, or moves together with
+    another cube. Else SOLVED_VALUE + (1 - SOLVED_VALUE)
+    (H - t) / H when every cube is first within `radius` of its goal at step t, and otherwise
+    SOLVED_VALUE x the mean over cubes of 1 for a cube placed at the plan's end, else the fraction of its distance to
+    the goal the plan closes (MCTD's partial credit per placed cube).
+    """
+    B, T = states.shape[:2]
+    H = max(T - 1, 1)
+    cubes = states[..., list(cube_env.cube_dims(num_cubes))].reshape(B, T, num_cubes, 3)
+    effector = states[..., list(cube_env.EFFECTOR)]
+    ends = list(range(0, T, VALUE_STRIDE)) + ([T - 1] if (T - 1) % VALUE_STRIDE else [])
+    at, eff_at = cubes[:, ends], effector[:, ends, None]
+    step = (at[:, 1:] - at[:, :-1]).norm(dim=-1)  # [B, strides, n]
+    moving = step > CUBE_MOVING
+    reach = (eff_at - at).norm(dim=-1) <= GRASP_REACH
+    near = reach[:, 1:] | reach[:, :-1]
+    implausible = ((step > CUBE_JUMP).any(2) | (moving & ~near).any(2) | (moving.sum(2) > 1)).any(1)
+    dist = (cubes - goal.reshape(B, 1, num_cubes, 3)).norm(dim=-1)  # [B, T, n]
+    placed = (dist <= radius).all(2)  # [B, T]
+    first = placed.to(torch.int8).argmax(1)
+    credit = torch.where(dist[:, -1] <= radius, torch.ones_like(dist[:, -1]),
+                         (1 - dist[:, -1] / dist[:, 0].clamp(min=1e-6)).clamp(0.0, 1.0)).mean(1)
+    value = torch.where(placed.any(1), SOLVED_VALUE + (1 - SOLVED_VALUE) * (H - first) / H, SOLVED_VALUE * credit)
+    return torch.where(implausible, torch.zeros_like(value), value)
 
 
 def named_tasks() -> dict:
