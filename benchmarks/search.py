@@ -5,7 +5,8 @@ Diffusion (`search=mctd`) at equal compute, in closed loop with the DF MPC contr
     python benchmarks/search.py candidates=1,4,16 expansions=6,20,60 episodes=20 threads=1
     python benchmarks/search.py quick=true threads=1                    # smoke test, < 1 minute on 2 cores
 
-Arms: `bon-N` = the shipped planner with `candidates=N` (N guided plans, the best by the objective kept);
+Arms: `bon-N` = the shipped planner with `candidates=N` (N guided plans, the best by `rank` kept: the objective,
+or `rank=value` the task's plan value, the one MCTD backs up);
 `mctd-E` = `search=mctd, search_expansions=E` (the other search settings at their defaults unless given:
 `block`, `jump`, `parallel`). Everything else is the checkpoint's tuned settings (`checkpoint=`, else the task's
 shipped `variant`), with the guidance objective `objective` (default goal_distance: the straight line, no map).
@@ -41,6 +42,7 @@ DEFAULTS = {
     "objective": "goal_distance",
     "goal": None,  # goal protocol; default: the task's
     "candidates": [1, 4, 16],  # best-of-N arms
+    "rank": "objective",  # best-of-N keeps the plan this scores best: objective | value (MCTD's value)
     "expansions": [6, 20, 60],  # MCTD arms
     "block": 0,  # search_block; 0 = the default (rows split into 3 levels)
     "jump": 0,  # search_jump; 0 = the default
@@ -55,7 +57,8 @@ QUICK = {"env": "pointmaze-umaze", "candidates": [1, 4], "expansions": [6], "epi
 
 
 def arms(args) -> list[tuple[str, dict]]:
-    out = [(f"bon-{n}", {"candidates": n}) for n in args.candidates]
+    suffix = "" if args.rank == "objective" else f"-by-{args.rank}"
+    out = [(f"bon-{n}{suffix}", {"candidates": n, "rank": args.rank}) for n in args.candidates]
     search = {k: v for k, v in {"search_block": args.block, "search_jump": args.jump,
                                 "search_parallel": args.parallel}.items() if v}
     return out + [(f"mctd-{e}", {"search": "mctd", "search_expansions": e, **search}) for e in args.expansions]

@@ -17,6 +17,7 @@ GUIDANCE_RULES = ("eps", "paper")
 GUIDED_DIMS = ("all", "actions")
 EXECUTIONS = ("actions", "lowlevel", "track")
 SEARCHES = ("none", "mctd")
+RANKS = ("objective", "value")
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,8 @@ class SamplerSettings:
     guide_last_step: bool = True  # false: each token's last DDIM step is unguided: its clean state and action are the
     #   model's own prediction (the eps rule there moves the clean states directly, not the actions)
     mc_samples: int = 1  # Monte Carlo Guidance samples R (1 = plain guidance)
-    candidates: int = 1  # guided plans sampled per env; the one the objective scores best is kept (1 = one plan)
+    candidates: int = 1  # guided plans sampled per env; the one `rank` scores best is kept (1 = one plan)
+    rank: str = "objective"  # candidates: by the guidance objective | value: by the task's plan value (search's)
     clip_x0: float = 10.0  # clamp predicted clean tokens (normalized units) for numerical safety
     clip_actions: bool = False  # clamp the planned actions to the env's action box at every DDIM step, so guidance
     #   cannot plan actions the env would clip and the planned states stay ones the env reaches
@@ -69,6 +71,7 @@ class SamplerSettings:
         set_("guide_last_step", check_bool("guide_last_step", self.guide_last_step))
         set_("mc_samples", check_int("mc_samples", self.mc_samples, 1))
         set_("candidates", check_int("candidates", self.candidates, 1))
+        check_choice("rank", self.rank, RANKS)
         set_("clip_x0", check_float("clip_x0", self.clip_x0, 0.0))
         set_("clip_actions", check_bool("clip_actions", self.clip_actions))
         set_("warm_start_step", check_int("warm_start_step", self.warm_start_step, 0))

@@ -96,6 +96,18 @@ def test_search_needs_the_goal_and_a_valid_setting(planner):
         resolve_settings(None, search="mctd", search_expansions=0)
 
 
+def test_candidates_ranked_by_the_value_keep_the_most_valuable_plan(planner):
+    """The same five candidates (one seed), kept by the objective or by the task's value: the value's pick is worth
+    at least as much; rank=value without a goal is a one-line error."""
+    by = {rank: planner.plan(START, CORNER, HORIZON, generator=gen(3), candidates=5, rank=rank)
+          for rank in ("objective", "value")}
+    assert value(planner, by["value"], CORNER).item() >= value(planner, by["objective"], CORNER).item()
+    assert by["value"].info["objective"].item() == pytest.approx(value(planner, by["value"], CORNER).item())
+    with pytest.raises(UserError, match="rank=value needs the goal"):
+        planner.plan(START, None, 4, candidates=2, rank="value",
+                     objective=lambda states, actions: -states[:, -1, 0])
+
+
 def test_reach_value_on_hand_made_plans():
     goal = torch.tensor([[2.0, 0.0]])
     line = lambda n, step: torch.stack([torch.arange(n + 1) * step, torch.zeros(n + 1)], -1)[None]  # noqa: E731

@@ -140,8 +140,21 @@ class DFPlanner:
         result = sample(self.model, z, int(horizon), cfg, token_objective, generator, init=init, z_now=z_now,
                         token_box=box)
         if n > 1:
+            if cfg.rank == "value":
+                result = self._valued(result, plan_obs, goal, n)
             result = best_candidates(result, n)
         return self._to_plan(result, obs, time.perf_counter() - t0)
+
+    def _valued(self, result: SampleResult, obs: torch.Tensor, goal: torch.Tensor | None, n: int) -> SampleResult:
+        """`rank=value`: the n candidates per env scored by the task's plan value (tree search's) instead of the
+        objective. obs: the candidates' rows [B*n, Ds]."""
+        if self.task is None or goal is None:
+            raise UserError("rank=value needs the goal and the checkpoint's task: the task's value function scores "
+                            "plans by how they reach the goal")
+        goal = check_batch("goal", goal, len(self.goal_dims), self.device, rows=obs.shape[0] // n)
+        with torch.no_grad():
+            value = self.task.plan_value(self._decode(result.tokens, obs)[1], goal.repeat_interleave(n, 0))
+        return SampleResult(tokens=result.tokens, z_end=result.z_end, objective=value.float())
 
     def _search(self, z, obs, goal, horizon: int, objective, cfg, generator, init, z_now, t0) -> Plan:
         """`search=mctd`: Monte Carlo Tree Diffusion (`dfplan.search`), one tree per env, valued by the task's
