@@ -126,7 +126,8 @@ def test_reach_value_on_hand_made_plans():
 
 def cube_plan(steps: int = 40, carry: int = 0, both: bool = False, jump_at: int | None = None) -> torch.Tensor:
     """Hand-made cube-double plan [1, steps+1, 43]: the effector goes to cube `carry` at (0, 0, 0.2) and carries it
-    0.1 per step along x (and cube 1 along with it when `both`; `jump_at`: cube 1 teleports 3 there)."""
+    0.1 per step along x (and cube 1 along with it when `both`; `jump_at`: from that step on, the carried cube and
+    the effector are 5 further along y: a jump, with the effector at the cube throughout)."""
     dims = cube_dims(2)
     s = torch.zeros(1, steps + 1, 43)
     x = torch.arange(steps + 1) * 0.1
@@ -134,20 +135,20 @@ def cube_plan(steps: int = 40, carry: int = 0, both: bool = False, jump_at: int 
     other = 1 - carry
     s[0, :, list(dims[3 * other:3 * other + 3])] = torch.tensor([0.0, 2.0, 0.2]) + (
         torch.stack([x, torch.zeros_like(x), torch.zeros_like(x)], -1) if both else 0.0)
-    s[0, :, list(EFFECTOR)] = s[0, :, list(dims[3 * carry:3 * carry + 3])]
     if jump_at is not None:
-        s[0, jump_at:, dims[3]] += 3.0
+        s[0, jump_at:, dims[3 * carry + 1]] += 5.0
+    s[0, :, list(EFFECTOR)] = s[0, :, list(dims[3 * carry:3 * carry + 3])]
     return s
 
 
 def test_cube_value_and_meta_actions_on_hand_made_plans():
     task = get_task("ogbench-cube-double")
     goal = torch.tensor([[3.0, 0.0, 0.2, 0.0, 2.0, 0.2]])  # cube 0 3 along x; cube 1 where it is
-    # cube 0 carried there in 30 of 40 steps (first within 0.4 at step 26), cube 1 untouched: solved
+    # cube 0 carried 4 along x, past its goal (first within 0.4 at step 26), cube 1 untouched: solved
     assert task.plan_value(cube_plan(), goal).item() == pytest.approx(0.5 + 0.5 * (40 - 26) / 40)
     # half way (1.5 of 3 closed) by the end: half credit for cube 0, full for cube 1 (placed)
     assert task.plan_value(cube_plan(15), goal).item() == pytest.approx(0.5 * (0.5 + 1.0) / 2)
-    # implausible: cube 1 moves along with cube 0 (both at once, cube 1 far from the effector), or jumps
+    # implausible: cube 1 moves along with cube 0 (both at once, cube 1 far from the effector), or cube 0 jumps
     assert task.plan_value(cube_plan(both=True), goal).item() == 0.0
     assert task.plan_value(cube_plan(jump_at=20), goal).item() == 0.0
     # meta-actions: which cube, how strongly; each guides its own cube only

@@ -207,10 +207,9 @@ def cube_plan_value(states: torch.Tensor, goal: torch.Tensor, num_cubes: int, ra
 
     0 when the plan is physically implausible, judged every VALUE_STRIDE steps: a cube jumps (moves > CUBE_JUMP),
     moves while the effector is further than GRASP_REACH from it at both ends of the stride, or moves together with
-    another cube. Else SOLVED_VALUE + (1 - SOLVED_VALUE)
-    (H - t) / H when every cube is first within `radius` of its goal at step t, and otherwise
-    SOLVED_VALUE x the mean over cubes of 1 for a cube placed at the plan's end, else the fraction of its distance to
-    the goal the plan closes (MCTD's partial credit per placed cube).
+    another cube. Else SOLVED_VALUE + (1 - SOLVED_VALUE) (H - t) / H when every cube is first within `radius` of its
+    goal at step t, and otherwise SOLVED_VALUE x the mean over cubes of 1 for a cube placed at the plan's end, else
+    the fraction of its distance to the goal the plan closes (MCTD's partial credit per placed cube).
     """
     B, T = states.shape[:2]
     H = max(T - 1, 1)
