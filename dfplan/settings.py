@@ -84,6 +84,9 @@ class SamplerSettings:
         set_("search_block", check_int("search_block", self.search_block, 1, allow_none=True))
         set_("search_jump", check_int("search_jump", self.search_jump, 1))
         set_("search_parallel", check_int("search_parallel", self.search_parallel, 1))
+        if self.search == "mctd" and self.guidance_scale <= 0:
+            raise UserError("search=mctd's children differ by their guidance, which guidance_scale=0 turns off: "
+                            "set guidance_scale > 0")
         if self.warm_start_step > self.ddim_steps:
             raise UserError(f"warm_start_step={self.warm_start_step} must be in 0..ddim_steps={self.ddim_steps}")
 

@@ -162,9 +162,6 @@ class DFPlanner:
         if self.task is None or goal is None:
             raise UserError("search=mctd needs the goal and the checkpoint's task: the task's value function scores "
                             "plans by how they reach the goal")
-        if cfg.guidance_scale <= 0:
-            raise UserError("search=mctd's children differ by their guidance, which guidance_scale=0 turns off: "
-                            "set guidance_scale > 0")
         goal = check_batch("goal", goal, len(self.goal_dims), self.device, rows=obs.shape[0])
         guides = [None if objective is None else m.guide(objective, goal) for m in self.task.meta_actions()]
         result = mctd_search(self.model, z, horizon, cfg, guides,
