@@ -108,7 +108,8 @@ def shipped_files() -> set[str]:
     return {p.name for p in shipped_dir().glob("*.pt")}
 
 
-README_METHODS = ("df", "df-dwell", "df-actions", "diffuser", "bc", "expert", "random")  # the rest: docs/results.md
+README_METHODS = ("df", "df-dwell", "df-actions", "diffuser", "diffuser-tuned", "bc", "expert", "random")  # the rest:
+#   docs/results.md
 
 
 def render_results() -> str:
@@ -175,20 +176,22 @@ def shipped() -> list[dict]:
         out.append({"file": path.name, "task": task or path.stem, "variant": path.stem[len(task) + 1:] if task else "",
                     "model_type": ckpt.get("model_type"), "settings": stored_settings(ckpt),
                     "dataset": ckpt.get("dataset_id"), "step": ckpt.get("step"),
-                    "exported_from": ckpt.get("exported_from")})
+                    "exported_from": ckpt.get("exported_from"), "execution": ckpt.get("execution")})
     return sorted(out, key=lambda c: (order.index(c["task"]) if c["task"] in order else len(order), c["file"]))
 
 
 def held_out(ck: dict, rows: list[dict]) -> str:
     """The checkpoint's held-out score: rows that ran it as shipped (a DF checkpoint: every setting the row records
     equals the stored one, the plainest method name; another model: the method named for its type, e.g.
-    `diffuser`; rows of the training run it was exported from count as its own), from the script with
+    `diffuser`, or `diffuser-tuned` for one that stores its tuned execution; rows of the training run it was exported
+    from count as its own), from the script with
     the most recent such rows; one figure per goal protocol (`fixed / random`)."""
     mine = [r for r in rows if checkpoint_file(r) == ck["file"] or r["checkpoint"] == ck["exported_from"]]
     if ck["settings"] is not None:
         mine = [r for r in mine if all(ck["settings"].get(k, v) == v for k, v in flat(r.get("settings")).items())]
     else:
-        mine = [r for r in mine if r.get("method") == ck["model_type"]]
+        method = f"{ck['model_type']}-tuned" if ck.get("execution") else ck["model_type"]
+        mine = [r for r in mine if r.get("method") == method]
     latest: dict[tuple, dict] = {}
     for r in mine:  # the row made last per cell, whichever file holds it
         key = (r["script"], r.get("goal"), r.get("method"), r.get("row"), r.get("seed"))

@@ -18,6 +18,8 @@ Methods (controllers built by `dfplan.controllers.make_controller`, as `dfplan-e
   diffuser       Diffuser, plan once, its planned gripper positions tracked by the task's tracker
   diffuser-lowlevel  Diffuser, plan once, its plan reached by the low-level policy (10 steps ahead)
   diffuser-replan-lowlevel  the same, replanning every 32 steps
+  diffuser-tuned     Diffuser as `dfplan-eval planner=diffuser` runs it: its checkpoint's tuned execution (cube-single:
+                     replanning every 4 steps, reached by the low-level policy; else plan once, tracked)
   diffuser-actions   Diffuser executing its own diffused actions (replanning when they run out)
   bc             goal-conditioned behaviour cloning (MLP), same data
   expert         the scripted expert / OGBench's oracle that made the data (noise-free): the ceiling
@@ -54,9 +56,10 @@ METHODS = {
     "df-object": ("df", {"objective": "object_to_goal"}, ("df",)),
     "df-reach": ("df", {"objective": "reach_then_carry"}, ("df",)),
     "df-whole-goal": ("df", {}, ("df",)),
-    "diffuser": ("diffuser", {}, ("diffuser",)),
+    "diffuser": ("diffuser", {"execution": "track"}, ("diffuser",)),
     "diffuser-lowlevel": ("diffuser", LOWLEVEL, ("diffuser", "lowlevel")),
     "diffuser-replan-lowlevel": ("diffuser-replan", {**LOWLEVEL, "replan_every": 32}, ("diffuser", "lowlevel")),
+    "diffuser-tuned": ("diffuser", {}, ("diffuser",)),
     "diffuser-actions": ("diffuser-actions", {}, ("diffuser",)),
     "bc": ("bc", {}, ("bc",)),
     "expert": ("expert", {}, ()),

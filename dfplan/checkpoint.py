@@ -99,8 +99,10 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     return ckpt
 
 
-def export_for_inference(src: str | Path, dst: str | Path, planner: dict | None = None, half: bool = False) -> Path:
-    """A small copy of a training checkpoint: EMA weights only (no optimizer), plus tuned planner settings.
+def export_for_inference(src: str | Path, dst: str | Path, planner: dict | None = None, half: bool = False,
+                         execution: dict | None = None) -> Path:
+    """A small copy of a training checkpoint: EMA weights only (no optimizer), plus tuned planner settings (DF:
+    `planner`, `DFSettings.as_dict()`; Diffuser: `execution`, see `dfplan.diffuser.planner.DiffuserPlanner`).
 
     `half=True` stores the floating-point weights as float16 (half the size; loading casts them back to the
     model's float32 parameters).
@@ -117,6 +119,8 @@ def export_for_inference(src: str | Path, dst: str | Path, planner: dict | None 
         keep["ref_scores"] = [meta.get("ref_min_score"), meta.get("ref_max_score")]
     if planner is not None:
         keep["planner"] = planner
+    if execution is not None:
+        keep["execution"] = execution
     return save_checkpoint(dst, keep)
 
 

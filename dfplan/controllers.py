@@ -26,14 +26,15 @@ def make_controller(planner: str, task, checkpoint=None, variant: str | None = N
                     **settings) -> Controller:
     """A controller for `task` (a `dfplan.tasks.Task`).
 
-    planner: "df" (the MPC controller; `settings` override the checkpoint's tuned ones), "diffuser" (plan once +
-    tracking, the paper's protocol), "diffuser-replan" (every `replan_every` steps, default 64), "diffuser-actions"
-    (its own actions), "bc" (a behaviour-cloning policy), "expert" (the task's scripted expert) or "random"
-    (uniform actions: the floor). checkpoint: a path or shipped name; None = the
+    planner: "df" (the MPC controller; `settings` override the checkpoint's tuned ones), "diffuser" (the execution
+    its checkpoint was tuned for, given neither `execution` nor `replan_every`; else, and for checkpoints that store
+    none, plan once + tracking, the paper's protocol), "diffuser-replan" (every `replan_every` steps, default 64),
+    "diffuser-actions" (its own actions), "bc" (a behaviour-cloning policy), "expert" (the task's scripted expert)
+    or "random" (uniform actions: the floor). checkpoint: a path or shipped name; None = the
     checkpoint shipped for the task (`variant` picks among the DF ones).
     execution: how DF and Diffuser (tracking modes) act on a plan: "actions" (DF's own actions; Diffuser's task
-    tracker) or "lowlevel" (a learned goal-conditioned policy, `lowlevel` = its checkpoint, None = the task's shipped
-    one); None = the checkpoint's stored choice (DF) or the tracker (Diffuser).
+    tracker), "track" (the task's tracker) or "lowlevel" (a learned goal-conditioned policy, `lowlevel` = its
+    checkpoint, None = the task's shipped one); None = the checkpoint's stored choice (DF, Diffuser) or the tracker.
     """
     check_choice("planner", planner, PLANNERS)
     if execution is not None:
@@ -63,14 +64,20 @@ def make_controller(planner: str, task, checkpoint=None, variant: str | None = N
         low, high = task.action_bounds
         return MPCController(df, replan_every=replan_every, action_low=low, action_high=high, execution=execution,
                              lowlevel=lowlevel, **controller)
+    diffuser = load_diffuser(path, device=device)
     mode = DIFFUSER_MODES[planner]
+    snap_radius = None
+    if planner == "diffuser" and execution is None and replan_every is None and diffuser.execution:
+        tuned = diffuser.execution
+        mode, replan_every, execution = tuned["mode"], tuned.get("replan_every"), tuned.get("execution")
+        snap_radius = tuned.get("snap_radius")
     every = replan_every or (64 if mode == "replan" else None)
     reacher = None
     if execution == "lowlevel":
         reacher = load_lowlevel(lowlevel or task.shipped_checkpoint("lowlevel"), device=device)
-    return DiffuserController(load_diffuser(path, device=device), mode=mode, replan_every=every,
+    return DiffuserController(diffuser, mode=mode, replan_every=every,
                               tracker=None if reacher else task.track_action, reacher=reacher,
-                              rest=task.rest_state)
+                              rest=task.rest_state, snap_radius=snap_radius)
 
 
 def _split(settings: dict) -> tuple[dict, dict]:

@@ -164,11 +164,11 @@ def dynamics_error(planned: np.ndarray, executed: np.ndarray, dims, steps: int =
 
 def _settings_of(controller: Controller) -> dict:
     """The settings summary of `dfplan-eval`: a DF controller's sampler and controller settings in one flat dict;
-    a Diffuser controller's mode and replanning period."""
+    a Diffuser controller's mode, replanning period and execution."""
     record = controller.settings_record()
     if "sampler" in record:
         return {**record["sampler"], **record["controller"]}
-    return {k: record[k] for k in ("mode", "replan_every") if k in record}
+    return {k: record[k] for k in ("mode", "replan_every", "execution", "snap_radius") if k in record}
 
 
 def check_writable(path) -> None:

@@ -110,6 +110,8 @@ class ControllerSettings:
     #   None = the one shipped for the task
     subgoal_ahead: int | None = None  # execution=track: the planned state this many env steps ahead is the tracker's
     #   target (None = the next); execution=lowlevel: the policy's subgoal (1..k, the span it was trained on; None = k)
+    snap_radius: float | None = None  # execution=track | lowlevel: an object whose planned position lies within this
+    #   distance of its goal is handed the goal itself (the plan is a guide; the goal is known exactly); None = off
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -123,6 +125,8 @@ class ControllerSettings:
         set_("memory_tokens", check_int("memory_tokens", self.memory_tokens, 0, allow_none=True))
         check_choice("execution", self.execution, EXECUTIONS)
         set_("subgoal_ahead", check_int("subgoal_ahead", self.subgoal_ahead, 1, allow_none=True))
+        if self.snap_radius is not None:
+            set_("snap_radius", check_float("snap_radius", self.snap_radius, 0.0))
         if self.lowlevel is not None and not isinstance(self.lowlevel, str):
             raise UserError(f"lowlevel={self.lowlevel!r} must be a checkpoint path or shipped name")
         if self.objective is not None and not isinstance(self.objective, str):

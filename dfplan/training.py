@@ -247,16 +247,19 @@ def _planned_dims(value):
 
 
 def resolve_state_dims(value, task) -> list[int] | None:
-    """`state_dims=` as the dims a DF model plans: "all" -> None (the whole observation), "plan" -> the task's plan
-    dims (`Task.plan_dims`), or an explicit list."""
+    """`state_dims=` as the dims a DF or Diffuser model plans: "all" -> None (the whole observation), "plan" -> the
+    task's plan dims (`Task.plan_dims`), "plan_goal" -> those and the dims that hold the goal (`Task.goal_input_dims`),
+    or an explicit list."""
     if value in (None, "all"):
         return None
-    if value == "plan":
+    if value in ("plan", "plan_goal"):
         if task is None:
-            raise UserError("state_dims=plan needs the task (env=) whose plan dims to take")
-        return list(task.plan_dims)
+            raise UserError(f"state_dims={value} needs the task (env=) whose plan dims to take")
+        extra = [d for d in task.goal_input_dims if d not in task.plan_dims] if value == "plan_goal" else []
+        return [*task.plan_dims, *extra]
     if isinstance(value, str) or not all(isinstance(d, int) and not isinstance(d, bool) for d in value):
-        raise UserError(f"state_dims={value!r} must be all, plan or a list of observation dims, e.g. [0,1,2]")
+        raise UserError(f"state_dims={value!r} must be all, plan, plan_goal or a list of observation dims, e.g. "
+                        f"[0,1,2]")
     return list(value)
 
 
@@ -285,8 +288,13 @@ def check_config(cfg: DictConfig) -> None:
         raise UserError(f"model.k={k} needs windows of at least k steps; set train.window_steps >= {k}")
     planner_settings(cfg)
     state_dims = _planned_dims(cfg.get("state_dims"))
-    if state_dims is not None and cfg.model.name != "df_rnn":
-        raise UserError(f"state_dims={state_dims} applies to DF models; model={cfg.model.name} reads the whole state")
+    if state_dims is not None and cfg.model.name not in ("df_rnn", "diffuser"):
+        raise UserError(f"state_dims={state_dims} applies to DF and Diffuser models; model={cfg.model.name} reads "
+                        f"the whole state")
+    if state_dims is not None and cfg.model.name == "diffuser" and cfg.model.condition_last:
+        raise UserError(f"state_dims={state_dims} needs model.condition_last=false: a Diffuser over part of the state "
+                        f"takes its goal from the planned state (e.g. the cube tasks' subgoal offsets), not from an "
+                        f"inpainted last state")
     check_int("seed", cfg.seed, 0)
     if cfg.get("init") and cfg.resume:
         raise UserError(f"init={cfg.init} starts a new run from a checkpoint's weights and resume=true continues the "

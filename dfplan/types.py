@@ -165,6 +165,21 @@ def split_observation(obs) -> tuple[np.ndarray, np.ndarray | None, bool]:
     return state, goal, batched
 
 
+def snap_to_goal(target: np.ndarray, goals: np.ndarray, goal_dims, objects: int, radius: float | None) -> np.ndarray:
+    """Targets [N, Ds] with each goal object's position replaced by its goal where it lies within `radius` of it.
+
+    The goal [N, Dg] holds the state dims `goal_dims`, split evenly into `objects` objects' positions (a maze's
+    point, Fetch's block, each cube); `radius` None = off (the targets unchanged)."""
+    if radius is None:
+        return target
+    target = np.array(target, copy=True)
+    for part in np.array_split(np.arange(len(goal_dims)), objects):
+        dims = [goal_dims[i] for i in part]
+        near = np.linalg.norm(target[:, dims] - goals[:, part], axis=-1) <= radius
+        target[np.ix_(near, dims)] = goals[near][:, part]
+    return target
+
+
 def safe_actions(action, low: float = -1.0, high: float = 1.0) -> tuple[np.ndarray, int]:
     """(actions [N, Da] with non-finite rows replaced by zeros and everything clipped to [low, high], number of
     rows replaced). Every controller ends with this: it never emits NaN or out-of-range actions."""

@@ -12,6 +12,7 @@ from dfplan.df.controller import MPCController
 from dfplan.evaluation import run_episodes
 from dfplan.registry import load_planner
 from dfplan.tasks import get_task
+from dfplan.types import snap_to_goal
 
 
 @pytest.fixture
@@ -197,3 +198,28 @@ def test_variable_horizon_plans_each_env_over_the_tokens_it_needs(planner):
     planner.settings = replace(planner.settings, sampler=replace(planner.settings.sampler, warm_start_step=1))
     with pytest.raises(ValueError, match="warm-start"):
         MPCController(planner, horizon=8, min_horizon=2)
+
+
+def test_snap_radius_hands_the_tracker_the_goal_once_the_plan_is_near_it(planner):
+    """snap_radius: the target's goal dims become the goal where the planned position lies within the radius of
+    it, per goal object; the other dims stay the plan's; off, the target is the planned state itself."""
+    from dfplan.errors import UserError
+
+    targets = []
+    obs, _ = make_env("pointmaze-umaze").reset(seed=0)
+    for radius in (None, 100.0):
+        c = MPCController(planner, horizon=4, execution="track", snap_radius=radius)
+        c.tracker = lambda states, target, planned: targets.append(target.copy()) or np.zeros((len(states), 2))
+        c.reset(seed=0)
+        c.act(obs)
+        planned = c.plan_states[:, c.subgoal_ahead]  # the first act(): plan_step 0
+        if radius is None:
+            np.testing.assert_array_equal(targets[-1], planned)
+        else:
+            np.testing.assert_allclose(targets[-1][:, :2], obs["desired_goal"][None], rtol=1e-6)
+            np.testing.assert_array_equal(targets[-1][:, 2:], planned[:, 2:])
+    target = np.array([[0.5, 2.0, 0.1, 0.2], [0.5, 3.0, 0.1, 0.2]])  # two one-dim "objects", x and y
+    snapped = snap_to_goal(target, np.array([[0.5005, 3.0], [0.6, 3.0005]]), (0, 1), 2, 1e-3)
+    np.testing.assert_allclose(snapped, [[0.5005, 2.0, 0.1, 0.2], [0.5, 3.0005, 0.1, 0.2]])
+    with pytest.raises(UserError, match="snap_radius"):
+        MPCController(planner, horizon=4, execution="actions", snap_radius=0.5)

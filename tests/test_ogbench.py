@@ -262,3 +262,46 @@ def test_df_trained_on_the_plan_dims_plans_whole_observations(cube_data, tmp_pat
     for _ in range(9):  # two replans, the latent advanced with whole observations
         obs, *_ = env.step(c.act(obs))
     assert c.plans_made == 3 and c.failures == 0
+
+
+def test_diffuser_trained_on_the_plan_and_goal_dims_plans_whole_observations(cube_data, tmp_path):
+    """`model=diffuser state_dims=plan_goal`: the Diffuser learns the effector, gripper, cube and subgoal-offset dims
+    (the offsets tell it the goal); its plans come back as whole observations that the low-level policy reaches."""
+    from hydra import compose, initialize_config_module
+
+    from dfplan.controllers import make_controller
+    from dfplan.diffuser.planner import load_diffuser
+    from dfplan.errors import UserError
+    from dfplan.training import train
+
+    overrides = [f"out={tmp_path / 'diffuser'}", "env=ogbench-cube-single", "model=diffuser", "train=diffuser_cpu",
+                 "+experiment=ogbench_diffuser", "state_dims=plan_goal", "model.horizon=16", "model.dim=8",
+                 "model.n_diffusion_steps=4", "train.steps=6", "train.batch_size=4", "train.warmup_steps=2",
+                 "train.ema_start=2", "train.val_every=6", "train.checkpoint_every=6", "train.progress=false",
+                 "device=cpu", "dataset=test/cube-v0"]
+    with initialize_config_module(config_module="dfplan.configs", version_base=None):
+        cfg = compose(config_name="train", overrides=overrides)
+    task = get_task("ogbench-cube-single")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(cube_data))
+        final = train(cfg, task=task)
+    planner = load_diffuser(final, device="cpu", seed=0)
+    dims = (*task.plan_dims, *task.goal_input_dims)
+    assert planner.state_dims == dims and planner.model.cfg.obs_dim == 12 and planner.obs_dim == 31
+    obs, _ = task.make_env().reset(seed=2)
+    x = torch.as_tensor(obs["observation"][None], dtype=torch.float32)
+    plan = planner.plan(x, torch.as_tensor(obs["desired_goal"][None], dtype=torch.float32))
+    assert plan.states.shape == (1, 16, 31) and torch.equal(plan.states[:, 0], x)
+    held = [d for d in range(31) if d not in dims]
+    assert torch.equal(plan.states[0, :, held], x[:, held].expand(16, -1))
+    assert not torch.equal(plan.states[0, 1:, list(dims)], x[:, list(dims)].expand(15, -1))
+    controller = make_controller("diffuser-replan", task, checkpoint=str(final), device="cpu", execution="lowlevel",
+                                 replan_every=4)
+    actions = drive(controller, 9, seed=1, env_name="ogbench-cube-single")
+    assert actions.shape == (9, 5) and np.isfinite(actions).all() and np.abs(actions).max() <= 1.0
+    assert controller.n_plans == 3
+    with pytest.raises(UserError, match="condition_last=false"):
+        with initialize_config_module(config_module="dfplan.configs", version_base=None):
+            bad = compose(config_name="train", overrides=[f"out={tmp_path / 'bad'}", *overrides[1:],
+                                                          "model.condition_last=true"])
+        train(bad, task=task)

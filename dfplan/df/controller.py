@@ -24,7 +24,7 @@ from dfplan.errors import UserError
 from dfplan.guidance import Objective
 from dfplan.lowlevel import GoalReacher, load_lowlevel
 from dfplan.tasks.base import NativeObservation
-from dfplan.types import Controller, safe_actions, split_observation
+from dfplan.types import Controller, safe_actions, snap_to_goal, split_observation
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,8 @@ class MPCController(Controller):
                  objective: str | Callable[[torch.Tensor], Objective] | None = None,
                  min_horizon: int | None = None, token_reach: float | None = None,
                  execution: str | None = None, lowlevel: str | GoalReacher | None = None,
-                 subgoal_ahead: int | None = None, max_episode_steps: int | None = None, action_low: float = -1.0,
-                 action_high: float = 1.0,
+                 subgoal_ahead: int | None = None, snap_radius: float | None = None,
+                 max_episode_steps: int | None = None, action_low: float = -1.0, action_high: float = 1.0,
                  seed: int | None = None):
         """
         horizon: planning horizon in tokens (shrinks to the episode's remaining time when `max_episode_steps` is set).
@@ -63,12 +63,16 @@ class MPCController(Controller):
             (default 1: the next one; further ahead, a tracker that moves at full speed toward it cuts the plan's
             jitter); with execution="lowlevel", how many env steps ahead of now the planned state handed to the
             policy lies (1..k); None = the policy's k.
+        snap_radius: with execution="track" or "lowlevel", each goal object (`Task.goal_objects`: the maze's point,
+            Fetch's block, each cube) whose planned position in that target lies within this distance of its goal
+            gets the goal's exact position: the plan brings the object near, the known goal places it. None = off.
         """
         named = objective if isinstance(objective, str) else None
         settings = replace(planner.settings.controller, **{k: v for k, v in dict(
             horizon=horizon, replan_every=replan_every, memory=memory, memory_tokens=memory_tokens,
             objective=named, min_horizon=min_horizon, token_reach=token_reach, execution=execution,
-            lowlevel=lowlevel if isinstance(lowlevel, str) else None, subgoal_ahead=subgoal_ahead).items()
+            lowlevel=lowlevel if isinstance(lowlevel, str) else None, subgoal_ahead=subgoal_ahead,
+            snap_radius=snap_radius).items()
             if v is not None})
         self.settings = settings
         self.planner = planner
@@ -102,6 +106,11 @@ class MPCController(Controller):
             if self.subgoal_ahead > self.reacher.k:
                 raise UserError(f"subgoal_ahead={self.subgoal_ahead} lies past the {self.reacher.k} steps the "
                                 f"low-level policy was trained to reach; choose 1..{self.reacher.k}")
+        self.snap_radius = settings.snap_radius
+        if self.snap_radius is not None and self.reacher is None and self.tracker is None:
+            raise UserError(f"snap_radius={self.snap_radius} moves the target a tracker or low-level policy steers "
+                            f"to; execution={settings.execution} has none (use execution=track or lowlevel)")
+        self.goal_objects = planner.task.goal_objects if planner.task is not None else 1
         self.adapter = planner.task.observation_adapter() if planner.task is not None else NativeObservation()
         self.max_episode_steps = max_episode_steps
         self.low, self.high = action_low, action_high
@@ -170,7 +179,7 @@ class MPCController(Controller):
         self._remember(states)
         if self.plan is None or self.plan_step >= self.replan_every or self.plan_step >= self.plan.shape[1]:
             self._replan(states, goals)
-        action = self._action(states)
+        action = self._action(states, goals)
         self.plan_step += 1
         self.t += 1
         action[~finite] = 0.0  # never act on an observation we could not read: hold still instead
@@ -180,15 +189,17 @@ class MPCController(Controller):
         return action if batched else action[0]
 
     # --- internals -----------------------------------------------------------------------------
-    def _action(self, states: np.ndarray) -> np.ndarray:
+    def _action(self, states: np.ndarray, goals: np.ndarray) -> np.ndarray:
         """The plan's own action now, or the tracking controller's or the low-level policy's toward the planned state
-        `subgoal_ahead` steps ahead (the plan's last state once fewer remain)."""
+        `subgoal_ahead` steps ahead (the plan's last state once fewer remain), snapped to the goal near it."""
         if self.plan_states is None or (self.reacher is None and self.tracker is None):
             return self.plan[:, self.plan_step].copy()  # own actions (or, without planned states, a failed plan's)
         ahead = min(self.plan_step + self.subgoal_ahead, self.plan_states.shape[1] - 1)
+        target = snap_to_goal(self.plan_states[:, ahead], goals, self.planner.goal_dims, self.goal_objects,
+                              self.snap_radius)
         if self.tracker is not None:
-            return self.tracker(states, self.plan_states[:, ahead], self.plan[:, self.plan_step])
-        return self.reacher.act_toward(states, self.plan_states[:, ahead])
+            return self.tracker(states, target, self.plan[:, self.plan_step])
+        return self.reacher.act_toward(states, target)
 
     def _remember(self, states: np.ndarray) -> None:
         """Record the observation that followed the last action; feed whole tokens into the latent."""

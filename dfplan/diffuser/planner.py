@@ -26,18 +26,32 @@ from dfplan.types import Plan
 
 
 class DiffuserPlanner:
-    """Planner protocol for a trained `DiffuserModel`. obs [B, Ds], goal [B, Dg] raw units, Dg <= Ds."""
+    """Planner protocol for a trained `DiffuserModel`. obs [B, Ds], goal [B, Dg] raw units, Dg <= Ds.
+
+    A model trained on part of the state (`state_dims`, e.g. the effector, the cubes and the subgoal offsets) takes
+    and returns whole observations all the same: planned states hold the current value on the dims it does not plan.
+    """
 
     def __init__(self, model, normalizer: Normalizer, device="auto", seed: int | None = None, task=None,
-                 meta: dict | None = None):
+                 meta: dict | None = None, state_dims: tuple[int, ...] | None = None, env_obs_dim: int | None = None,
+                 execution: dict | None = None):
+        """execution: how the checkpoint was tuned to be executed (`planner=diffuser`'s default, see
+        `dfplan.controllers.make_controller`): {"mode": "replan", "replan_every": 4, "execution": "lowlevel"};
+        None = the paper's (plan once, track the planned states)."""
         self.device = resolve_device(device)
         self.task, self.meta = task, dict(meta or {})
+        self.execution = dict(execution) if execution else None
         self.model = model.to(self.device).eval()
         self.normalizer = normalizer
-        self.obs_dim, self.act_dim = model.cfg.obs_dim, model.cfg.act_dim
-        if (normalizer.obs_dim, normalizer.act_dim) != (self.obs_dim, self.act_dim):
+        self.act_dim = model.cfg.act_dim
+        if (normalizer.obs_dim, normalizer.act_dim) != (model.cfg.obs_dim, self.act_dim):
             raise ValueError(f"normalizer dims (obs {normalizer.obs_dim}, act {normalizer.act_dim}) do not match the "
-                             f"model's (obs {self.obs_dim}, act {self.act_dim})")
+                             f"model's (obs {model.cfg.obs_dim}, act {self.act_dim})")
+        self.state_dims = None if state_dims is None else tuple(int(d) for d in state_dims)
+        if self.state_dims is not None and model.cfg.condition_last:
+            raise ValueError("a Diffuser over part of the state (state_dims) takes its goal from the state; it cannot "
+                             "inpaint a last state (condition_last)")
+        self.obs_dim = model.cfg.obs_dim if self.state_dims is None else int(env_obs_dim)  # what callers pass
         self.generator = None if seed is None else torch.Generator(self.device).manual_seed(seed)
 
     @property
@@ -72,14 +86,19 @@ class DiffuserPlanner:
         obs, goal = self._inputs(obs, goal)
         t0 = time.perf_counter()
         nz, Da = self.normalizer, self.act_dim
-        last = self.goal_state(goal)
-        first_n = nz.norm_obs(obs)
-        last_n = nz.norm_obs(last) if self.model.cfg.condition_last else None
+        first_n = nz.norm_obs(obs if self.state_dims is None else obs[:, list(self.state_dims)])
+        last = self.goal_state(goal) if self.model.cfg.condition_last else None
+        last_n = nz.norm_obs(last) if last is not None else None
         x = self.model.sample(first_n, last_n, generator=generator or self.generator)
-        states = nz.denorm_obs(x[..., Da:])
+        planned = nz.denorm_obs(x[..., Da:])
         actions = nz.denorm_act(x[..., :Da])
+        if self.state_dims is None:
+            states = planned
+        else:  # whole observations: the dims not planned hold their current value
+            states = obs[:, None].expand(-1, planned.shape[1], -1).clone()
+            states[..., list(self.state_dims)] = planned
         states[:, 0] = obs  # the conditioned states, exactly (denorm(norm(v)) is off by rounding)
-        if last_n is not None:
+        if last is not None:
             states[:, -1] = last
         info = {"seconds": time.perf_counter() - t0, "last_action": actions[:, -1]}
         return Plan(actions=actions[:, :-1], states=states, info=info)
@@ -89,4 +108,6 @@ def load_diffuser(checkpoint_path: str | Path, device="auto", seed: int | None =
     """A `DiffuserPlanner` with the EMA weights and the normalizer of a `dfplan-train model=diffuser` checkpoint."""
     loaded = load_model(checkpoint_path, MODEL_TYPE)
     return DiffuserPlanner(loaded.model, loaded.normalizer, device=resolve_device(device), seed=seed,
-                           task=loaded.task, meta=loaded.meta)
+                           task=loaded.task, meta=loaded.meta, state_dims=loaded.checkpoint.get("state_dims"),
+                           env_obs_dim=loaded.checkpoint.get("env_obs_dim"),
+                           execution=loaded.checkpoint.get("execution"))

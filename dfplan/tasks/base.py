@@ -96,6 +96,7 @@ class Task(ABC):
     variants: tuple[str, ...] = ()  # shipped DF checkpoint variants; the first is the default
     data_options: tuple[str, ...] = ()  # dfplan-data keys this task's recipe takes (besides seed and dataset_id)
     action_bounds: tuple[float, float] = (-1.0, 1.0)  # the env's action box, the same for every action dim
+    goal_objects: int = 1  # the goal dims split evenly into this many objects' positions (cubes: one per cube)
 
     # --- env ---------------------------------------------------------------------------------------
     @property
@@ -116,6 +117,12 @@ class Task(ABC):
         """The state dims a plan must get right for the low-level policy to reach it (its subgoal dims): what the
         agent controls and what it must move. Default: the whole state."""
         return tuple(range(self.make_env().observation_space["observation"].shape[0]))
+
+    @property
+    def goal_input_dims(self) -> tuple[int, ...]:
+        """The state dims that tell a model the goal (the cube tasks' subgoal offsets); () when the goal is not part
+        of the state. `state_dims=plan_goal` trains a model on `plan_dims` and these."""
+        return ()
 
     def observation_adapter(self) -> NativeObservation:
         """What the controllers use to read the env's own observations (see `NativeObservation`)."""

@@ -75,7 +75,7 @@ class CubeTask(OGBenchData, Task):
 
     def __init__(self, name: str, subgoals: str = "one_cube"):
         self.name, self.subgoals = name, subgoals
-        self.num_cubes = cube_env.NUM_CUBES[name]
+        self.num_cubes = self.goal_objects = cube_env.NUM_CUBES[name]
         self.success_radius = cube_env.SUCCESS_DISTANCE  # scaled units (0.04 m)
 
     @property
@@ -90,6 +90,12 @@ class CubeTask(OGBenchData, Task):
     def plan_dims(self) -> tuple[int, ...]:
         """Effector xyz and yaw (cos, sin), gripper opening, and every cube's position."""
         return (*cube_env.EFFECTOR_POSE, cube_env.GRIPPER, *self.goal_dims)
+
+    @property
+    def goal_input_dims(self) -> tuple[int, ...]:
+        """The subgoal offsets appended to OGBench's observation (3 per cube, the last dims)."""
+        first = cube_env.PROPRIO_DIMS + cube_env.CUBE_DIMS * self.num_cubes
+        return tuple(range(first, first + 3 * self.num_cubes))
 
     def observation_adapter(self):
         """Reads a plain OGBench env's raw observation and `info["goal"]` (`dfplan.envs.ogbench.PlainObservation`)."""
