@@ -18,8 +18,8 @@ Methods (controllers built by `dfplan.controllers.make_controller`, as `dfplan-e
   diffuser       Diffuser, plan once, its planned gripper positions tracked by the task's tracker
   diffuser-lowlevel  Diffuser, plan once, its plan reached by the low-level policy (10 steps ahead)
   diffuser-replan-lowlevel  the same, replanning every 32 steps
-  diffuser-tuned     Diffuser as `dfplan-eval planner=diffuser` runs it: its checkpoint's tuned execution (the cubes:
-                     replanning every 4 steps, reached by the low-level policy; else plan once, tracked)
+  diffuser-tuned     Diffuser as `dfplan-eval planner=diffuser` runs it: its checkpoint's tuned execution
+                     (cubes / Fetch: replanning every 4 / 32 steps, reached by the low-level policy)
   diffuser-actions   Diffuser executing its own diffused actions (replanning when they run out)
   bc             goal-conditioned behaviour cloning (MLP), same data
   expert         the scripted expert / OGBench's oracle that made the data (noise-free): the ceiling
