@@ -332,6 +332,11 @@ def _train(cfg: DictConfig, task, rank: int, world: int, device: torch.device, o
     init, init_path = load_init(cfg)
 
     state_dims = resolve_state_dims(cfg.get("state_dims"), task)
+    if state_dims is not None and cfg.model.name == "diffuser" and task is not None and not (
+            task.goal_input_dims and set(task.goal_input_dims) <= set(state_dims)):
+        raise UserError(f"state_dims={cfg.state_dims} leaves a Diffuser no goal: it conditions on the planned state "
+                        f"alone, so that state must hold the goal (state_dims=plan_goal on a task whose state carries "
+                        f"it, e.g. the OGBench cubes)")
     splits = load_runs(cfg.dataset, val_fraction=tc.val_fraction, seed=cfg.seed, normalizer_mode=tc.normalizer,
                        state_dims=state_dims)
     if init is not None:  # the weights were trained on data normalized this way (another dataset: fine-tuning)

@@ -305,3 +305,8 @@ def test_diffuser_trained_on_the_plan_and_goal_dims_plans_whole_observations(cub
             bad = compose(config_name="train", overrides=[f"out={tmp_path / 'bad'}", *overrides[1:],
                                                           "model.condition_last=true"])
         train(bad, task=task)
+    with pytest.raises(UserError, match="leaves a Diffuser no goal"):  # the plan dims alone hold no goal
+        with initialize_config_module(config_module="dfplan.configs", version_base=None):
+            blind = compose(config_name="train", overrides=[f"out={tmp_path / 'blind'}", *overrides[1:],
+                                                            "state_dims=plan"])
+        train(blind, task=task)

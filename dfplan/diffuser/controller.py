@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from dfplan.diffuser.planner import DiffuserPlanner
+from dfplan.errors import UserError
 from dfplan.tasks.base import NativeObservation
 from dfplan.tasks.pointmaze import track_action
 from dfplan.types import Controller, Plan, safe_actions, snap_to_goal, split_observation
@@ -60,7 +61,8 @@ class DiffuserController(Controller):
         if reacher is not None:
             reacher.check_reads(planner.obs_dim, "Diffuser")
         if snap_radius is not None and (reacher is None or planner.task is None):
-            raise ValueError("snap_radius applies to a plan reached by the low-level policy, on the planner's task")
+            raise UserError("snap_radius applies to a Diffuser plan reached by the low-level policy "
+                            "(execution=lowlevel), on the planner's task")
         if tracker is None and reacher is None and planner.obs_dim % 2:
             raise ValueError(f"tracking needs states [position, velocity] of even size, got obs_dim {planner.obs_dim}")
         self.planner, self.mode, self.replan_every = planner, mode, replan_every
