@@ -11,7 +11,7 @@ from dfplan.df.controller import MPCController
 from dfplan.df.planner import DFPlanner
 from dfplan.diffuser.controller import DiffuserController
 from dfplan.diffuser.planner import load_diffuser
-from dfplan.errors import UserError, check_choice
+from dfplan.errors import UserError, check_choice, check_float
 from dfplan.lowlevel import load_lowlevel
 from dfplan.registry import load_planner
 from dfplan.settings import CONTROLLER_KEYS, EXECUTIONS, resolve_settings
@@ -27,8 +27,9 @@ def make_controller(planner: str, task, checkpoint=None, variant: str | None = N
     """A controller for `task` (a `dfplan.tasks.Task`).
 
     planner: "df" (the MPC controller; `settings` override the checkpoint's tuned ones), "diffuser" (the execution
-    its checkpoint was tuned for, given neither `execution` nor `replan_every`; else, and for checkpoints that store
-    none, plan once + tracking, the paper's protocol), "diffuser-replan" (every `replan_every` steps, default 64),
+    its checkpoint was tuned for, `replan_every` and `snap_radius` overriding its values; given `execution`, and
+    for checkpoints that store none, plan once + tracking, the paper's protocol), "diffuser-replan" (every
+    `replan_every` steps, default 64),
     "diffuser-actions" (its own actions), "bc" (a behaviour-cloning policy), "expert" (the task's scripted expert)
     or "random" (uniform actions: the floor). checkpoint: a path or shipped name; None = the
     checkpoint shipped for the task (`variant` picks among the DF ones).
@@ -43,8 +44,13 @@ def make_controller(planner: str, task, checkpoint=None, variant: str | None = N
             raise UserError(f"execution={execution} does not apply to planner={planner}: it acts by itself")
     if lowlevel is not None and execution != "lowlevel" and planner != "df":
         raise UserError("lowlevel= names the policy for execution=lowlevel; pass execution=lowlevel too")
-    if planner != "df" and settings:
-        raise UserError(f"DF settings {sorted(settings)} do not apply to planner={planner}")
+    given = {k: v for k, v in settings.items() if v is not None}
+    if planner in DIFFUSER_MODES and set(given) <= {"snap_radius"}:
+        snap_radius = given.pop("snap_radius", None)  # the one controller setting a Diffuser shares with DF
+        if snap_radius is not None:
+            snap_radius = check_float("snap_radius", snap_radius, 0.0)
+    elif planner != "df" and given:
+        raise UserError(f"DF settings {sorted(given)} do not apply to planner={planner}")
     if replan_every is not None and planner in ("bc", "expert", "random"):
         raise UserError(f"replan_every does not apply to planner={planner}: it acts at every step")
     if planner == "expert":
@@ -66,11 +72,13 @@ def make_controller(planner: str, task, checkpoint=None, variant: str | None = N
                              lowlevel=lowlevel, **controller)
     diffuser = load_diffuser(path, device=device)
     mode = DIFFUSER_MODES[planner]
-    snap_radius = None
-    if planner == "diffuser" and execution is None and replan_every is None and diffuser.execution:
+    if planner == "diffuser" and execution is None and diffuser.execution:
         tuned = diffuser.execution
-        mode, replan_every, execution = tuned["mode"], tuned.get("replan_every"), tuned.get("execution")
-        snap_radius = tuned.get("snap_radius")
+        mode, execution = tuned["mode"], tuned.get("execution")
+        replan_every = tuned.get("replan_every") if replan_every is None else replan_every
+        snap_radius = tuned.get("snap_radius") if snap_radius is None else snap_radius
+        if replan_every is not None and mode == "plan_once":
+            mode = "replan"
     every = replan_every or (64 if mode == "replan" else None)
     reacher = None
     if execution == "lowlevel":

@@ -110,8 +110,8 @@ class ControllerSettings:
     #   None = the one shipped for the task
     subgoal_ahead: int | None = None  # execution=track: the planned state this many env steps ahead is the tracker's
     #   target (None = the next); execution=lowlevel: the policy's subgoal (1..k, the span it was trained on; None = k)
-    snap_radius: float | None = None  # execution=track | lowlevel: an object whose planned position lies within this
-    #   distance of its goal is handed the goal itself (the plan is a guide; the goal is known exactly); None = off
+    snap_radius: float | None = None  # execution=lowlevel, or the maze tracker: an object whose planned position lies
+    #   within this distance of its goal is handed the goal itself (the plan is a guide; the goal is known exactly)
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731

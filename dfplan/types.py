@@ -180,6 +180,16 @@ def snap_to_goal(target: np.ndarray, goals: np.ndarray, goal_dims, objects: int,
     return target
 
 
+def whole_states(planned: torch.Tensor, obs: torch.Tensor, state_dims) -> torch.Tensor:
+    """States planned over some dims [B, T, D_plan] as whole observations [B, T, Ds]: the dims not planned hold their
+    value in `obs` [B, Ds]; `state_dims` None = the plan is already whole."""
+    if state_dims is None:
+        return planned
+    whole = obs[:, None].expand(-1, planned.shape[1], -1).clone()
+    whole[..., list(state_dims)] = planned
+    return whole
+
+
 def safe_actions(action, low: float = -1.0, high: float = 1.0) -> tuple[np.ndarray, int]:
     """(actions [N, Da] with non-finite rows replaced by zeros and everything clipped to [low, high], number of
     rows replaced). Every controller ends with this: it never emits NaN or out-of-range actions."""

@@ -50,6 +50,8 @@ MISTAKES = [
     (["dfplan-eval", "results=/no/such/dir/r.jsonl"], "cannot write /no/such/dir/r.jsonl"),
     (["dfplan-eval", "env=pointmaze-umaze", "checkpoint=pointmaze-medium-dwell"], "trained for env=pointmaze-medium"),
     (["dfplan-eval", "planner=df", "checkpoint=pointmaze-umaze-diffuser"], "holds a Diffuser model, not a DF one"),
+    (["dfplan-eval", "planner=diffuser", "guidance_scale=1"], "DF settings ['guidance_scale'] do not apply"),
+    (["dfplan-eval", "planner=diffuser", "snap_radius=0.1"], "snap_radius applies to a Diffuser plan reached by"),
     (["dfplan-plan", "horizon=0"], "horizon=0"),
     (["dfplan-plan", "starts=0"], "starts=0"),
     (["dfplan-data", "stepz=10"], "unknown key 'stepz'"),

@@ -269,6 +269,7 @@ def test_diffuser_trained_on_the_plan_and_goal_dims_plans_whole_observations(cub
     (the offsets tell it the goal); its plans come back as whole observations that the low-level policy reaches."""
     from hydra import compose, initialize_config_module
 
+    from dfplan.checkpoint import export_for_inference
     from dfplan.controllers import make_controller
     from dfplan.diffuser.planner import load_diffuser
     from dfplan.errors import UserError
@@ -300,6 +301,19 @@ def test_diffuser_trained_on_the_plan_and_goal_dims_plans_whole_observations(cub
     actions = drive(controller, 9, seed=1, env_name="ogbench-cube-single")
     assert actions.shape == (9, 5) and np.isfinite(actions).all() and np.abs(actions).max() <= 1.0
     assert controller.n_plans == 3
+    tuned = export_for_inference(final, tmp_path / "tuned.pt", execution={
+        "mode": "replan", "replan_every": 4, "execution": "lowlevel", "snap_radius": 0.8})
+    stored = make_controller("diffuser", task, checkpoint=str(tuned), device="cpu")
+    assert (stored.mode, stored.replan_every, stored.snap_radius) == ("replan", 4, 0.8) and stored.reacher is not None
+    changed = make_controller("diffuser", task, checkpoint=str(tuned), device="cpu", replan_every=8, snap_radius=0.5)
+    assert (changed.mode, changed.replan_every, changed.snap_radius) == ("replan", 8, 0.5) and changed.reacher
+    paper = make_controller("diffuser", task, checkpoint=str(tuned), device="cpu", execution="track")
+    assert (paper.mode, paper.reacher, paper.snap_radius) == ("plan_once", None, None)
+    bad = export_for_inference(final, tmp_path / "bad.pt", execution={"mode": "replan", "replan_every": 0})
+    with pytest.raises(UserError, match="stores a bad Diffuser execution: replan_every=0"):
+        make_controller("diffuser", task, checkpoint=str(bad), device="cpu")
+    with pytest.raises(UserError, match="snap_radius=-1"):
+        make_controller("diffuser", task, checkpoint=str(tuned), device="cpu", snap_radius=-1.0)
     with pytest.raises(UserError, match="condition_last=false"):
         with initialize_config_module(config_module="dfplan.configs", version_base=None):
             bad = compose(config_name="train", overrides=[f"out={tmp_path / 'bad'}", *overrides[1:],

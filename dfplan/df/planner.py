@@ -18,7 +18,7 @@ from dfplan.guidance import Objective, goal_distance, per_candidate
 from dfplan.search import mctd_search
 from dfplan.settings import SAMPLER_KEYS, DFSettings, resolve_settings
 from dfplan.tasks.base import Task
-from dfplan.types import Plan, check_batch
+from dfplan.types import Plan, check_batch, whole_states
 
 MAX_HORIZON = 10_000  # tokens; far past any episode, and still a plan that fits in memory
 
@@ -72,14 +72,6 @@ class DFPlanner:
     def _planned(self, states: torch.Tensor) -> torch.Tensor:
         """The dims of whole observations [..., Ds] that the model plans."""
         return states if self.state_dims is None else states[..., list(self.state_dims)]
-
-    def _whole(self, planned: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
-        """Planned states [B, T, D_plan] as whole observations [B, T, Ds]: the dims not planned hold `obs` [B, Ds]."""
-        if self.state_dims is None:
-            return planned
-        whole = obs[:, None].expand(-1, planned.shape[1], -1).clone()
-        whole[..., list(self.state_dims)] = planned
-        return whole
 
     # --- latents -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -215,7 +207,7 @@ class DFPlanner:
         actions, next_obs = from_tokens(tokens, self.frame_stack, self.act_dim)
         actions = self.normalizer.denorm_act(actions)
         states = torch.cat([self._planned(obs)[:, None], self.normalizer.denorm_obs(next_obs)], dim=1)
-        return actions, self._whole(states, obs)
+        return actions, whole_states(states, obs, self.state_dims)
 
     def _to_plan(self, result: SampleResult, obs: torch.Tensor, seconds: float) -> Plan:
         actions, states = self._decode(result.tokens, obs)

@@ -6,13 +6,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dfplan.diffuser.planner import DiffuserPlanner
+from dfplan.diffuser.planner import MODES, DiffuserPlanner
 from dfplan.errors import UserError
 from dfplan.tasks.base import NativeObservation
 from dfplan.tasks.pointmaze import track_action
 from dfplan.types import Controller, Plan, safe_actions, snap_to_goal, split_observation
-
-MODES = ("plan_once", "replan", "actions")
 
 
 def tracking_target(states: np.ndarray, t: int, rest=None) -> np.ndarray:

@@ -22,7 +22,13 @@ from dfplan.checkpoint import load_model
 from dfplan.data import Normalizer
 from dfplan.devices import resolve_device
 from dfplan.diffuser.model import MODEL_TYPE
-from dfplan.types import Plan
+from dfplan.errors import UserError, check_choice, check_float, check_int
+from dfplan.settings import EXECUTIONS
+from dfplan.types import Plan, whole_states
+
+MODES = ("plan_once", "replan", "actions")  # how `DiffuserController` executes plans
+
+EXECUTION_KEYS = ("mode", "replan_every", "execution", "snap_radius")  # what a checkpoint's stored execution holds
 
 
 class DiffuserPlanner:
@@ -40,7 +46,7 @@ class DiffuserPlanner:
         None = the paper's (plan once, track the planned states)."""
         self.device = resolve_device(device)
         self.task, self.meta = task, dict(meta or {})
-        self.execution = dict(execution) if execution else None
+        self.execution = check_execution(execution, self.meta.get("path", "the checkpoint")) if execution else None
         self.model = model.to(self.device).eval()
         self.normalizer = normalizer
         self.act_dim = model.cfg.act_dim
@@ -51,6 +57,9 @@ class DiffuserPlanner:
         if self.state_dims is not None and model.cfg.condition_last:
             raise ValueError("a Diffuser over part of the state (state_dims) takes its goal from the state; it cannot "
                              "inpaint a last state (condition_last)")
+        if self.state_dims is not None and env_obs_dim is None:
+            raise ValueError("a Diffuser over part of the state (state_dims) needs env_obs_dim, the size of the "
+                             "observations it is given")
         self.obs_dim = model.cfg.obs_dim if self.state_dims is None else int(env_obs_dim)  # what callers pass
         self.generator = None if seed is None else torch.Generator(self.device).manual_seed(seed)
 
@@ -92,16 +101,30 @@ class DiffuserPlanner:
         x = self.model.sample(first_n, last_n, generator=generator or self.generator)
         planned = nz.denorm_obs(x[..., Da:])
         actions = nz.denorm_act(x[..., :Da])
-        if self.state_dims is None:
-            states = planned
-        else:  # whole observations: the dims not planned hold their current value
-            states = obs[:, None].expand(-1, planned.shape[1], -1).clone()
-            states[..., list(self.state_dims)] = planned
+        states = whole_states(planned, obs, self.state_dims)
         states[:, 0] = obs  # the conditioned states, exactly (denorm(norm(v)) is off by rounding)
         if last is not None:
             states[:, -1] = last
         info = {"seconds": time.perf_counter() - t0, "last_action": actions[:, -1]}
         return Plan(actions=actions[:, :-1], states=states, info=info)
+
+
+def check_execution(execution: dict, source) -> dict:
+    """A stored execution (`DiffuserPlanner`'s `execution`) checked key by key; a bad one is a one-line UserError
+    that names `source` (the checkpoint)."""
+    try:
+        if not isinstance(execution, dict) or not set(execution) <= set(EXECUTION_KEYS) or "mode" not in execution:
+            raise UserError(f"it must be a mapping with 'mode' and some of {list(EXECUTION_KEYS)}, got {execution!r}")
+        check_choice("mode", execution["mode"], MODES)
+        if execution.get("replan_every") is not None:
+            check_int("replan_every", execution["replan_every"], 1)
+        if execution.get("execution") is not None:
+            check_choice("execution", execution["execution"], EXECUTIONS)
+        if execution.get("snap_radius") is not None:
+            check_float("snap_radius", execution["snap_radius"], 0.0)
+    except UserError as err:
+        raise UserError(f"{source} stores a bad Diffuser execution: {err}") from None
+    return dict(execution)
 
 
 def load_diffuser(checkpoint_path: str | Path, device="auto", seed: int | None = None) -> DiffuserPlanner:
