@@ -14,7 +14,11 @@ Methods (controllers built by `dfplan.controllers.make_controller`, as `dfplan-e
                  (execution=lowlevel; the checkpoint's other settings)
   df-unguided    guidance_scale=0: the goal enters only through the state (goal-conditioned DF, no guidance)
   df-object      objective=object_to_goal        df-reach   objective=reach_then_carry  (Fetch)
-  df-whole-goal  OGBench: every cube's target in the observation at once, no one-cube-at-a-time subgoal layer
+  df-whole-goal  OGBench: every cube's target in the observation at once (goal=whole, the papers' protocol), no
+                 one-cube-at-a-time subgoal layer; the model is shown the whole goal (object_choice=given)
+  df-whole-goal-search  the same, the planner choosing which cube to move: one plan per unplaced cube, the one the
+                 task's plan value ranks best followed until placed (object_choice=search, MCTD's cube meta-action)
+  df-whole-goal-random  the same, a random unplaced cube (object_choice=random: what the search adds)
   diffuser       Diffuser, plan once, its planned gripper positions tracked by the task's tracker
   diffuser-lowlevel  Diffuser, plan once, its plan reached by the low-level policy (10 steps ahead)
   diffuser-replan-lowlevel  the same, replanning every 32 steps
@@ -55,7 +59,9 @@ METHODS = {
     "df-unguided": ("df", {"guidance_scale": 0.0}, ("df",)),
     "df-object": ("df", {"objective": "object_to_goal"}, ("df",)),
     "df-reach": ("df", {"objective": "reach_then_carry"}, ("df",)),
-    "df-whole-goal": ("df", {}, ("df",)),
+    "df-whole-goal": ("df", {"object_choice": "given"}, ("df",)),
+    "df-whole-goal-search": ("df", {"object_choice": "search"}, ("df",)),
+    "df-whole-goal-random": ("df", {"object_choice": "random"}, ("df",)),
     "diffuser": ("diffuser", {"execution": "track"}, ("diffuser",)),
     "diffuser-lowlevel": ("diffuser", LOWLEVEL, ("diffuser", "lowlevel")),
     "diffuser-replan-lowlevel": ("diffuser-replan", {**LOWLEVEL, "replan_every": 32}, ("diffuser", "lowlevel")),
@@ -74,11 +80,11 @@ KIND = {"checkpoint_": "df", "diffuser_checkpoint_": "diffuser", "bc_checkpoint_
 
 
 def task_for(method: str, task):
-    """The task a method runs on: df-whole-goal swaps the OGBench subgoal layer for the whole goal."""
-    if method != "df-whole-goal":
+    """The task a method runs on: the df-whole-goal rows swap the OGBench subgoal layer for the whole goal."""
+    if not method.startswith("df-whole-goal"):
         return task
     if task.family != "ogbench":
-        raise common.ArgError(f"error: df-whole-goal applies to the OGBench tasks, not {task.name}")
+        raise common.ArgError(f"error: {method} applies to the OGBench tasks, not {task.name}")
 
     return CubeTask(task.name, subgoals="all")
 

@@ -18,6 +18,7 @@ GUIDED_DIMS = ("all", "actions")
 EXECUTIONS = ("actions", "lowlevel", "track")
 SEARCHES = ("none", "mctd")
 RANKS = ("objective", "value")
+OBJECT_CHOICES = ("given", "search", "random")  # how the MPC controller picks the object to move (search.objects)
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,10 @@ class ControllerSettings:
     #   target (None = the next); execution=lowlevel: the policy's subgoal (1..k, the span it was trained on; None = k)
     snap_radius: float | None = None  # execution=lowlevel, or the maze tracker: an object whose planned position lies
     #   within this distance of its goal is handed the goal itself (the plan is a guide; the goal is known exactly)
+    object_choice: str = "given"  # given: plan for the goal as the observation gives it | search: given every object's
+    #   goal (OGBench cubes, goal=whole), plan choice_horizon tokens per object not yet placed and move the one whose
+    #   plan the task's value ranks best until it is placed | random: a random unplaced one (dfplan.search.objects)
+    choice_horizon: int = 32  # object_choice=search: tokens of each compared plan
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -125,6 +130,8 @@ class ControllerSettings:
         set_("memory_tokens", check_int("memory_tokens", self.memory_tokens, 0, allow_none=True))
         check_choice("execution", self.execution, EXECUTIONS)
         set_("subgoal_ahead", check_int("subgoal_ahead", self.subgoal_ahead, 1, allow_none=True))
+        check_choice("object_choice", self.object_choice, OBJECT_CHOICES)
+        set_("choice_horizon", check_int("choice_horizon", self.choice_horizon, 1))
         if self.snap_radius is not None:
             set_("snap_radius", check_float("snap_radius", self.snap_radius, 0.0))
         if self.lowlevel is not None and not isinstance(self.lowlevel, str):

@@ -134,6 +134,20 @@ def with_offsets(raw_obs: np.ndarray, subgoal: np.ndarray, num_cubes: int) -> np
     return np.concatenate([raw_obs, subgoal - cubes], axis=-1)
 
 
+def present_cube(obs: np.ndarray, goals: np.ndarray, cubes_to_move: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(observations with subgoal offsets [N, D + 3n], subgoals [N, 3n]) when only cube `cubes_to_move[i]` of env i
+    is to move (-1: none) toward its target in `goals` [N, 3n]: the others' subgoal is where they are. `obs` [N, D + 3n]
+    (offsets of any subgoal)."""
+    n = goals.shape[-1] // 3
+    raw = np.asarray(obs)[:, :PROPRIO_DIMS + CUBE_DIMS * n]
+    sub = cube_positions(raw, n).copy()  # [N, n, 3]
+    rows = np.flatnonzero(np.asarray(cubes_to_move) >= 0)
+    picked = np.asarray(cubes_to_move)[rows]
+    sub[rows, picked] = np.asarray(goals).reshape(len(raw), n, 3)[rows, picked]
+    sub = sub.reshape(len(raw), 3 * n)
+    return with_offsets(raw, sub, n), sub
+
+
 def subgoal_positions(cubes: np.ndarray, cube: int | None, target: np.ndarray) -> np.ndarray:
     """The subgoal [3n]: `target` for `cube`, the current position for every other cube."""
     out = np.array(cubes, dtype=np.float64)

@@ -51,6 +51,66 @@ def test_subgoals_park_a_cube_to_swap_two():
     assert np.allclose(sub[c], target) and np.allclose(sub[1 - c], cubes[1 - c])
 
 
+def test_the_cube_tasks_object_hooks_on_hand_made_states():
+    """What `object_choice` reads from the task: which cubes are placed, when a placed one is let go, and the
+    observation that presents one cube's target alone (its offset, the other cube's zero)."""
+    task = get_task("ogbench-cube-double")
+    raw = np.zeros((2, og.PROPRIO_DIMS + 2 * og.CUBE_DIMS))
+    cubes = np.array([[[0.1, 0.0, 0.2], [-1.0, -1.0, 0.2]], [[2.0, 0.0, 0.2], [1.0, 1.0, 0.2]]])
+    raw[:, list(og.cube_dims(2))] = cubes.reshape(2, 6)
+    raw[0, list(og.EFFECTOR)] = cubes[0, 0] + [0.0, 0.0, 0.1]  # env 0 still holds its placed cube 0
+    raw[1, list(og.EFFECTOR)] = [0.0, 0.0, 2.0]
+    goals = np.array([[0.0, 0.0, 0.2, 1.0, 1.0, 0.2]] * 2)
+    states = og.with_offsets(raw, goals, 2)
+    assert task.objects_placed(states, goals).tolist() == [[True, False], [False, True]]
+    assert task.object_done(states, goals, np.array([0, 1])).tolist() == [False, True]
+    shown, sub = task.present_object(states, goals, np.array([1, -1]))
+    offsets = shown[:, -6:].reshape(2, 2, 3)
+    assert np.allclose(offsets[0, 1], goals[0, 3:] - cubes[0, 1]) and np.allclose(offsets[0, 0], 0.0)
+    assert np.allclose(offsets[1], 0.0) and np.allclose(sub[1], cubes[1].reshape(-1))
+    assert np.allclose(shown[:, :raw.shape[1]], raw)
+
+
+def test_object_choice_plans_each_open_cube_and_follows_the_best_until_it_is_let_go(monkeypatch):
+    """Given every cube's target (goal=whole), `object_choice=search` plans one plan per unplaced cube with the
+    shipped cube-double DF, moves the cube whose plan the task's value ranks best, and keeps it; `random` is
+    reproducible under a seed; a one-object task refuses the setting."""
+    from dfplan.controllers import make_controller
+    from dfplan.errors import UserError
+    from dfplan.tasks.ogbench import CubeTask
+
+    task = get_task("ogbench-cube-double")
+    prefer = {"cube": 1}
+
+    def value(states, goal):  # the plan that moves the preferred cube furthest scores best
+        dims = list(og.cube_dims(2))[3 * prefer["cube"]:3 * prefer["cube"] + 3]
+        return (states[:, -1, dims] - states[:, 0, dims]).norm(dim=-1) + 1e-3
+
+    monkeypatch.setattr(CubeTask, "plan_value", lambda self, states, goal: value(states, goal))
+    controller = make_controller("df", task, device="cpu", object_choice="search", choice_horizon=4)
+    env = task.make_env(goal="whole")
+    obs, _ = env.reset(seed=2)  # task 3: both cubes move
+    controller.reset(seed=0)
+    for _ in range(3):
+        action = controller.act(obs)
+        assert np.isfinite(action).all() and np.abs(action).max() <= 1.0
+        obs, *_ = env.step(action)
+    assert controller.chooser.plans == 2 and controller.chooser.chosen.tolist() == [1]  # one choice, then kept
+    prefer["cube"] = 0
+    controller.reset(seed=0)
+    controller.act(env.reset(seed=2)[0])
+    assert controller.chooser.chosen.tolist() == [0]
+    picks = []
+    for _ in range(2):
+        rand = make_controller("df", task, device="cpu", object_choice="random")
+        rand.reset(seed=7)
+        rand.act({k: np.stack([v] * 6) for k, v in env.reset(seed=2)[0].items()})
+        picks.append(rand.chooser.chosen.tolist())
+    assert picks[0] == picks[1] and set(picks[0]) == {0, 1}  # the same draws under a seed, both cubes drawn
+    with pytest.raises(UserError, match="object_choice=search chooses among several goal objects"):
+        make_controller("df", get_task("ogbench-cube-single"), device="cpu", object_choice="search")
+
+
 def test_hindsight_labels_and_task_ends_from_motion():
     T = 60
     cubes = np.zeros((T, 1, 3))

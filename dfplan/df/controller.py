@@ -23,6 +23,7 @@ from dfplan.df.planner import DFPlanner
 from dfplan.errors import UserError
 from dfplan.guidance import Objective
 from dfplan.lowlevel import GoalReacher, load_lowlevel
+from dfplan.search.objects import ObjectChoice
 from dfplan.tasks.base import NativeObservation
 from dfplan.types import Controller, safe_actions, snap_to_goal, split_observation
 
@@ -40,6 +41,7 @@ class MPCController(Controller):
                  min_horizon: int | None = None, token_reach: float | None = None,
                  execution: str | None = None, lowlevel: str | GoalReacher | None = None,
                  subgoal_ahead: int | None = None, snap_radius: float | None = None,
+                 object_choice: str | None = None, choice_horizon: int | None = None,
                  max_episode_steps: int | None = None, action_low: float = -1.0, action_high: float = 1.0,
                  seed: int | None = None):
         """
@@ -66,13 +68,17 @@ class MPCController(Controller):
         snap_radius: with execution="track" or "lowlevel", each goal object (`Task.goal_objects`: the maze's point,
             Fetch's block, each cube) whose planned position in that target lies within this distance of its goal
             gets the goal's exact position: the plan brings the object near, the known goal places it. None = off.
+        object_choice, choice_horizon: given every object's goal (OGBench cubes with goal=whole), "search" plans
+            `choice_horizon` tokens per unplaced object and moves the one the task's plan value ranks best until it
+            is placed; "random" picks one at random; "given" plans for the goal as observed
+            (`dfplan.search.objects.ObjectChoice`).
         """
         named = objective if isinstance(objective, str) else None
         settings = replace(planner.settings.controller, **{k: v for k, v in dict(
             horizon=horizon, replan_every=replan_every, memory=memory, memory_tokens=memory_tokens,
             objective=named, min_horizon=min_horizon, token_reach=token_reach, execution=execution,
             lowlevel=lowlevel if isinstance(lowlevel, str) else None, subgoal_ahead=subgoal_ahead,
-            snap_radius=snap_radius).items()
+            snap_radius=snap_radius, object_choice=object_choice, choice_horizon=choice_horizon).items()
             if v is not None})
         self.settings = settings
         self.planner = planner
@@ -111,6 +117,13 @@ class MPCController(Controller):
             raise UserError(f"snap_radius={self.snap_radius} moves the target a tracker or low-level policy steers "
                             f"to; execution={settings.execution} has none (use execution=track or lowlevel)")
         self.goal_objects = planner.task.goal_objects if planner.task is not None else 1
+        self.chooser = None
+        if settings.object_choice != "given":
+            if self.goal_objects < 2:
+                raise UserError(f"object_choice={settings.object_choice} chooses among several goal objects; "
+                                f"{planner.task.name if planner.task else 'a planner without a task'} has one")
+            self.chooser = ObjectChoice(planner, planner.task, settings.object_choice, settings.choice_horizon,
+                                        self.objective)
         self.adapter = planner.task.observation_adapter() if planner.task is not None else NativeObservation()
         self.max_episode_steps = max_episode_steps
         self.low, self.high = action_low, action_high
@@ -158,6 +171,8 @@ class MPCController(Controller):
         if seed is not None:
             self.generator = torch.Generator(device=self.planner.device).manual_seed(int(seed))
         self.adapter.reset()
+        if self.chooser is not None:
+            self.chooser.reset()
 
     def act(self, obs, goal=None) -> np.ndarray:
         """A Gymnasium dict observation (single or batched) -> action [Da] or [N, Da], always finite and inside
@@ -176,6 +191,10 @@ class MPCController(Controller):
                             f"call reset() before changing the batch size")
         finite = np.isfinite(states).all(-1) & np.isfinite(goals).all(-1)
         states, goals = np.where(finite[:, None], states, 0.0), np.where(finite[:, None], goals, 0.0)
+        if self.chooser is not None:
+            seconds = self.chooser.seconds
+            states, goals = self.chooser(states, goals, self.generator)
+            self.plan_seconds += self.chooser.seconds - seconds
         self._remember(states)
         if self.plan is None or self.plan_step >= self.replan_every or self.plan_step >= self.plan.shape[1]:
             self._replan(states, goals)

@@ -144,6 +144,20 @@ class Task(ABC):
         [0, 1], 0 for a physically implausible plan, >= `SOLVED_VALUE` for one that solves the task."""
         raise UserError(f"{self.name} has no plan value function: search=mctd does not apply to it")
 
+    # --- which object to move first (dfplan.search.objects, object_choice) ---------------------------------
+    def objects_placed(self, states: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        """Raw states [N, Ds] and goals [N, Dg] -> [N, goal_objects] bool: which objects are at their goals."""
+        raise UserError(f"{self.name} has one goal object: object_choice does not apply to it")
+
+    def object_done(self, states: np.ndarray, goals: np.ndarray, objects: np.ndarray) -> np.ndarray:
+        """[N] bool: is object `objects[i]` of env i at its goal and let go, so that another may be moved?"""
+        raise UserError(f"{self.name} has one goal object: object_choice does not apply to it")
+
+    def present_object(self, states: np.ndarray, goals: np.ndarray, objects: np.ndarray):
+        """(states, goals) as the models read them when only object `objects[i]` of env i is to move (-1: none):
+        that object's goal, the others held where they are."""
+        raise UserError(f"{self.name} has one goal object: object_choice does not apply to it")
+
     def check_goal(self, goal: str | None) -> str:
         goal = self.default_goal if goal is None else goal
         check_choice("goal", goal, self.goal_modes)

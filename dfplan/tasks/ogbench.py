@@ -6,13 +6,16 @@ the same subgoal layer for every planner); `desired_goal` is that subgoal, so gu
 positions to it.
 Score: success rate in percent, success = every cube within 0.04 m of its target at the last step (`info["success"]`).
 Env seed `s` plays evaluation task `1 + s % 5`, so 5k consecutive seeds cover every task k times.
-`CubeTask(name, subgoals="all")` appends every cube's target at once instead (no subgoal layer; the ablation).
+`goal=whole` (or `CubeTask(name, subgoals="all")`) appends every cube's target at once instead: no subgoal layer of
+ours, the papers' protocol; a DF controller with `object_choice=search` then chooses which cube to move itself
+(`dfplan.search.objects`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from dfplan.envs import ogbench as cube_env
@@ -64,7 +67,8 @@ class OGBenchData:
 
 class CubeTask(OGBenchData, Task):
     family = FAMILY
-    goal_modes = ("fixed",)  # OGBench's five evaluation tasks, chosen by the env seed
+    goal_modes = ("fixed", "whole")  # OGBench's five evaluation tasks (chosen by the env seed), their targets given
+    #   one cube at a time by our subgoal layer (fixed) or every cube's at once (whole: the papers' protocol)
     default_goal = "fixed"
     success_rule = "end"
     score_name = "success %"
@@ -102,9 +106,9 @@ class CubeTask(OGBenchData, Task):
         return cube_env.PlainObservation(self.num_cubes, self.subgoals)
 
     def make_env(self, goal=None, max_episode_steps=None, render_mode=None):
-        self.check_goal(goal)
+        subgoals = "all" if self.check_goal(goal) == "whole" else self.subgoals
         return cube_env.make_ogbench_env(self.name, max_episode_steps=max_episode_steps, render_mode=render_mode,
-                                         subgoals=self.subgoals)
+                                         subgoals=subgoals)
 
     # --- data --------------------------------------------------------------------------------------
     def default_dataset_id(self, episodes=None, npz=None, **_) -> str:
@@ -137,6 +141,28 @@ class CubeTask(OGBenchData, Task):
         cubes unguided (which cube to move first is what the search decides)."""
         return [one_cube_guidance(self.goal_dims, c, scale)
                 for c in range(self.num_cubes) for scale in CUBE_SEARCH_SCALES]
+
+    # --- which cube first (dfplan.search.objects, object_choice) -------------------------------------------
+    def _cubes_and_targets(self, states, goals):
+        n = self.num_cubes
+        return cube_env.cube_positions(states, n), np.asarray(goals).reshape(len(goals), n, 3)
+
+    def objects_placed(self, states, goals):
+        cubes, targets = self._cubes_and_targets(states, goals)
+        return np.linalg.norm(cubes - targets, axis=-1) <= cube_env.SUCCESS_DISTANCE
+
+    def object_done(self, states, goals, objects):
+        """The cube is at its target and the effector has let go of it (the play data's tasks end after the
+        release: moving on while the cube is held sends the arm off with it)."""
+        cubes, targets = self._cubes_and_targets(states, goals)
+        rows = np.arange(len(cubes))
+        cube = cubes[rows, objects]
+        effector = np.asarray(states)[:, list(cube_env.EFFECTOR)]
+        return ((np.linalg.norm(cube - targets[rows, objects], axis=-1) <= cube_env.SUCCESS_DISTANCE)
+                & (np.linalg.norm(effector - cube, axis=-1) >= cube_env.RELEASE_DISTANCE))
+
+    def present_object(self, states, goals, objects):
+        return cube_env.present_cube(states, goals, objects)
 
     def plan_value(self, states, goal):
         """MCTD's cube value (`cube_plan_value`): 0 for an implausible plan, else how soon every cube is placed
