@@ -107,6 +107,13 @@ def test_object_choice_plans_each_open_cube_and_follows_the_best_until_it_is_let
         rand.act({k: np.stack([v] * 6) for k, v in env.reset(seed=2)[0].items()})
         picks.append(rand.chooser.chosen.tolist())
     assert picks[0] == picks[1] and set(picks[0]) == {0, 1}  # the same draws under a seed, both cubes drawn
+    layer = task.make_env()  # our one-cube subgoal layer: one cube open at a time, so nothing to choose or change
+    controller.reset(seed=0)
+    seen = []
+    monkeypatch.setattr(controller, "_remember", lambda states: seen.append(states))
+    obs, _ = layer.reset(seed=2)
+    controller.act(obs)
+    assert np.array_equal(seen[0][0], obs["observation"].astype(np.float32))
     with pytest.raises(UserError, match="object_choice=search chooses among several goal objects"):
         make_controller("df", get_task("ogbench-cube-single"), device="cpu", object_choice="search")
 

@@ -44,7 +44,12 @@ class ObjectChoice:
         need = (self.chosen < 0) & ~placed.all(1)
         if need.any():
             self.chosen[need] = self._choose(states[need], goals[need], ~placed[need], generator)
-        return self.task.present_object(states, goals, self.chosen)
+        shown_states, shown_goals = self.task.present_object(states, goals, self.chosen)
+        # rows whose observation already presents the chosen object alone (our one-cube subgoal layer's) pass
+        # through untouched, not even the rounding of their offsets changed
+        as_given = np.isclose(shown_goals, goals, rtol=0.0, atol=1e-5).all(1)
+        shown_states[as_given], shown_goals[as_given] = states[as_given], goals[as_given]
+        return shown_states, shown_goals
 
     def _choose(self, states, goals, open_, generator) -> np.ndarray:
         """The object each of these envs moves next, among its open ones (open_ [M, n])."""
