@@ -26,7 +26,6 @@ class ObjectChoice:
 
     def __init__(self, planner, task, mode: str, horizon: int, objective=None):
         self.planner, self.task, self.mode, self.horizon, self.objective = planner, task, mode, horizon, objective
-        self.n = task.goal_objects
         self.chosen: np.ndarray | None = None  # [N] the object each env moves, -1 for none
         self.seconds = 0.0  # planning time spent choosing
         self.plans = 0  # plans made to choose
