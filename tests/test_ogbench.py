@@ -8,16 +8,29 @@ import numpy as np
 import pytest
 import torch
 from conftest import cli, drive
+from hydra import compose, initialize_config_module
 
 import dfplan
 from dfplan.envs import ogbench as og
 from dfplan.tasks import get_task
+from dfplan.training import train
 
 R = og.SUCCESS_DISTANCE
 
 
 def dfplan_data(*args, root, timeout=600):
     return cli("dfplan-data", *args, "progress=false", root=root, timeout=timeout)
+
+
+def train_on_tiny_data(cube_data, overrides: list[str], seed: int | None = None):
+    """Train with these `dfplan-train` overrides on the tiny cube-single play data; the final checkpoint's path."""
+    with initialize_config_module(config_module="dfplan.configs", version_base=None):
+        cfg = compose(config_name="train", overrides=overrides)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(cube_data))
+        if seed is not None:
+            torch.manual_seed(seed)
+        return train(cfg, task=get_task("ogbench-cube-single"))
 
 
 def test_subgoals_build_a_stack_bottom_up_and_keep_the_cube_in_hand():
@@ -212,21 +225,13 @@ def test_an_ogbench_npz_file_imports(cube_data, tmp_path, monkeypatch):
 
 
 def test_tiny_df_controls_the_real_env(cube_data, tmp_path):
-    from hydra import compose, initialize_config_module
-
     from dfplan import run
-    from dfplan.training import train
 
     overrides = [f"out={tmp_path / 'df'}", "env=ogbench-cube-single", "+experiment=ogbench", "train.steps=30",
                  "train.batch_size=8", "train.warmup_steps=5", "train.ema_start=5", "train.val_every=30",
                  "train.checkpoint_every=30", "train.progress=false", "device=cpu", "model.hidden=32",
                  "model.mlp_hidden=32", "model.emb_dim=16", "model.num_levels=100", "dataset=test/cube-v0"]
-    with initialize_config_module(config_module="dfplan.configs", version_base=None):
-        cfg = compose(config_name="train", overrides=overrides)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MINARI_DATASETS_PATH", str(cube_data))
-        torch.manual_seed(0)
-        final = train(cfg, task=get_task("ogbench-cube-single"))
+    final = train_on_tiny_data(cube_data, overrides, seed=0)
     planner = dfplan.load_planner(final, device="cpu", ddim_steps=2)
     assert planner.task.name == "ogbench-cube-single" and planner.goal_dims == (19, 20, 21)
     r = run.evaluate(checkpoint=final, episodes=2, batch=2, horizon=4, ddim_steps=2, progress=False,
@@ -263,25 +268,17 @@ def test_a_plain_ogbench_observation_reads_as_our_wrapper_makes_it():
 
 def test_tiny_lowlevel_policy_trains_and_reaches_the_plans(cube_data, tmp_path):
     """`dfplan-train model=lowlevel` on the play data; DF and Diffuser hand it their plans (execution=lowlevel)."""
-    from hydra import compose, initialize_config_module
-
     from dfplan import run
     from dfplan.controllers import make_controller
     from dfplan.errors import UserError
     from dfplan.lowlevel import load_lowlevel
-    from dfplan.training import train
 
     overrides = [f"out={tmp_path / 'll'}", "env=ogbench-cube-single", "model=lowlevel", "train=lowlevel_cpu",
                  "train.steps=30", "train.batch_size=8", "train.warmup_steps=5", "train.ema_start=5",
                  "train.val_every=30", "train.checkpoint_every=30", "train.progress=false", "device=cpu",
                  "model.hidden=32", "dataset=test/cube-v0"]
-    with initialize_config_module(config_module="dfplan.configs", version_base=None):
-        cfg = compose(config_name="train", overrides=overrides)
     task = get_task("ogbench-cube-single")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MINARI_DATASETS_PATH", str(cube_data))
-        torch.manual_seed(0)
-        final = train(cfg, task=task)
+    final = train_on_tiny_data(cube_data, overrides, seed=0)
     reacher = load_lowlevel(final, device="cpu")
     assert reacher.goal_dims == task.plan_dims and reacher.k == 10 and reacher.task.name == task.name
     r = run.evaluate("ogbench-cube-single", episodes=2, batch=2, progress=False, max_episode_steps=24,
@@ -298,21 +295,14 @@ def test_tiny_lowlevel_policy_trains_and_reaches_the_plans(cube_data, tmp_path):
 def test_df_trained_on_the_plan_dims_plans_whole_observations(cube_data, tmp_path):
     """`state_dims=plan`: the model learns only the effector, gripper and cube dims; plans come back as whole
     observations, the dims it does not plan held at their current value, and the low-level policy reads them."""
-    from hydra import compose, initialize_config_module
-
-    from dfplan.training import train
 
     overrides = [f"out={tmp_path / 'df'}", "env=ogbench-cube-single", "+experiment=ogbench", "state_dims=plan",
                  "train.steps=10", "train.batch_size=4", "train.warmup_steps=2", "train.ema_start=2",
                  "train.val_every=10", "train.checkpoint_every=10", "train.progress=false", "device=cpu",
                  "model.hidden=16", "model.mlp_hidden=16", "model.emb_dim=8", "model.num_levels=100",
                  "dataset=test/cube-v0"]
-    with initialize_config_module(config_module="dfplan.configs", version_base=None):
-        cfg = compose(config_name="train", overrides=overrides)
     task = get_task("ogbench-cube-single")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MINARI_DATASETS_PATH", str(cube_data))
-        final = train(cfg, task=task)
+    final = train_on_tiny_data(cube_data, overrides)
     planner = dfplan.load_planner(final, device="cpu", ddim_steps=2)
     assert planner.state_dims == task.plan_dims and planner.model.cfg.obs_dim == 9 and planner.obs_dim == 31
     obs, _ = task.make_env().reset(seed=2)
@@ -334,25 +324,18 @@ def test_df_trained_on_the_plan_dims_plans_whole_observations(cube_data, tmp_pat
 def test_diffuser_trained_on_the_plan_and_goal_dims_plans_whole_observations(cube_data, tmp_path):
     """`model=diffuser state_dims=plan_goal`: the Diffuser learns the effector, gripper, cube and subgoal-offset dims
     (the offsets tell it the goal); its plans come back as whole observations that the low-level policy reaches."""
-    from hydra import compose, initialize_config_module
-
     from dfplan.checkpoint import export_for_inference
     from dfplan.controllers import make_controller
     from dfplan.diffuser.planner import load_diffuser
     from dfplan.errors import UserError
-    from dfplan.training import train
 
     overrides = [f"out={tmp_path / 'diffuser'}", "env=ogbench-cube-single", "model=diffuser", "train=diffuser_cpu",
                  "+experiment=ogbench_diffuser", "state_dims=plan_goal", "model.horizon=16", "model.dim=8",
                  "model.n_diffusion_steps=4", "train.steps=6", "train.batch_size=4", "train.warmup_steps=2",
                  "train.ema_start=2", "train.val_every=6", "train.checkpoint_every=6", "train.progress=false",
                  "device=cpu", "dataset=test/cube-v0"]
-    with initialize_config_module(config_module="dfplan.configs", version_base=None):
-        cfg = compose(config_name="train", overrides=overrides)
     task = get_task("ogbench-cube-single")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MINARI_DATASETS_PATH", str(cube_data))
-        final = train(cfg, task=task)
+    final = train_on_tiny_data(cube_data, overrides)
     planner = load_diffuser(final, device="cpu", seed=0)
     dims = (*task.plan_dims, *task.goal_input_dims)
     assert planner.state_dims == dims and planner.model.cfg.obs_dim == 12 and planner.obs_dim == 31
@@ -382,12 +365,6 @@ def test_diffuser_trained_on_the_plan_and_goal_dims_plans_whole_observations(cub
     with pytest.raises(UserError, match="snap_radius=-1"):
         make_controller("diffuser", task, checkpoint=str(tuned), device="cpu", snap_radius=-1.0)
     with pytest.raises(UserError, match="condition_last=false"):
-        with initialize_config_module(config_module="dfplan.configs", version_base=None):
-            bad = compose(config_name="train", overrides=[f"out={tmp_path / 'bad'}", *overrides[1:],
-                                                          "model.condition_last=true"])
-        train(bad, task=task)
+        train_on_tiny_data(cube_data, [f"out={tmp_path / 'bad'}", *overrides[1:], "model.condition_last=true"])
     with pytest.raises(UserError, match="leaves a Diffuser no goal"):  # the plan dims alone hold no goal
-        with initialize_config_module(config_module="dfplan.configs", version_base=None):
-            blind = compose(config_name="train", overrides=[f"out={tmp_path / 'blind'}", *overrides[1:],
-                                                            "state_dims=plan"])
-        train(blind, task=task)
+        train_on_tiny_data(cube_data, [f"out={tmp_path / 'blind'}", *overrides[1:], "state_dims=plan"])

@@ -143,23 +143,19 @@ class CubeTask(OGBenchData, Task):
                 for c in range(self.num_cubes) for scale in CUBE_SEARCH_SCALES]
 
     # --- which cube first (dfplan.search.objects, object_choice) -------------------------------------------
-    def _cubes_and_targets(self, states, goals):
-        n = self.num_cubes
-        return cube_env.cube_positions(states, n), np.asarray(goals).reshape(len(goals), n, 3)
-
     def objects_placed(self, states, goals):
-        cubes, targets = self._cubes_and_targets(states, goals)
+        cubes = cube_env.cube_positions(states, self.num_cubes)
+        targets = np.asarray(goals).reshape(len(goals), self.num_cubes, 3)
         return np.linalg.norm(cubes - targets, axis=-1) <= cube_env.SUCCESS_DISTANCE
 
     def object_done(self, states, goals, objects):
         """The cube is at its target and the effector has let go of it (the play data's tasks end after the
         release: moving on while the cube is held sends the arm off with it)."""
-        cubes, targets = self._cubes_and_targets(states, goals)
-        rows = np.arange(len(cubes))
-        cube = cubes[rows, objects]
+        rows = np.arange(len(objects))
+        cube = cube_env.cube_positions(states, self.num_cubes)[rows, objects]
         effector = np.asarray(states)[:, list(cube_env.EFFECTOR)]
-        return ((np.linalg.norm(cube - targets[rows, objects], axis=-1) <= cube_env.SUCCESS_DISTANCE)
-                & (np.linalg.norm(effector - cube, axis=-1) >= cube_env.RELEASE_DISTANCE))
+        released = np.linalg.norm(effector - cube, axis=-1) >= cube_env.RELEASE_DISTANCE
+        return self.objects_placed(states, goals)[rows, objects] & released
 
     def present_object(self, states, goals, objects):
         return cube_env.present_cube(states, goals, objects)
