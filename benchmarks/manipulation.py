@@ -17,8 +17,9 @@ Methods (controllers built by `dfplan.controllers.make_controller`, as `dfplan-e
   df-whole-goal  OGBench: every cube's target in the observation at once (goal=whole, the papers' protocol), no
                  one-cube-at-a-time subgoal layer; the model is shown the whole goal (object_choice=given)
   df-whole-goal-search  the same, the planner choosing which cube to move: one plan per unplaced cube, the one the
-                 task's plan value ranks best followed until placed (object_choice=search, MCTD's cube meta-action)
-  df-whole-goal-random  the same, a random unplaced cube (object_choice=random: what the search adds)
+                 task's plan value ranks best followed until placed (object_choice=search, MCTD's cube meta-action);
+                 a target another cube sits on is cleared first, to a free spot when every target is taken (the swap)
+  df-whole-goal-random  the same, a random one of those moves (object_choice=random: what the search adds)
   diffuser       Diffuser, plan once, its planned gripper positions tracked by the task's tracker
   diffuser-lowlevel  Diffuser, plan once, its plan reached by the low-level policy (10 steps ahead)
   diffuser-replan-lowlevel  the same, replanning every 32 steps

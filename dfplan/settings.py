@@ -115,7 +115,8 @@ class ControllerSettings:
     #   within this distance of its goal is handed the goal itself (the plan is a guide; the goal is known exactly)
     object_choice: str = "given"  # given: plan for the goal as the observation gives it | search: given every object's
     #   goal (OGBench cubes, goal=whole), plan choice_horizon tokens per object not yet placed and move the one whose
-    #   plan the task's value ranks best until it is placed | random: a random unplaced one (dfplan.search.objects)
+    #   plan the task's value ranks best until it is placed (a target another object sits on is cleared first) |
+    #   random: a random one of the same moves (dfplan.search.objects)
     choice_horizon: int = 32  # object_choice=search: tokens of each compared plan
 
     def __post_init__(self):

@@ -113,18 +113,38 @@ def choose_subgoal(cubes: np.ndarray, goals: np.ndarray, current: int | None, ef
     if not blockers:
         return c, goals[c]
     b = blockers[0]
-    taken = np.concatenate([cubes, goals])
     own_free = not any(_occupies(cubes[o], goals[b]) for o in range(len(cubes)) if o != b)
     if own_free:
         return b, goals[b]
-    spots = to_scaled(PARKING)
-    free = [s for s in spots if np.min(np.linalg.norm(taken[:, :2] - s[:2], axis=-1)) >= 2 * SUCCESS_DISTANCE]
-    return b, (free[0] if free else goals[b])
+    spot = free_spot(cubes, goals)
+    return b, (goals[b] if spot is None else spot)
 
 
 def _occupies(cube: np.ndarray, spot: np.ndarray) -> bool:
     """Does a cube sit on `spot` (same place, same height; a cube under a stacking target does not block it)?"""
     return bool(np.linalg.norm(cube[:2] - spot[:2]) < 2 * SUCCESS_DISTANCE and abs(cube[2] - spot[2]) < 0.3)
+
+
+def free_spot(cubes: np.ndarray, goals: np.ndarray) -> np.ndarray | None:
+    """The first parking spot (scaled units) clear of every cube and every target, or None."""
+    taken = np.concatenate([cubes, goals])
+    for spot in to_scaled(PARKING):
+        if np.min(np.linalg.norm(taken[:, :2] - spot[:2], axis=-1)) >= 2 * SUCCESS_DISTANCE:
+            return spot
+    return None
+
+
+def cube_moves(cubes: np.ndarray, goals: np.ndarray, open_: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """The moves a planner given every cube's target (`cubes`, `goals` [n, 3]) chooses among, as (cube, its
+    target): each open cube (`open_` [n] bool: not at its target) whose target no other cube sits on; when every
+    open cube's target is taken (the swap task), each cube that sits on one, to the first free parking spot."""
+    n = len(cubes)
+    blocked = {c: [b for b in range(n) if b != c and _occupies(cubes[b], goals[c])] for c in np.flatnonzero(open_)}
+    moves = [(int(c), goals[c]) for c, by in blocked.items() if not by]
+    spot = free_spot(cubes, goals)
+    if moves or spot is None:
+        return moves or [(int(c), goals[c]) for c in blocked]
+    return [(b, spot) for b in sorted({b for by in blocked.values() for b in by})]
 
 
 def with_offsets(raw_obs: np.ndarray, subgoal: np.ndarray, num_cubes: int) -> np.ndarray:

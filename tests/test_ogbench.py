@@ -64,6 +64,32 @@ def test_subgoals_park_a_cube_to_swap_two():
     assert np.allclose(sub[c], target) and np.allclose(sub[1 - c], cubes[1 - c])
 
 
+def test_the_moves_a_whole_goal_planner_chooses_among_clear_a_taken_target_first():
+    """`cube_moves`: every open cube to its free target; a cube whose target another cube sits on waits; when every
+    open target is taken (the swap) the cubes in the way go to a free spot; a stacking target is not taken."""
+    a, b = np.array([0.0, -1.0, 0.2]), np.array([0.0, 1.0, 0.2])
+    free = [0.0, 0.0, 0.2], [2.0, 2.0, 0.2]
+    moves = og.cube_moves(np.array([a, b]), np.array(free), np.array([True, True]))
+    assert [c for c, _ in moves] == [0, 1] and np.allclose(moves[1][1], free[1])
+    moves = og.cube_moves(np.array([a, b]), np.array([b, free[1]]), np.array([True, True]))  # cube 1 sits on 0's
+    assert [c for c, _ in moves] == [1] and np.allclose(moves[0][1], free[1])
+    swap = og.cube_moves(np.array([a, b]), np.array([b, a]), np.array([True, True]))
+    assert [c for c, _ in swap] == [0, 1]
+    for _, spot in swap:
+        taken = np.array([a, b])
+        assert np.min(np.linalg.norm(taken[:, :2] - spot[:2], axis=-1)) >= 2 * R
+    stack = og.cube_moves(np.array([a, b]), np.array([a + [0.0, 0.0, 0.4], a]), np.array([True, False]))
+    assert [c for c, _ in stack] == [0]  # cube 1 sits under cube 0's target: it does not block it
+    task = get_task("ogbench-cube-double")
+    raw = np.zeros((2, og.PROPRIO_DIMS + 2 * og.CUBE_DIMS))
+    raw[:, list(og.cube_dims(2))] = np.concatenate([a, b])
+    goals = np.array([np.concatenate([b, a]), np.concatenate(free)])
+    rows, objects, aims = task.object_moves(og.with_offsets(raw, goals, 2), goals, np.ones((2, 2), bool))
+    assert rows.tolist() == [0, 0, 1, 1] and objects.tolist() == [0, 1, 0, 1]
+    assert np.allclose(aims[0, 3:], a) and np.allclose(aims[0, :3], swap[0][1])  # cube 0 parked, cube 1's as given
+    assert np.allclose(aims[2:], goals[1])
+
+
 def test_the_cube_tasks_object_hooks_on_hand_made_states():
     """What `object_choice` reads from the task: which cubes are placed, when a placed one is let go, and the
     observation that presents one cube's target alone (its offset, the other cube's zero)."""
@@ -113,6 +139,13 @@ def test_object_choice_plans_each_open_cube_and_follows_the_best_until_it_is_let
     controller.reset(seed=0)
     controller.act(env.reset(seed=2)[0])
     assert controller.chooser.chosen.tolist() == [0]
+    obs, _ = env.reset(seed=3)  # task 4, the swap: each cube sits on the other's target, so one is parked first
+    controller.reset(seed=0)
+    controller.act(obs)
+    goal, aim = obs["desired_goal"].reshape(2, 3), controller.chooser.aims[0].reshape(2, 3)
+    assert controller.chooser.chosen.tolist() == [0] and np.allclose(aim[1], goal[1])
+    assert np.min(np.linalg.norm(np.concatenate([goal, obs["achieved_goal"].reshape(2, 3)])[:, :2] - aim[0, :2],
+                                 axis=-1)) >= 2 * R
     picks = []
     for _ in range(2):
         rand = make_controller("df", task, device="cpu", object_choice="random")

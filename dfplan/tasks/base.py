@@ -153,6 +153,13 @@ class Task(ABC):
         """[N] bool: is object `objects[i]` of env i at its goal and let go, so that another may be moved?"""
         raise UserError(f"{self.name} has one goal object: object_choice does not apply to it")
 
+    def object_moves(self, states: np.ndarray, goals: np.ndarray, open_: np.ndarray):
+        """The moves to choose among, given which objects are not at their goals (`open_` [N, n] bool): (env rows
+        [M], objects [M], goals [M, Dg] that each move presents: the env's goals with the moved object's target
+        where it is headed). Default: every open object to its goal."""
+        rows, objects = np.nonzero(open_)
+        return rows, objects, np.asarray(goals)[rows]
+
     def present_object(self, states: np.ndarray, goals: np.ndarray, objects: np.ndarray):
         """(states, goals) as the models read them when only object `objects[i]` of env i is to move (-1: none):
         that object's goal, the others held where they are."""

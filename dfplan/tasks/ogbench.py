@@ -157,6 +157,19 @@ class CubeTask(OGBenchData, Task):
         released = np.linalg.norm(effector - cube, axis=-1) >= cube_env.RELEASE_DISTANCE
         return self.objects_placed(states, goals)[rows, objects] & released
 
+    def object_moves(self, states, goals, open_):
+        """Each open cube to its target if no other cube sits there; when every open cube's target is taken (the
+        swap task), the cubes in the way to a free spot (`dfplan.envs.ogbench.cube_moves`)."""
+        cubes = cube_env.cube_positions(states, self.num_cubes)
+        targets = np.asarray(goals).reshape(len(goals), self.num_cubes, 3)
+        rows, objects, aims = [], [], []
+        for i in range(len(goals)):
+            for cube, target in cube_env.cube_moves(cubes[i], targets[i], open_[i]):
+                aim = targets[i].copy()
+                aim[cube] = target
+                rows.append(i), objects.append(cube), aims.append(aim.reshape(-1))
+        return np.array(rows, dtype=int), np.array(objects, dtype=int), np.array(aims).reshape(len(rows), -1)
+
     def present_object(self, states, goals, objects):
         return cube_env.present_cube(states, goals, objects)
 
