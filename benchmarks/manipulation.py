@@ -36,8 +36,9 @@ Seed s runs env seeds `first_seed + s*episodes ...` (default first_seed 100000: 
 seeds 123.. (Fetch) and 0.. (OGBench), nor by tuning, which used seeds 5000..); the same episodes for every method.
 OGBench env seed s plays evaluation task 1 + s % 5, so `episodes` a multiple of 5 covers the five tasks equally.
 Table: success rate (%, Fetch: object within 0.05 m of the goal at the last step; OGBench: every cube within 0.04 m
-of its target at the last step, also per task) as mean ± s.e. over seeds, planning ms per decision (plans' seconds /
-env steps), planning seconds per episode, episodes per minute.
+of its target at some step, where OGBench ends the episode, also per task and, "at end", still at the last step) as
+mean ± s.e. over seeds, planning ms per decision (plans' seconds / env steps), planning seconds per episode, episodes
+per minute.
 """
 
 from __future__ import annotations
@@ -106,8 +107,8 @@ def main() -> None:
         group = [r for r in rows if tasks[r["env"]].family == family]
         if not group:
             continue
-        per_task = ([(f"task {k}", common.col_mean_se(f"task{k}_success")) for k in range(1, 6)]
-                    if family == "ogbench" else [])
+        per_task = ([*[(f"task {k}", common.col_mean_se(f"task{k}_success")) for k in range(1, 6)],
+                     ("at end %", common.col_mean_se("success_at_end"))] if family == "ogbench" else [])
         table = common.aggregate_table(group, ["env", "method"], [("success %", common.col_mean_se("score_mean")),
                                                                    *per_task, *timing])
         print(f"\n{title}: success over {args.seeds} seeds x {args.episodes} held-out episodes (mean ± s.e. over "

@@ -136,6 +136,7 @@ class EpisodeResult:
     goal: np.ndarray  # [Dg]
     plans: list = field(default_factory=list)  # planned states [H+1, Ds] made along the way (for pictures)
     states: np.ndarray | None = None  # full observations [T+1, Ds] (kept for pictures of the first episodes)
+    success_at_end: bool = False  # the env's success flag at the episode's last step
 
 
 def standard_error(x) -> float:

@@ -5,7 +5,7 @@ Env facts (ogbench 1.2.2, `manipspace/envs/cube_env.py`): a UR5e arm with a Robo
 6:12, effector xyz 12:15, cos/sin yaw 15:17, gripper opening 17, contact 18) + 9 per cube (xyz, quaternion, cos/sin
 yaw). Positions are in *scaled units*: (xyz - [0.425, 0, 0]) * 10, so the env's success distance of 0.04 m is 0.4.
 Evaluation: five fixed tasks (`reset(options=dict(task_id=i))`, i = 1..5), success = every cube within 0.04 m of its
-target at the end (`info["success"]`), 200 (single) / 500 (double) steps.
+target (`info["success"]`; the env terminates there), within 200 (single) / 500 (double) steps.
 
 What the models see (`SubgoalObservation`): the env's observation with the *subgoal offsets* appended (28 + 3 = 31-D
 single, 37 + 6 = 43-D double): per cube, subgoal minus current position, where the subgoal is the target of the one

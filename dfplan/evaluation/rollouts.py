@@ -73,7 +73,7 @@ def run_episodes(controller, task, goal: str | None = None, episodes: int = 10, 
             results.append(EpisodeResult(seeds[i], float(rets[i]), success,
                                          int(first_hit[i]) if first_hit[i] >= 0 else None, np.array(paths[i]),
                                          goals[i], [h[i] for h in history] if keep[i] else [],
-                                         np.array(states[i]) if keep[i] else None))
+                                         np.array(states[i]) if keep[i] else None, bool(last_ok[i])))
         for env in envs:
             env.close()
         bar.update(n)
