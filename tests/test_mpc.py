@@ -223,3 +223,8 @@ def test_snap_radius_hands_the_tracker_the_goal_once_the_plan_is_near_it(planner
     np.testing.assert_allclose(snapped, [[0.5005, 2.0, 0.1, 0.2], [0.5, 3.0005, 0.1, 0.2]])
     with pytest.raises(UserError, match="snap_radius"):
         MPCController(planner, horizon=4, execution="actions", snap_radius=0.5)
+    planner.settings = replace(planner.settings, controller=replace(planner.settings.controller, execution="track",
+                                                                    snap_radius=0.5))  # as a checkpoint stores them
+    assert MPCController(planner, horizon=4).snap_radius == 0.5
+    assert MPCController(planner, horizon=4, execution="actions").snap_radius is None  # a stored snap is the stored
+    #   execution's: asking for the planner's own actions drops it

@@ -74,7 +74,10 @@ class MPCController(Controller):
             (`dfplan.search.objects.ObjectChoice`).
         """
         named = objective if isinstance(objective, str) else None
-        settings = replace(planner.settings.controller, **{k: v for k, v in dict(
+        stored = planner.settings.controller
+        if execution == "actions" and snap_radius is None:  # a stored snap moves the stored execution's target
+            stored = replace(stored, snap_radius=None)
+        settings = replace(stored, **{k: v for k, v in dict(
             horizon=horizon, replan_every=replan_every, memory=memory, memory_tokens=memory_tokens,
             objective=named, min_horizon=min_horizon, token_reach=token_reach, execution=execution,
             lowlevel=lowlevel if isinstance(lowlevel, str) else None, subgoal_ahead=subgoal_ahead,
