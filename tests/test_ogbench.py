@@ -197,6 +197,7 @@ def test_the_oracle_solves_cube_single_through_the_evaluation():
 
     r = run.evaluate("ogbench-cube-single", planner="expert", episodes=5, seed=0, progress=False)
     assert r.summary["score_mean"] == 100.0 and {f"task{k}_success" for k in range(1, 6)} <= set(r.summary)
+    assert r.summary["success_at_end"] == 100.0  # the oracle's cubes stay placed to the last step as well
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ which one object moves at a time — is shown one object's goal at a time. Whene
 controller plans `choice_horizon` tokens for each object not yet at its goal, presenting that object's goal alone,
 scores each plan with the task's value against the *whole* goal (`Task.plan_value`: 0 for a physically implausible
 plan, else how soon every object is placed, with partial credit), and follows the best object until it is at its goal
-and let go (`Task.object_done`). `object_choice=random` picks uniformly among the open objects instead (the
-ablation that tells what the search adds). The task supplies the rest: `objects_placed`, `present_object`, and
+and let go (`Task.object_done`). `object_choice=random` picks uniformly among the same moves instead (the ablation
+that tells what the search adds). The task supplies the rest: `objects_placed`, `present_object`, and
 `object_moves`, the moves to choose among: on the cube tasks an object whose goal another object sits on is not one
 of them, and when every open object's goal is taken (the swap task) the moves are those that clear one, to a free
-spot (MCTD's meta-actions have no such move; it is what solves the swap).
+spot (MCTD's meta-actions have no such move).
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ The state the models see is OGBench's observation plus per-cube subgoal offsets 
 subgoal is the target of the cube being moved now and the current position of the others (`SubgoalObservation`,
 the same subgoal layer for every planner); `desired_goal` is that subgoal, so guidance steers the predicted cube
 positions to it.
-Score: success rate in percent, success = every cube within 0.04 m of its target (`info["success"]`) at some step: OGBench
-ends the episode there (`terminate_at_goal`, its default) and its evaluation reports that step's flag. Whether the
-cubes are still there at the last of the 200 / 500 steps is reported beside it (`success_at_end`).
+Score: success rate in percent, success = every cube within 0.04 m of its target (`info["success"]`) at some step:
+OGBench ends the episode there (`terminate_at_goal`, its default) and its evaluation reports that step's flag.
+Whether the cubes are still there at the last of the 200 / 500 steps is reported beside it (`success_at_end`).
 Env seed `s` plays evaluation task `1 + s % 5`, so 5k consecutive seeds cover every task k times.
 `goal=whole` (or `CubeTask(name, subgoals="all")`) appends every cube's target at once instead: no subgoal layer of
 ours, the papers' protocol; a DF controller with `object_choice=search` then chooses which cube to move itself
