@@ -6,8 +6,8 @@ import torch
 from conftest import TINY_STEPS
 
 from dfplan.data import DatasetNotFoundError, Normalizer, WindowSampler, chain_episodes, load_runs
-from dfplan.envs import custom_maze, make_env
-from dfplan.envs.recipes import generate_pointmaze_dataset
+from dfplan.envs import custom_maze, get_maze, make_env
+from dfplan.envs.recipes import collect_pointmaze_episodes, default_dataset_id, generate_pointmaze_dataset
 
 DS = "dfplan/pointmaze/umaze-v0"
 
@@ -58,8 +58,6 @@ def test_existing_dataset_is_refused_unless_overwrite(tmp_path, monkeypatch):
 
 
 def test_dwell_variant_stays_at_the_reached_goal_and_keeps_the_noise_stream():
-    from dfplan.envs import get_maze
-    from dfplan.envs.recipes import collect_pointmaze_episodes, default_dataset_id
 
     spec = get_maze("pointmaze-umaze")
     plain, _ = collect_pointmaze_episodes(spec, 1500, seed=3, progress=False)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_module
 
-from dfplan.checkpoint import CheckpointError
+from dfplan.checkpoint import CheckpointError, save_checkpoint
 from dfplan.data import Batch, Normalizer
 from dfplan.diffuser.controller import DiffuserController, track_action, tracking_target
 from dfplan.diffuser.model import DiffuserConfig, DiffuserModel, TemporalUnet
 from dfplan.diffuser.planner import DiffuserPlanner, load_diffuser
+from dfplan.envs import make_env
 from dfplan.registry import build_model
+from dfplan.training import train
 from dfplan.types import Controller, Planner
 
 TINY = dict(obs_dim=4, act_dim=2, horizon=16, n_diffusion_steps=5, dim=8, dim_mults=(1, 2, 4))
@@ -195,7 +198,6 @@ def test_controller_modes_validate_their_arguments():
 @pytest.mark.parametrize("mode,kwargs,plans", [("plan_once", {}, 1), ("replan", {"replan_every": 8}, 3),
                                                ("actions", {}, 2)])
 def test_controller_runs_in_pointmaze_with_finite_bounded_actions(mode, kwargs, plans):
-    from dfplan.envs import make_env
 
     controller = DiffuserController(tiny_planner(), mode=mode, **kwargs)
     assert isinstance(controller, Controller)
@@ -231,9 +233,7 @@ def test_controller_tracks_its_plan_batched_and_replaces_nans():
 # --- training loop and checkpoints -------------------------------------------------------------------
 
 def test_trains_through_the_shared_loop_and_loads_back(minari_root, monkeypatch, tmp_path):
-    from hydra import compose, initialize_config_module
 
-    from dfplan.training import train
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(minari_root))
     overrides = ["model=diffuser", "train=diffuser_cpu", f"out={tmp_path}", "train.steps=4", "train.batch_size=4",
@@ -253,7 +253,6 @@ def test_trains_through_the_shared_loop_and_loads_back(minari_root, monkeypatch,
 
 
 def test_load_diffuser_rejects_other_checkpoints(tmp_path):
-    from dfplan.checkpoint import save_checkpoint
 
     path = save_checkpoint(tmp_path / "df.pt",
                            {"model_type": "df_rnn", "model_config": {}, "ema": {}, "normalizer": {}})

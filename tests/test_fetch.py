@@ -6,9 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_module
 
 import dfplan
+from dfplan import run
+from dfplan.envs.fetch import make_fetch_env
 from dfplan.tasks import get_task
+from dfplan.training import train
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +26,7 @@ def fetch_data(tmp_path_factory):
 
 
 def _train(root, out, model: str, steps: int = 40):
-    from hydra import compose, initialize_config_module
 
-    from dfplan.training import train
 
     overrides = [f"out={out}", "env=fetch-push", f"train.steps={steps}", "train.batch_size=16", "train.warmup_steps=5",
                  "train.ema_start=5", "train.val_every=40", "train.checkpoint_every=40", "train.progress=false",
@@ -87,7 +89,6 @@ def test_fetch_controller_is_safe_under_bad_observations(fetch_df):
 
 def test_a_plain_fetch_env_observation_acts_like_ours(fetch_df):
     """`gymnasium.make("FetchPush-v4")`'s own dict (25-D observation) reads as ours (the goal appended)."""
-    from dfplan.envs.fetch import make_fetch_env
 
     planner = dfplan.load_planner(fetch_df, device="cpu", ddim_steps=2)
     ours, _ = make_fetch_env("fetch-push").reset(seed=4)
@@ -102,7 +103,6 @@ def test_a_plain_fetch_env_observation_acts_like_ours(fetch_df):
 
 
 def test_evaluation_scores_success_at_the_end_and_draws(fetch_df, fetch_data, tmp_path):
-    from dfplan import run
 
     r = run.evaluate(checkpoint=fetch_df, episodes=2, batch=2, horizon=3, ddim_steps=2, progress=False,
                      plot=tmp_path / "fetch.png")
@@ -114,7 +114,6 @@ def test_evaluation_scores_success_at_the_end_and_draws(fetch_df, fetch_data, tm
 
 def test_bc_trains_and_acts(fetch_data, tmp_path):
     final = _train(fetch_data, tmp_path / "bc", "bc")
-    from dfplan import run
 
     r = run.evaluate(checkpoint=final, planner="bc", episodes=2, progress=False)
     assert r.summary["episodes"] == 2 and r.summary["failures"] == 0

@@ -1,21 +1,27 @@
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from conftest import TINY_MODEL, train_config
+from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from dfplan.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from dfplan.checkpoint import CheckpointError, export_for_inference, load_checkpoint, save_checkpoint
 from dfplan.data import WindowSampler, load_runs
 from dfplan.df.model import DFRNN, DFConfig
 from dfplan.df.tokens import from_tokens, to_tokens, token_mask
-from dfplan.registry import build_model
-from dfplan.training import train
+from dfplan.errors import UserError
+from dfplan.registry import build_model, load_planner
+from dfplan.tasks import get_task
+from dfplan.training import lr_at, snapshot_path, train
 
 TESTS = Path(__file__).parent
 
@@ -113,7 +119,6 @@ def test_loss_decreases_on_tiny_dataset(datasets, cell):
 
 
 def test_checkpoint_round_trip_gives_same_outputs(tiny_checkpoint):
-    from dfplan.registry import load_planner
 
     ckpt = load_checkpoint(tiny_checkpoint)
     assert ckpt["step"] == 300 and ckpt["model_type"] == "df_rnn" and "optimizer" in ckpt
@@ -127,8 +132,6 @@ def test_checkpoint_round_trip_gives_same_outputs(tiny_checkpoint):
 
 
 def test_inference_export_drops_the_optimizer_and_half_keeps_the_outputs(tiny_checkpoint, tmp_path):
-    from dfplan.checkpoint import export_for_inference
-    from dfplan.registry import load_planner
 
     full, half = (export_for_inference(tiny_checkpoint, tmp_path / f"{n}.pt", half=n == "half")
                   for n in ("full", "half"))
@@ -155,7 +158,6 @@ def test_resume_continues_at_the_saved_step(datasets, tmp_path):
 
 
 def test_lr_schedules_warm_up_then_decay_or_hold():
-    from dfplan.training import lr_at
 
     assert lr_at(0, 1.0, 10, 100) == pytest.approx(0.1) and lr_at(9, 1.0, 10, 100, schedule="constant") == 1.0
     assert lr_at(100, 1.0, 10, 100) == pytest.approx(0.1) and lr_at(55, 1.0, 10, 100) == pytest.approx(0.55)
@@ -163,8 +165,6 @@ def test_lr_schedules_warm_up_then_decay_or_hold():
 
 
 def test_snapshots_hold_the_ema_weights_and_survive_a_resume(datasets, tmp_path):
-    from dfplan.registry import load_planner
-    from dfplan.training import snapshot_path
 
     cfg = train_config(tmp_path, steps=40, snapshot_every=20, lr_schedule="constant")
     train(cfg)
@@ -179,7 +179,6 @@ def test_snapshots_hold_the_ema_weights_and_survive_a_resume(datasets, tmp_path)
 
 
 def test_init_starts_from_a_checkpoints_weights_and_counts_on(tiny_checkpoint, datasets, tmp_path):
-    from dfplan.errors import UserError
 
     start = load_checkpoint(tiny_checkpoint)
     cfg = train_config(tmp_path, steps=start["step"] + 2, lr=1e-9)
@@ -225,9 +224,6 @@ def test_training_curve_measures_each_snapshot_once(datasets, tmp_path):
 
 def test_killed_training_resumes_to_the_same_final_step(datasets, tmp_path):
     """A real kill (SIGKILL) mid-run: resume=true finishes at the configured step from the last checkpoint."""
-    import os
-    import signal
-    import time
 
     script = (
         f"import sys; sys.path.insert(0, r'{TESTS}');"
@@ -284,10 +280,7 @@ def test_paper_cell_couples_latent_and_token_in_one_mlp():
 
 
 def test_paper_preset_trains_and_its_checkpoint_plans_with_the_paper_settings(datasets, tmp_path):
-    from hydra import compose, initialize_config_module
 
-    from dfplan.registry import load_planner
-    from dfplan.tasks import get_task
 
     overrides = [f"out={tmp_path}", "dataset=dfplan/pointmaze/umaze-v0", "+experiment=df_paper", "train.steps=4",
                  "train.batch_size=8", "train.window_steps=40", "train.val_every=4", "train.checkpoint_every=4",
@@ -313,8 +306,6 @@ def test_paper_preset_trains_and_its_checkpoint_plans_with_the_paper_settings(da
 def test_shipped_paper_variant_holds_the_paper_configuration(env):
     """variant=paper on every maze: the paper's cell, frame stack and settings, trained on whole episodes by the
     command the task names (which `dfplan-eval variant=paper` prints when the file is missing)."""
-    from dfplan.registry import load_planner
-    from dfplan.tasks import get_task
 
     task = get_task(env)
     path = task.shipped_checkpoint("df", "paper")

@@ -7,9 +7,11 @@ import torch
 from conftest import drive
 
 import dfplan
-from dfplan import make_env
-from dfplan.df.controller import MPCController
+from dfplan import make_env, run
+from dfplan.df.controller import MPCController, tokens_to_goal
+from dfplan.errors import UserError
 from dfplan.evaluation import run_episodes
+from dfplan.guidance import GeodesicGuide, goal_distance
 from dfplan.registry import load_planner
 from dfplan.tasks import get_task
 from dfplan.types import snap_to_goal
@@ -127,7 +129,6 @@ def test_short_real_evaluation(planner):
 
 
 def test_run_api_returns_the_summary_and_draws(tiny_checkpoint, tmp_path):
-    from dfplan import run
 
     r = run.evaluate(checkpoint=tiny_checkpoint, episodes=2, batch=2, ddim_steps=3, horizon=2, max_episode_steps=16,
                      plot=tmp_path / "paths.png", progress=False)
@@ -142,7 +143,6 @@ def test_run_api_returns_the_summary_and_draws(tiny_checkpoint, tmp_path):
 
 def test_controller_from_a_planner_takes_the_checkpoint_settings():
     """MPCController(planner) is the controller dfplan-eval runs: the tuned horizon, replanning, memory, objective."""
-    from dfplan.guidance import GeodesicGuide
 
     planner = dfplan.load_planner("pointmaze-umaze")
     c = MPCController(planner)
@@ -169,8 +169,6 @@ def test_act_refuses_wrong_shapes_and_a_changed_batch(planner):
 
 def test_tokens_to_goal_follows_the_cost_to_go():
     """Variable horizon: ceil(distance / token_reach) tokens, within [shortest, longest]; unreadable costs: longest."""
-    from dfplan.df.controller import tokens_to_goal
-    from dfplan.guidance import goal_distance
 
     obs = torch.tensor([[1.0, 1.0, 0, 0], [2.0, 1.0, 0, 0], [4.0, 1.0, 0, 0], [100.0, 1.0, 0, 0], [np.nan, 1, 0, 0]])
     goal = torch.tensor([[1.0, 1.0]]).expand(5, 2)
@@ -203,7 +201,6 @@ def test_variable_horizon_plans_each_env_over_the_tokens_it_needs(planner):
 def test_snap_radius_hands_the_tracker_the_goal_once_the_plan_is_near_it(planner):
     """snap_radius: the target's goal dims become the goal where the planned position lies within the radius of
     it, per goal object; the other dims stay the plan's; off, the target is the planned state itself."""
-    from dfplan.errors import UserError
 
     targets = []
     obs, _ = make_env("pointmaze-umaze").reset(seed=0)

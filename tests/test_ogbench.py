@@ -4,6 +4,7 @@ trained on it that controls the real env."""
 
 from __future__ import annotations
 
+import minari
 import numpy as np
 import pytest
 import torch
@@ -11,8 +12,15 @@ from conftest import cli, drive
 from hydra import compose, initialize_config_module
 
 import dfplan
+from dfplan import run
+from dfplan.checkpoint import export_for_inference
+from dfplan.controllers import make_controller
+from dfplan.diffuser.planner import load_diffuser
 from dfplan.envs import ogbench as og
+from dfplan.errors import UserError
+from dfplan.lowlevel import load_lowlevel
 from dfplan.tasks import get_task
+from dfplan.tasks.ogbench import CubeTask
 from dfplan.training import train
 
 R = og.SUCCESS_DISTANCE
@@ -114,9 +122,6 @@ def test_object_choice_plans_each_open_cube_and_follows_the_best_until_it_is_let
     """Given every cube's target (goal=whole), `object_choice=search` plans one plan per unplaced cube with the
     shipped cube-double DF, moves the cube whose plan the task's value ranks best, and keeps it; `random` is
     reproducible under a seed; a one-object task refuses the setting."""
-    from dfplan.controllers import make_controller
-    from dfplan.errors import UserError
-    from dfplan.tasks.ogbench import CubeTask
 
     task = get_task("ogbench-cube-double")
     prefer = {"cube": 1}
@@ -193,7 +198,6 @@ def test_env_observation_and_task_cycle(name, dim):
 
 
 def test_the_oracle_solves_cube_single_through_the_evaluation():
-    from dfplan import run
 
     r = run.evaluate("ogbench-cube-single", planner="expert", episodes=5, seed=0, progress=False)
     assert r.summary["score_mean"] == 100.0 and {f"task{k}_success" for k in range(1, 6)} <= set(r.summary)
@@ -209,7 +213,6 @@ def cube_data(tmp_path_factory):
 
 
 def test_play_data_carries_hindsight_subgoals(cube_data, monkeypatch):
-    import minari
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(cube_data))
     ds = minari.load_dataset("test/cube-v0")
@@ -227,7 +230,6 @@ def test_play_data_carries_hindsight_subgoals(cube_data, monkeypatch):
 
 
 def test_an_ogbench_npz_file_imports(cube_data, tmp_path, monkeypatch):
-    import minari
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(cube_data))
     eps = list(minari.load_dataset("test/cube-v0").iterate_episodes())
@@ -259,7 +261,6 @@ def test_an_ogbench_npz_file_imports(cube_data, tmp_path, monkeypatch):
 
 
 def test_tiny_df_controls_the_real_env(cube_data, tmp_path):
-    from dfplan import run
 
     overrides = [f"out={tmp_path / 'df'}", "env=ogbench-cube-single", "+experiment=ogbench", "train.steps=30",
                  "train.batch_size=8", "train.warmup_steps=5", "train.ema_start=5", "train.val_every=30",
@@ -292,7 +293,6 @@ def test_a_plain_ogbench_observation_reads_as_our_wrapper_makes_it():
         raw, *_ = plain.step(action)
     batched = adapter(np.stack([raw, raw]), goal=np.stack([goal, goal]))
     assert batched["observation"].shape == (2, 43)
-    from dfplan.errors import UserError
 
     with pytest.raises(UserError, match="goal=info"):
         adapter(raw)
@@ -302,10 +302,6 @@ def test_a_plain_ogbench_observation_reads_as_our_wrapper_makes_it():
 
 def test_tiny_lowlevel_policy_trains_and_reaches_the_plans(cube_data, tmp_path):
     """`dfplan-train model=lowlevel` on the play data; DF and Diffuser hand it their plans (execution=lowlevel)."""
-    from dfplan import run
-    from dfplan.controllers import make_controller
-    from dfplan.errors import UserError
-    from dfplan.lowlevel import load_lowlevel
 
     overrides = [f"out={tmp_path / 'll'}", "env=ogbench-cube-single", "model=lowlevel", "train=lowlevel_cpu",
                  "train.steps=30", "train.batch_size=8", "train.warmup_steps=5", "train.ema_start=5",
@@ -358,10 +354,6 @@ def test_df_trained_on_the_plan_dims_plans_whole_observations(cube_data, tmp_pat
 def test_diffuser_trained_on_the_plan_and_goal_dims_plans_whole_observations(cube_data, tmp_path):
     """`model=diffuser state_dims=plan_goal`: the Diffuser learns the effector, gripper, cube and subgoal-offset dims
     (the offsets tell it the goal); its plans come back as whole observations that the low-level policy reaches."""
-    from dfplan.checkpoint import export_for_inference
-    from dfplan.controllers import make_controller
-    from dfplan.diffuser.planner import load_diffuser
-    from dfplan.errors import UserError
 
     overrides = [f"out={tmp_path / 'diffuser'}", "env=ogbench-cube-single", "model=diffuser", "train=diffuser_cpu",
                  "+experiment=ogbench_diffuser", "state_dims=plan_goal", "model.horizon=16", "model.dim=8",

@@ -2,9 +2,20 @@ import numpy as np
 import pytest
 import torch
 
-from dfplan.df.sampler import SampleResult, SamplerSettings, best_candidates, sample
-from dfplan.guidance import goal_distance, goal_reward
+from dfplan.df.sampler import (
+    SampleResult,
+    SamplerSettings,
+    best_candidates,
+    feed_context,
+    paper_guidance_weight,
+    sample,
+)
+from dfplan.diffusion import make_noise_schedule
+from dfplan.envs import MazeLayout, get_maze
+from dfplan.guidance import GeodesicGuide, episode_goal_distance, goal_distance, goal_reward
 from dfplan.registry import load_planner
+from dfplan.run import dynamics_error, execute_open_loop
+from dfplan.tasks import get_task
 
 OBS = torch.tensor([[0.5, 1.0, 0.0, 0.0], [1.0, -1.0, 0.0, 0.0], [-1.0, -1.0, 0.5, 0.0]])
 GOAL = torch.tensor([[-1.0, 1.0]] * 3)
@@ -82,8 +93,6 @@ def test_best_candidate_never_picks_a_non_finite_objective():
 
 
 def test_paper_guidance_weight_vanishes_at_high_noise_and_at_the_end():
-    from dfplan.df.sampler import paper_guidance_weight
-    from dfplan.diffusion import make_noise_schedule
 
     ab = make_noise_schedule("linear", 1000).alphas_bar
     c = lambda k, k_next: float(paper_guidance_weight(ab[k], ab[k_next]))  # noqa: E731
@@ -96,7 +105,6 @@ def test_paper_guidance_rule_steers_the_plan_toward_the_goal(planner):
     def mean_goal_distance(plan):
         return (plan.states[:, 1:, :2] - GOAL[:, None]).norm(dim=-1).mean().item()
 
-    from dfplan.guidance import episode_goal_distance
 
     # the paper preset: its objective (300-step U-Maze episodes) at the scale its README recommends
     kw = dict(guidance_rule="paper", ddim_steps=20, schedule="pyramid", objective=episode_goal_distance(GOAL, 300))
@@ -129,7 +137,6 @@ def test_clipped_actions_stay_in_the_action_box(planner):
 
 
 def test_context_fed_clean_when_context_noise_is_off(planner):
-    from dfplan.df.sampler import feed_context
 
     m = planner.model
     tokens, z = torch.randn(2, 3, m.cfg.token_dim), m.init_state(torch.zeros(2, 4))
@@ -223,7 +230,6 @@ def test_goal_distance_objective_formula():
 
 
 def umaze_layout():
-    from dfplan.envs import MazeLayout, get_maze
 
     return MazeLayout(get_maze("pointmaze-umaze").maze_map)
 
@@ -274,7 +280,6 @@ def test_geodesic_field_keeps_clear_of_walls():
 
 
 def test_geodesic_guidance_leads_round_the_wall_not_into_it():
-    from dfplan.guidance import GeodesicGuide
 
     layout = umaze_layout()
     goal = torch.tensor(layout.cell_to_xy((3, 1)), dtype=torch.float32)[None]
@@ -294,7 +299,6 @@ def test_geodesic_guidance_leads_round_the_wall_not_into_it():
 
 
 def test_geodesic_value_counts_walls_steeply_and_its_gradient_gently():
-    from dfplan.guidance import GeodesicGuide
 
     layout = umaze_layout()
     goal = torch.tensor(layout.cell_to_xy((3, 1)), dtype=torch.float32)[None]
@@ -313,8 +317,6 @@ def test_geodesic_value_counts_walls_steeply_and_its_gradient_gently():
 
 
 def test_episode_goal_distance_weighs_the_mean_by_the_episode_length():
-    from dfplan.guidance import episode_goal_distance
-    from dfplan.tasks import get_task
 
     states = torch.zeros(1, 5, 4)
     states[0, 1:, 0] = torch.tensor([1.0, 2.0, 3.0, 4.0])
@@ -325,8 +327,6 @@ def test_episode_goal_distance_weighs_the_mean_by_the_episode_length():
 
 
 def test_objectives_are_chosen_by_the_task():
-    from dfplan.guidance import GeodesicGuide
-    from dfplan.tasks import get_task
 
     task = get_task("pointmaze-umaze")
     assert isinstance(task.objective("geodesic"), GeodesicGuide)
@@ -338,8 +338,6 @@ def test_objectives_are_chosen_by_the_task():
 
 
 def test_dynamics_error_compares_planned_and_reached_positions():
-    from dfplan.run import dynamics_error, execute_open_loop
-    from dfplan.tasks import get_task
 
     planned = np.zeros((2, 40, 4))
     reached = planned.copy()

@@ -15,7 +15,11 @@ import pytest
 import torch
 from conftest import train_config
 
+import dfplan
 from dfplan.checkpoint import load_checkpoint
+from dfplan.data import load_minari
+from dfplan.df.controller import MPCController
+from dfplan.envs.recipes import clean_stale_staging, dataset_exists, generate_pointmaze_dataset, recover_dataset
 from dfplan.errors import UserError
 from dfplan.training import RunLock, train, truncate_log
 
@@ -160,7 +164,6 @@ ID = "tst/swap-v0"
 @pytest.fixture(scope="module")
 def two_versions(tmp_path_factory):
     """Two complete copies of dataset `ID`: 'old' (200 steps) and 'new' (250 steps), to arrange by hand."""
-    from dfplan.envs.recipes import generate_pointmaze_dataset
 
     base = tmp_path_factory.mktemp("versions")
     with pytest.MonkeyPatch.context() as mp:
@@ -184,15 +187,12 @@ def _cut_swap(two_versions, root: Path, owner: int | None, manifest: bool = True
 
 
 def _steps(dataset_id: str) -> int:
-    from dfplan.data import load_minari
 
     return load_minari(dataset_id).total_steps
 
 
 @pytest.mark.parametrize("observer", ["dataset_exists", "load_minari", "next_write"])
 def test_a_swap_killed_between_its_renames_never_loses_the_id(two_versions, tmp_path, monkeypatch, observer):
-    from dfplan.data import load_minari
-    from dfplan.envs.recipes import dataset_exists, generate_pointmaze_dataset
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     staging = _cut_swap(two_versions, tmp_path, owner=_dead_pid())
@@ -208,7 +208,6 @@ def test_a_swap_killed_between_its_renames_never_loses_the_id(two_versions, tmp_
 
 
 def test_a_live_writers_swap_is_left_to_it_and_older_staging_names_recover(two_versions, tmp_path, monkeypatch):
-    from dfplan.envs.recipes import clean_stale_staging, dataset_exists, recover_dataset
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     live = _cut_swap(two_versions, tmp_path, owner=os.getppid())
@@ -220,7 +219,6 @@ def test_a_live_writers_swap_is_left_to_it_and_older_staging_names_recover(two_v
 
 
 def test_stale_staging_folders_of_dead_writers_are_removed_at_the_next_write(two_versions, tmp_path, monkeypatch):
-    from dfplan.envs.recipes import generate_pointmaze_dataset
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     dead, live = _dead_pid(), os.getppid()
@@ -244,7 +242,6 @@ def test_stale_staging_folders_of_dead_writers_are_removed_at_the_next_write(two
 
 
 def test_overwrite_replaces_through_the_staged_swap(two_versions, tmp_path, monkeypatch):
-    from dfplan.envs.recipes import generate_pointmaze_dataset
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     shutil.copytree(two_versions / "old" / ID, tmp_path / ID)
@@ -345,9 +342,6 @@ def _plan_case(rng):
 def fuzz(calls: int, seed: int = 0) -> dict:
     """Run `calls` fuzzed calls of MPCController.act / DFPlanner.plan on the shipped U-Maze checkpoint (geodesic
     objective); returns counts and the violations of the contract (empty when all is well)."""
-    import dfplan
-    from dfplan.df.controller import MPCController
-
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)
     planner = dfplan.load_planner("pointmaze-umaze", device="cpu")
@@ -453,17 +447,12 @@ def test_fuzzed_controller_and_planner_inputs_never_crash_long():
 
 
 def test_act_with_a_0d_goal_raises_a_value_error():
-    import dfplan
-    from dfplan.df.controller import MPCController
-
     ctrl = MPCController(dfplan.load_planner("pointmaze-umaze", device="cpu"))
     with pytest.raises(ValueError):
         ctrl.act({"observation": np.zeros(4, np.float32), "desired_goal": np.float32(1.0)})
 
 
 def test_plan_toward_a_huge_goal_has_finite_actions():
-    import dfplan
-
     planner = dfplan.load_planner("pointmaze-umaze", device="cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -473,8 +462,6 @@ def test_plan_toward_a_huge_goal_has_finite_actions():
 
 
 def test_plan_with_0_rows_is_empty_or_a_value_error():
-    import dfplan
-
     planner = dfplan.load_planner("pointmaze-umaze", device="cpu")
     try:
         plan = planner.plan(np.zeros((0, 4), np.float32), np.zeros((0, 2), np.float32))

@@ -14,6 +14,7 @@ from dfplan.settings import resolve_settings
 from dfplan.tasks import get_task
 from dfplan.tasks.base import SOLVED_VALUE, reach_value
 from dfplan.tasks.pointmaze import GOAL_RADIUS, MAX_STEP
+from dfplan.training import train
 
 START = torch.tensor([[-1.0, -1.0, 0.0, 0.0]])  # U-Maze: the bottom-left cell
 CORNER = torch.tensor([[1.0, 1.0]])  # the top-right cell: the straight line to it crosses the wall cell at (0, 0)
@@ -24,8 +25,6 @@ HORIZON = 24  # tokens (96 steps): the way round the wall to CORNER (4 m) fits
 @pytest.fixture(scope="module")
 def planner(minari_root, tmp_path_factory):
     """A tiny DF model trained long enough (1,500 steps, ~15 s) that its unguided plans move like the point does."""
-    from dfplan.training import train
-
     out = tmp_path_factory.mktemp("search-run")
     torch.manual_seed(0)
     with pytest.MonkeyPatch.context() as mp:

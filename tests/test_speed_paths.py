@@ -1,6 +1,8 @@
 """The fast sampling path (row tables prepared once, level embedding once per distinct level, no graph unless guided)
 gives the plans of a straightforward implementation of the same algorithm. No timing here (benchmarks/speed.py)."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -162,7 +164,6 @@ def test_unguided_results_can_seed_a_guided_plan(planner):
 
 def test_default_objective_builder_is_kept_per_setting(planner):
     """plan() without an objective reuses the task's builder (the geodesic one caches its fields per goal)."""
-    from dataclasses import replace
 
     first = planner.default_objective()
     assert planner.default_objective() is first
