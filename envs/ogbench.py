@@ -141,9 +141,11 @@ def cube_moves(cubes: np.ndarray, goals: np.ndarray, open_: np.ndarray) -> list[
     n = len(cubes)
     blocked = {c: [b for b in range(n) if b != c and _occupies(cubes[b], goals[c])] for c in np.flatnonzero(open_)}
     moves = [(int(c), goals[c]) for c, by in blocked.items() if not by]
+    if moves:
+        return moves
     spot = free_spot(cubes, goals)
-    if moves or spot is None:
-        return moves or [(int(c), goals[c]) for c in blocked]
+    if spot is None:  # nowhere to park: the taken targets themselves
+        return [(int(c), goals[c]) for c in blocked]
     return [(b, spot) for b in sorted({b for by in blocked.values() for b in by})]
 
 

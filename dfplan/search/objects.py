@@ -64,6 +64,7 @@ class ObjectChoice:
         if len(rows) == 0:
             return np.full(len(states), -1), goals
         counts = np.bincount(rows, minlength=len(states))
+        first = np.concatenate([[0], np.cumsum(counts)[:-1]])  # each env's first move in `rows`
         if self.mode == "random":
             pick = np.array([int(torch.randint(int(k), (1,), generator=generator)) if k > 1 else 0 for k in counts])
         else:
@@ -73,10 +74,9 @@ class ObjectChoice:
                 values = np.full(len(rows), -np.inf)
                 values[several] = self._values(states[rows[several]], goals[rows[several]], objs[several],
                                                aims[several], generator)
-                first = np.concatenate([[0], np.cumsum(counts)[:-1]])
                 for i in np.flatnonzero(counts > 1):  # the first move wins a tie
                     pick[i] = int(np.argmax(values[first[i]:first[i] + counts[i]]))
-        take = np.minimum(np.concatenate([[0], np.cumsum(counts)[:-1]]) + pick, len(rows) - 1)
+        take = np.minimum(first + pick, len(rows) - 1)  # an env without moves reads any row, then is masked
         choice = np.where(counts > 0, objs[take], -1)
         return choice, np.where((counts > 0)[:, None], aims[take], goals)
 
