@@ -398,14 +398,14 @@ def tasks_and_checkpoints(args: Args, methods: dict, prefixes: Sequence[str], ki
     return tasks, found
 
 
-def run_methods(script: str, args: Args, methods: dict, prefixes: Sequence[str], kind: dict, build: Callable,
-                task_for: Callable = lambda method, task: task) -> tuple[dict, list[dict], str]:
+def run_methods(script: str, args: Args, methods: dict, prefixes: Sequence[str], kind: dict,
+                build: Callable) -> tuple[dict, list[dict], str]:
     """Evaluate every method of `args.methods` on every task of `args.envs` for `args.seeds` seeds of `args.episodes`
     held-out episodes (env seeds `args.first_seed + s * episodes ...`, the same for every method); one row each in
     `benchmarks/results/<script>.jsonl`, with the planning time per decision and per episode. `methods`: name ->
     (planner, keywords, the checkpoint kinds it needs), a checkpoint coming from `tasks_and_checkpoints` (a method
     missing one is skipped with a note naming the `prefixes` key that supplies it); `build(method, task, checkpoints,
-    device)` makes the controller, `task_for(method, task)` the task it runs on. Returns ({env: Task}, rows, the
+    device)` makes the controller, which runs in its own goal mode (`Controller.goal`). Returns ({env: Task}, rows, the
     command line)."""
     tasks, found = tasks_and_checkpoints(args, methods, prefixes, kind)
     command = print_command()
@@ -419,14 +419,13 @@ def run_methods(script: str, args: Args, methods: dict, prefixes: Sequence[str],
                 print(f"note: {env}: {method} skipped, no {missing[0]} checkpoint; pass "
                       f"{next(p for p in prefixes if kind[p] == missing[0])}{env}=PATH", flush=True)
                 continue
-            run_task = task_for(method, task)
-            controller = as_controller(build(method, run_task, found[env], device))
+            controller = as_controller(build(method, task, found[env], device))
             settings = controller.settings_record()
             checkpoint = controller.checkpoint_path
             for seed in range(args.seeds):
                 first = args.first_seed + seed * args.episodes
                 before = controller.plan_seconds
-                res = run_episodes(controller, run_task, episodes=args.episodes, seed=first,
+                res = run_episodes(controller, task, episodes=args.episodes, seed=first,
                                    batch=args.batch or args.episodes, progress=False)
                 s = res.summary(task)
                 spent = controller.plan_seconds - before

@@ -108,7 +108,7 @@ def shipped_files() -> set[str]:
     return {p.name for p in shipped_dir().glob("*.pt")}
 
 
-README_METHODS = ("df", "df-dwell", "df-actions", "df-whole-goal-search", "diffuser", "diffuser-tuned", "bc", "expert",
+README_METHODS = ("df", "df-dwell", "df-actions", "df-subgoal-layer", "diffuser", "diffuser-tuned", "bc", "expert",
                   "random")  # the rest:
 #   docs/results.md
 

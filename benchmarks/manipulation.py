@@ -14,12 +14,14 @@ Methods (controllers built by `dfplan.controllers.make_controller`, as `dfplan-e
                  (execution=lowlevel; the checkpoint's other settings)
   df-unguided    guidance_scale=0: the goal enters only through the state (goal-conditioned DF, no guidance)
   df-object      objective=object_to_goal        df-reach   objective=reach_then_carry  (Fetch)
-  df-whole-goal  OGBench: every cube's target in the observation at once (goal=whole, the papers' protocol), no
-                 one-cube-at-a-time subgoal layer; the model is shown the whole goal (object_choice=given)
-  df-whole-goal-search  the same, the planner choosing which cube to move: one plan per unplaced cube, the one the
-                 task's plan value ranks best followed until placed (object_choice=search, MCTD's cube meta-action);
-                 a target another cube sits on is cleared first, to a free spot when every target is taken (the swap)
-  df-whole-goal-random  the same, a random one of those moves (object_choice=random: what the search adds)
+  df-subgoal-layer  OGBench: our one-cube-at-a-time subgoal layer (goal=fixed) instead of the whole goal that `df`
+                 reads on the cubes (the shipped checkpoints store goal=whole, the papers' protocol, and
+                 object_choice=search: one plan per unplaced cube, the one the task's plan value ranks best followed
+                 until placed; a target another cube sits on is cleared first, to a free spot when every target is
+                 taken). Rows named df-whole-goal-search, made before 0.18, ran what `df` runs now.
+  df-whole-goal  OGBench: the whole goal shown to the model as it is (goal=whole, object_choice=given)
+  df-whole-goal-random  the whole goal, a random one of the moves `df` chooses among (object_choice=random: what
+                 the search adds)
   diffuser       Diffuser, plan once, its planned gripper positions tracked by the task's tracker
   diffuser-lowlevel  Diffuser, plan once, its plan reached by the low-level policy (10 steps ahead)
   diffuser-replan-lowlevel  the same, replanning every 32 steps
@@ -46,7 +48,6 @@ from __future__ import annotations
 import sys
 
 from dfplan.controllers import make_controller
-from dfplan.tasks.ogbench import CubeTask
 
 import common
 
@@ -61,9 +62,9 @@ METHODS = {
     "df-unguided": ("df", {"guidance_scale": 0.0}, ("df",)),
     "df-object": ("df", {"objective": "object_to_goal"}, ("df",)),
     "df-reach": ("df", {"objective": "reach_then_carry"}, ("df",)),
-    "df-whole-goal": ("df", {"object_choice": "given"}, ("df",)),
-    "df-whole-goal-search": ("df", {"object_choice": "search"}, ("df",)),
-    "df-whole-goal-random": ("df", {"object_choice": "random"}, ("df",)),
+    "df-subgoal-layer": ("df", {"goal": "fixed"}, ("df",)),
+    "df-whole-goal": ("df", {"goal": "whole", "object_choice": "given"}, ("df",)),
+    "df-whole-goal-random": ("df", {"goal": "whole", "object_choice": "random"}, ("df",)),
     "diffuser": ("diffuser", {"execution": "track"}, ("diffuser",)),
     "diffuser-lowlevel": ("diffuser", LOWLEVEL, ("diffuser", "lowlevel")),
     "diffuser-replan-lowlevel": ("diffuser-replan", {**LOWLEVEL, "replan_every": 32}, ("diffuser", "lowlevel")),
@@ -81,16 +82,6 @@ KIND = {"checkpoint_": "df", "diffuser_checkpoint_": "diffuser", "bc_checkpoint_
         "lowlevel_checkpoint_": "lowlevel"}
 
 
-def task_for(method: str, task):
-    """The task a method runs on: the df-whole-goal rows swap the OGBench subgoal layer for the whole goal."""
-    if not method.startswith("df-whole-goal"):
-        return task
-    if task.family != "ogbench":
-        raise common.ArgError(f"error: {method} applies to the OGBench tasks, not {task.name}")
-
-    return CubeTask(task.name, subgoals="all")
-
-
 def build(method: str, task, checkpoints: dict, device: str):
     planner, kwargs, needs = METHODS[method]
     main = next((checkpoints[n] for n in needs if n != "lowlevel"), None)
@@ -100,7 +91,7 @@ def build(method: str, task, checkpoints: dict, device: str):
 
 def main() -> None:
     args = common.parse_args(DEFAULTS, QUICK, __doc__, prefixes=PREFIXES)
-    tasks, rows, command = common.run_methods("manipulation", args, METHODS, PREFIXES, KIND, build, task_for)
+    tasks, rows, command = common.run_methods("manipulation", args, METHODS, PREFIXES, KIND, build)
     timing = common.TIMING_COLUMNS
     sections = []
     for family, title in (("fetch", "Fetch"), ("ogbench", "OGBench cubes")):

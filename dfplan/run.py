@@ -81,15 +81,20 @@ def evaluate(env: str | None = None, planner: str = "df", checkpoint=None, varia
     expert; checkpoint: path or shipped name (None = the task's shipped one, `variant` picks which DF one);
     video: a .gif or .mp4 of the first episode, drawn from the rollout (`video_source="drawn"`, no OpenGL needed) or
     rendered by MuJoCo (`video_source="render"`);
+    goal: the task's goal mode (None = the one the DF checkpoint stores, else the task's default);
     `settings`: DF settings overriding the checkpoint's tuned values (`dfplan.settings`)."""
     episodes = check_int("episodes", episodes, 1)
     batch = check_int("batch", batch, 1)
     seed = check_int("seed", seed, 0)
     max_episode_steps = check_int("max_episode_steps", max_episode_steps, 1, allow_none=True)
     task = resolve_task(env, checkpoint)
-    goal = task.check_goal(goal)
+    if goal is not None:
+        task.check_goal(goal)
+        if planner == "df":  # the DF controller reads a plain env's goal in this mode too
+            settings["goal"] = goal
     controller = make_controller(planner, task, checkpoint, variant=variant, device=device,
                                  replan_every=replan_every, **settings)
+    goal = task.check_goal(goal if goal is not None else controller.goal)  # a DF checkpoint stores its goal mode
     check_task_match(task, controller, allow_task_mismatch)
     ref = reference_scores(task, controller)
     for path in (plot, video):
@@ -116,10 +121,12 @@ def plan_once(env: str | None = None, checkpoint=None, variant: str | None = Non
     starts = check_int("starts", starts, 1)
     seed = check_int("seed", seed, 0)
     task = resolve_task(env, checkpoint)
-    goal = task.check_goal(goal)
+    if goal is not None:
+        task.check_goal(goal)
     check_writable(out)
     path = checkpoint if checkpoint is not None else task.shipped_checkpoint("df", variant)
     planner = load_df_planner(path, device=device, **({"horizon": horizon} if horizon is not None else {}), **settings)
+    goal = task.check_goal(goal if goal is not None else planner.settings.controller.goal)
     env_ = task.make_env(goal=goal)
     resets = [env_.reset(seed=seed + i)[0] for i in range(starts)]
     obs = np.stack([o["observation"] for o in resets]).astype(np.float32)

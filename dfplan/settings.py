@@ -118,6 +118,9 @@ class ControllerSettings:
     #   plan the task's value ranks best until it is placed (a target another object sits on is cleared first) |
     #   random: a random one of the same moves (dfplan.search.objects)
     choice_horizon: int = 32  # object_choice=search: tokens of each compared plan
+    goal: str | None = None  # the goal the env presents, one of the task's goal modes (OGBench cubes: fixed, one cube's
+    #   target at a time from our subgoal layer | whole, every cube's at once, the papers' protocol); evaluation
+    #   runs this one unless given another, and a plain env's goal is read this way; None = the task's default
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -137,6 +140,8 @@ class ControllerSettings:
             set_("snap_radius", check_float("snap_radius", self.snap_radius, 0.0))
         if self.lowlevel is not None and not isinstance(self.lowlevel, str):
             raise UserError(f"lowlevel={self.lowlevel!r} must be a checkpoint path or shipped name")
+        if self.goal is not None and not isinstance(self.goal, str):
+            raise UserError(f"goal={self.goal!r} must be the name of one of the task's goal modes")
         if self.objective is not None and not isinstance(self.objective, str):
             raise UserError(f"objective={self.objective!r} must be the name of one of the task's objectives")
 

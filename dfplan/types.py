@@ -48,6 +48,8 @@ class Controller:
       "dataset_id", "step"); empty without a checkpoint.
     - `history`: the plans made since `reset` (planned states [N, H+1, Ds], numpy), for pictures.
     - `max_episode_steps`: the episode's time limit, set by evaluation before `reset` (a planner may plan no further).
+    - `goal`: the goal mode the controller reads (`Task.goal_modes`; a DF checkpoint stores its own); evaluation runs
+      it when no goal is asked for; None = the task's default.
     - `settings_record()`: the settings it runs with, as a results row stores them.
 
     A plain object with `reset` and `act` (a user's own controller, a scripted expert) gets these defaults through
@@ -59,6 +61,7 @@ class Controller:
     meta = MappingProxyType({})
     history: tuple | list = ()
     max_episode_steps: int | None = None
+    goal: str | None = None
 
     @property
     def checkpoint_path(self) -> str | None:

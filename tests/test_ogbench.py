@@ -274,12 +274,14 @@ def test_tiny_df_controls_the_real_env(cube_data, tmp_path):
     assert r.summary["episodes"] == 2 and r.summary["failures"] == 0 and (tmp_path / "cube.png").stat().st_size > 10_000
 
 
-def test_a_plain_ogbench_observation_reads_as_our_wrapper_makes_it():
+@pytest.mark.parametrize("goal", ["fixed", "whole"])
+def test_a_plain_ogbench_observation_reads_as_our_wrapper_makes_it(goal):
     """A user's loop on `ogbench.make_env_and_datasets(..., env_only=True)`: the raw observation plus
-    `info["goal"]` give the controllers the dict our wrapper gives, step after step (the subgoal layer included)."""
-    ours = get_task("ogbench-cube-double").make_env()
+    `info["goal"]` give the controllers the dict our wrapper gives in the same goal mode, step after step (our
+    subgoal layer's choices included)."""
+    ours = get_task("ogbench-cube-double").make_env(goal=goal)
     plain = og._make_raw("ogbench-cube-double")
-    adapter = get_task("ogbench-cube-double").observation_adapter()
+    adapter = get_task("ogbench-cube-double").observation_adapter(goal)
     mine, _ = ours.reset(seed=3)
     raw, info = plain.reset(seed=3, options=dict(task_id=og.task_id_of(3)))
     goal = info["goal"]
@@ -298,6 +300,27 @@ def test_a_plain_ogbench_observation_reads_as_our_wrapper_makes_it():
         adapter(raw)
     with pytest.raises(UserError, match=r"\[37\]"):
         adapter(raw[:30], goal=goal[:30])
+
+
+def test_the_shipped_cube_planner_reads_the_whole_goal_unless_told_otherwise():
+    """The shipped cube-double DF stores the papers' protocol (goal=whole, object_choice=search): evaluation runs it
+    and a plain env's goal is read that way; goal=fixed switches both to our subgoal layer; BC keeps the task's
+    default (the layer it was trained on); a goal mode the task lacks is refused."""
+    task = get_task("ogbench-cube-double")
+    df = make_controller("df", task, device="cpu")
+    assert df.goal == "whole" and df.adapter.subgoals == "all" and df.chooser is not None
+    layer = make_controller("df", task, device="cpu", goal="fixed")
+    assert layer.goal == "fixed" and layer.adapter.subgoals == "one_cube"
+    raw, info = og._make_raw("ogbench-cube-double").reset(seed=2, options=dict(task_id=og.task_id_of(2)))
+    whole, _ = task.make_env(goal="whole").reset(seed=2)
+    assert np.allclose(df.adapter(raw, goal=info["goal"])["desired_goal"], whole["desired_goal"])
+    short = dict(episodes=1, batch=1, max_episode_steps=2, progress=False, device="cpu")
+    assert run.evaluate("ogbench-cube-double", **short).summary["goal"] == "whole"
+    fixed = run.evaluate("ogbench-cube-double", goal="fixed", **short).summary
+    assert fixed["goal"] == "fixed" and fixed["settings"]["goal"] == "fixed"
+    assert run.evaluate("ogbench-cube-double", planner="bc", **short).summary["goal"] == "fixed"
+    with pytest.raises(UserError, match="goal"):
+        make_controller("df", get_task("fetch-push"), device="cpu", goal="whole")
 
 
 def test_tiny_lowlevel_policy_trains_and_reaches_the_plans(cube_data, tmp_path):

@@ -41,7 +41,7 @@ class MPCController(Controller):
                  min_horizon: int | None = None, token_reach: float | None = None,
                  execution: str | None = None, lowlevel: str | GoalReacher | None = None,
                  subgoal_ahead: int | None = None, snap_radius: float | None = None,
-                 object_choice: str | None = None, choice_horizon: int | None = None,
+                 object_choice: str | None = None, choice_horizon: int | None = None, goal: str | None = None,
                  max_episode_steps: int | None = None, action_low: float = -1.0, action_high: float = 1.0,
                  seed: int | None = None):
         """
@@ -72,6 +72,9 @@ class MPCController(Controller):
             `choice_horizon` tokens per unplaced object and moves the one the task's plan value ranks best until it
             is placed; "random" picks one at random; "given" plans for the goal as observed
             (`dfplan.search.objects.ObjectChoice`).
+        goal: the goal mode of the planner's task the controller reads (OGBench cubes: "fixed", one cube's target at
+            a time from our subgoal layer; "whole", every cube's, the papers' protocol): a plain env's goal is
+            presented this way, and evaluation runs it when asked for no other.
         """
         named = objective if isinstance(objective, str) else None
         stored = planner.settings.controller
@@ -81,7 +84,7 @@ class MPCController(Controller):
             horizon=horizon, replan_every=replan_every, memory=memory, memory_tokens=memory_tokens,
             objective=named, min_horizon=min_horizon, token_reach=token_reach, execution=execution,
             lowlevel=lowlevel if isinstance(lowlevel, str) else None, subgoal_ahead=subgoal_ahead,
-            snap_radius=snap_radius, object_choice=object_choice, choice_horizon=choice_horizon).items()
+            snap_radius=snap_radius, object_choice=object_choice, choice_horizon=choice_horizon, goal=goal).items()
             if v is not None})
         self.settings = settings
         self.planner = planner
@@ -127,7 +130,8 @@ class MPCController(Controller):
                                 f"{planner.task.name if planner.task else 'a planner without a task'} has one")
             self.chooser = ObjectChoice(planner, planner.task, settings.object_choice, settings.choice_horizon,
                                         self.objective)
-        self.adapter = planner.task.observation_adapter() if planner.task is not None else NativeObservation()
+        self.goal = None if planner.task is None or settings.goal is None else planner.task.check_goal(settings.goal)
+        self.adapter = planner.task.observation_adapter(self.goal) if planner.task is not None else NativeObservation()
         self.max_episode_steps = max_episode_steps
         self.low, self.high = action_low, action_high
         self.failures = 0

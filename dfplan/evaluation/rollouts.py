@@ -37,9 +37,10 @@ def run_episodes(controller, task, goal: str | None = None, episodes: int = 10, 
                  keep_plans: int = 0, progress: bool = True, max_episode_steps: int | None = None) -> EvalResult:
     """Run `controller` (a `dfplan.types.Controller`, or any object with reset(seed) and act(batched dict obs)) on
     `episodes` episodes of `task`, `batch` envs at a time, and score them. Episode i uses env seed `seed + i`.
-    `keep_plans` keeps the plans and states of the first few episodes (for pictures)."""
+    `keep_plans` keeps the plans and states of the first few episodes (for pictures). `goal`: the task's goal mode;
+    None = the controller's (`Controller.goal`: a DF checkpoint stores its own), else the task's default."""
     controller = as_controller(controller)
-    goal = task.check_goal(goal)
+    goal = task.check_goal(goal if goal is not None else controller.goal)
     t0 = time.perf_counter()
     results: list[EpisodeResult] = []
     failures_before = controller.failures

@@ -124,8 +124,9 @@ class Task(ABC):
         of the state. `state_dims=plan_goal` trains a model on `plan_dims` and these."""
         return ()
 
-    def observation_adapter(self) -> NativeObservation:
-        """What the controllers use to read the env's own observations (see `NativeObservation`)."""
+    def observation_adapter(self, goal: str | None = None) -> NativeObservation:
+        """What the controllers use to read the env's own observations (see `NativeObservation`), presented as goal
+        mode `goal` presents them (None: the task's default)."""
         return NativeObservation()
 
     def step_success(self, obs: dict, info: dict) -> bool:

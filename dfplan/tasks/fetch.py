@@ -60,7 +60,7 @@ class FetchTask(Task):
         self.check_goal(goal)
         return fetch_env.make_fetch_env(self.name, max_episode_steps=max_episode_steps, render_mode=render_mode)
 
-    def observation_adapter(self):
+    def observation_adapter(self, goal: str | None = None):
         return GoalAppended()
 
     def step_success(self, obs, info) -> bool:

@@ -103,14 +103,17 @@ class CubeTask(OGBenchData, Task):
         first = cube_env.PROPRIO_DIMS + cube_env.CUBE_DIMS * self.num_cubes
         return tuple(range(first, first + 3 * self.num_cubes))
 
-    def observation_adapter(self):
+    def observation_adapter(self, goal: str | None = None):
         """Reads a plain OGBench env's raw observation and `info["goal"]` (`dfplan.envs.ogbench.PlainObservation`)."""
-        return cube_env.PlainObservation(self.num_cubes, self.subgoals)
+        return cube_env.PlainObservation(self.num_cubes, self._subgoals(goal))
 
     def make_env(self, goal=None, max_episode_steps=None, render_mode=None):
-        subgoals = "all" if self.check_goal(goal) == "whole" else self.subgoals
         return cube_env.make_ogbench_env(self.name, max_episode_steps=max_episode_steps, render_mode=render_mode,
-                                         subgoals=subgoals)
+                                         subgoals=self._subgoals(goal))
+
+    def _subgoals(self, goal: str | None) -> str:
+        """The subgoal layer's mode for goal mode `goal`: whole = every cube's target at once."""
+        return "all" if self.check_goal(goal) == "whole" else self.subgoals
 
     # --- data --------------------------------------------------------------------------------------
     def default_dataset_id(self, episodes=None, npz=None, **_) -> str:

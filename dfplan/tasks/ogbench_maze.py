@@ -56,7 +56,7 @@ class NavigateTask(OGBenchData, Task):
     def plan_dims(self) -> tuple[int, ...]:
         return (0, 1)
 
-    def observation_adapter(self):
+    def observation_adapter(self, goal: str | None = None):
         """Reads a plain OGBench navigate env's xy and `info["goal"]` (`dfplan.envs.ogbench_maze.PlainObservation`)."""
         return nav.PlainObservation(with_goal=nav.goal_in_state(self.name))
 
