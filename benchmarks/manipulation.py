@@ -14,6 +14,8 @@ Methods (controllers built by `dfplan.controllers.make_controller`, as `dfplan-e
                  (execution=lowlevel; the checkpoint's other settings)
   df-unguided    guidance_scale=0: the goal enters only through the state (goal-conditioned DF, no guidance)
   df-object      objective=object_to_goal        df-reach   objective=reach_then_carry  (Fetch)
+  df-unaligned   grasp_align=0: the low-level policy handed the plan's target as planned, without the task's grasp
+                 rules (OGBench cubes, whose checkpoints store them: face the cube's sides, reopen an empty grasp)
   df-subgoal-layer  OGBench: our one-cube-at-a-time subgoal layer (goal=fixed) instead of the whole goal that `df`
                  reads on the cubes (the shipped checkpoints store goal=whole, the papers' protocol, and
                  object_choice=search: one plan per unplaced cube, the one the task's plan value ranks best followed
@@ -62,6 +64,7 @@ METHODS = {
     "df-unguided": ("df", {"guidance_scale": 0.0}, ("df",)),
     "df-object": ("df", {"objective": "object_to_goal"}, ("df",)),
     "df-reach": ("df", {"objective": "reach_then_carry"}, ("df",)),
+    "df-unaligned": ("df", {"grasp_align": 0.0}, ("df",)),
     "df-subgoal-layer": ("df", {"goal": "fixed"}, ("df",)),
     "df-whole-goal": ("df", {"goal": "whole", "object_choice": "given"}, ("df",)),
     "df-whole-goal-random": ("df", {"goal": "whole", "object_choice": "random"}, ("df",)),

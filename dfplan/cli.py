@@ -251,7 +251,7 @@ def run_eval(cfg: DictConfig) -> None:
                           max_episode_steps=cfg.max_episode_steps, plot=cfg.plot, video=cfg.video,
                           progress=cfg.progress, allow_task_mismatch=cfg.allow_task_mismatch,
                           replan_every=cfg.replan_every, video_source=cfg.video_source,
-                          **_settings(cfg, passed_by_name=("replan_every",)))
+                          **_settings(cfg, passed_by_name=("replan_every", "goal")))
     line = json.dumps(rounded(result.summary))
     print(result.line)
     if cfg.results:
@@ -279,7 +279,7 @@ def run_demo(cfg: DictConfig) -> None:
 def run_plan(cfg: DictConfig) -> None:
     s = run.plan_once(cfg.env, checkpoint=cfg.checkpoint, variant=cfg.variant, starts=cfg.starts, goal=cfg.goal,
                       seed=cfg.seed, horizon=cfg.horizon, device=cfg.device, out=cfg.out,
-                      **_settings(cfg, passed_by_name=("horizon",)))
+                      **_settings(cfg, passed_by_name=("horizon", "goal")))
     extra = ""
     if "in_wall" in s:
         extra = f"; planned positions in walls {s['in_wall']:.1%}, plans through a wall {s['through_wall']:.0%}"

@@ -19,6 +19,8 @@ from dfplan.types import Controller, as_controller
 
 DIFFUSER_MODES = {"diffuser": "plan_once", "diffuser-replan": "replan", "diffuser-actions": "actions"}
 PLANNERS = ("df", *DIFFUSER_MODES, "bc", "expert", "random")
+SHARED_WITH_DIFFUSER = ("snap_radius", "grasp_align")  # DF controller settings a Diffuser plan reached by the
+#   low-level policy takes too
 
 
 def make_controller(planner: str, task, checkpoint=None, variant: str | None = None, device="auto",
@@ -27,9 +29,9 @@ def make_controller(planner: str, task, checkpoint=None, variant: str | None = N
     """A controller for `task` (a `dfplan.tasks.Task`).
 
     planner: "df" (the MPC controller; `settings` override the checkpoint's tuned ones), "diffuser" (the execution
-    its checkpoint was tuned for, `replan_every` and `snap_radius` overriding its values; given `execution`, and
-    for checkpoints that store none, plan once + tracking, the paper's protocol), "diffuser-replan" (every
-    `replan_every` steps, default 64),
+    its checkpoint was tuned for, `replan_every`, `snap_radius` and `grasp_align` overriding its values; given
+    `execution`, and for checkpoints that store none, plan once + tracking, the paper's protocol), "diffuser-replan"
+    (every `replan_every` steps, default 64),
     "diffuser-actions" (its own actions), "bc" (a behaviour-cloning policy), "expert" (the task's scripted expert)
     or "random" (uniform actions: the floor). checkpoint: a path or shipped name; None = the
     checkpoint shipped for the task (`variant` picks among the DF ones).
@@ -45,10 +47,9 @@ def make_controller(planner: str, task, checkpoint=None, variant: str | None = N
     if lowlevel is not None and execution != "lowlevel" and planner != "df":
         raise UserError("lowlevel= names the policy for execution=lowlevel; pass execution=lowlevel too")
     given = {k: v for k, v in settings.items() if v is not None}
-    if planner in DIFFUSER_MODES and set(given) <= {"snap_radius"}:
-        snap_radius = given.pop("snap_radius", None)  # the one controller setting a Diffuser shares with DF
-        if snap_radius is not None:
-            snap_radius = check_float("snap_radius", snap_radius, 0.0)
+    shared = {}  # the settings a Diffuser's low-level execution shares with DF's
+    if planner in DIFFUSER_MODES and set(given) <= set(SHARED_WITH_DIFFUSER):
+        shared = {k: check_float(k, v, 0.0) for k, v in given.items()}
     elif planner != "df" and given:
         raise UserError(f"DF settings {sorted(given)} do not apply to planner={planner}")
     if replan_every is not None and planner in ("bc", "expert", "random"):
@@ -76,7 +77,7 @@ def make_controller(planner: str, task, checkpoint=None, variant: str | None = N
         tuned = diffuser.execution
         mode, execution = tuned["mode"], tuned.get("execution")
         replan_every = tuned.get("replan_every") if replan_every is None else replan_every
-        snap_radius = tuned.get("snap_radius") if snap_radius is None else snap_radius
+        shared = {**{k: tuned.get(k) for k in SHARED_WITH_DIFFUSER}, **shared}
         if replan_every is not None and mode == "plan_once":
             mode = "replan"
     every = replan_every or (64 if mode == "replan" else None)
@@ -85,7 +86,7 @@ def make_controller(planner: str, task, checkpoint=None, variant: str | None = N
         reacher = load_lowlevel(lowlevel or task.shipped_checkpoint("lowlevel"), device=device)
     return DiffuserController(diffuser, mode=mode, replan_every=every,
                               tracker=None if reacher else task.track_action, reacher=reacher,
-                              rest=task.rest_state, snap_radius=snap_radius)
+                              rest=task.rest_state, **shared)
 
 
 def _split(settings: dict) -> tuple[dict, dict]:

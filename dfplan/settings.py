@@ -113,6 +113,10 @@ class ControllerSettings:
     #   target (None = the next); execution=lowlevel: the policy's subgoal (1..k, the span it was trained on; None = k)
     snap_radius: float | None = None  # execution=lowlevel, or the maze tracker: an object whose planned position lies
     #   within this distance of its goal is handed the goal itself (the plan is a guide; the goal is known exactly)
+    grasp_align: float | None = None  # execution=lowlevel or track: the task's grasp rules refine the target (OGBench
+    #   cubes: with the gripper open within this distance of a cube, the effector faces the cube's sides, the yaw
+    #   nearest its own, where a plan near the data's mean can face the corners; a gripper closed on nothing is told
+    #   to open) (None, 0 = off)
     object_choice: str = "given"  # given: plan for the goal as the observation gives it | search: given every object's
     #   goal (OGBench cubes, goal=whole), plan choice_horizon tokens per object not yet placed and move the one whose
     #   plan the task's value ranks best until it is placed (a target another object sits on is cleared first) |
@@ -138,6 +142,8 @@ class ControllerSettings:
         set_("choice_horizon", check_int("choice_horizon", self.choice_horizon, 1))
         if self.snap_radius is not None:
             set_("snap_radius", check_float("snap_radius", self.snap_radius, 0.0))
+        if self.grasp_align is not None:
+            set_("grasp_align", check_float("grasp_align", self.grasp_align, 0.0))
         if self.lowlevel is not None and not isinstance(self.lowlevel, str):
             raise UserError(f"lowlevel={self.lowlevel!r} must be a checkpoint path or shipped name")
         if self.goal is not None and not isinstance(self.goal, str):

@@ -48,9 +48,11 @@ NUM_TASKS = 5
 
 PROPRIO_DIMS = 19
 CUBE_DIMS = 9
+CUBE_YAW = (7, 8)  # cos, sin of a cube's yaw among its 9 dims
 EFFECTOR = (12, 13, 14)
 EFFECTOR_POSE = (12, 13, 14, 15, 16)  # xyz, cos yaw, sin yaw
 GRIPPER = 17  # gripper opening
+GRIPPER_OPEN = 0.5  # an opening reading below this: the fingers are apart (closed on a cube it reads 1.1-1.7)
 XYZ_CENTER = np.array([0.425, 0.0, 0.0])
 XYZ_SCALE = 10.0
 SUCCESS_DISTANCE = 0.04 * XYZ_SCALE  # the env's 0.04 m, in scaled units
@@ -176,6 +178,33 @@ def subgoal_positions(cubes: np.ndarray, cube: int | None, target: np.ndarray) -
     if cube is not None:
         out[cube] = target
     return out.reshape(-1)
+
+
+def align_grasp(states: np.ndarray, targets: np.ndarray, num_cubes: int, radius: float) -> np.ndarray:
+    """Targets [N, D] for the low-level policy, refined by two rules the plan cannot be trusted with:
+
+    - Face the cube: where the gripper is open within `radius` (scaled units, in xy) of a cube, the effector yaw is
+      the cube's plus the multiple of 90 degrees nearest the effector's own. The gripper holds a cube only across
+      its faces; the play oracle turns to the nearest one, so the data's yaw has modes 90 degrees apart, and a plan
+      drawn near their mean can face the corners (such a grasp slips in mid-carry).
+    - Retry an empty grasp: where the gripper is closed with no cube within `RELEASE_DISTANCE` of the effector, the
+      opening is set to open. A grasp that closed on nothing is otherwise carried on: the model, shown a closed
+      gripper, plans the cube as if it were in it."""
+    states, targets = np.asarray(states), np.array(targets, copy=True)
+    base = PROPRIO_DIMS + CUBE_DIMS * np.arange(num_cubes)  # each cube's first dim
+    offsets = states[:, base[:, None] + np.arange(2)] - states[:, None, list(EFFECTOR[:2])]  # [N, n, 2]
+    distance = np.linalg.norm(offsets, axis=-1)  # [N, n]
+    nearest = base[distance.argmin(1)]
+    rows = np.arange(len(states))
+    cube_yaw = np.arctan2(states[rows, nearest + CUBE_YAW[1]], states[rows, nearest + CUBE_YAW[0]])
+    effector_yaw = np.arctan2(states[:, EFFECTOR_POSE[4]], states[:, EFFECTOR_POSE[3]])
+    aligned = cube_yaw + np.round((effector_yaw - cube_yaw) / (np.pi / 2)) * (np.pi / 2)
+    is_open = states[:, GRIPPER] < GRIPPER_OPEN
+    near = (distance.min(1) <= radius) & is_open
+    targets[near, EFFECTOR_POSE[3]], targets[near, EFFECTOR_POSE[4]] = np.cos(aligned[near]), np.sin(aligned[near])
+    reach = np.linalg.norm(cube_positions(states, num_cubes) - states[:, None, list(EFFECTOR)], axis=-1).min(1)
+    targets[~is_open & (reach > RELEASE_DISTANCE), GRIPPER] = 0.0  # the open gripper's reading
+    return targets
 
 
 def track_action(states: np.ndarray, targets: np.ndarray) -> np.ndarray:

@@ -4,6 +4,8 @@ trained on it that controls the real env."""
 
 from __future__ import annotations
 
+import json
+
 import minari
 import numpy as np
 import pytest
@@ -302,7 +304,7 @@ def test_a_plain_ogbench_observation_reads_as_our_wrapper_makes_it(goal):
         adapter(raw[:30], goal=goal[:30])
 
 
-def test_the_shipped_cube_planner_reads_the_whole_goal_unless_told_otherwise():
+def test_the_shipped_cube_planner_reads_the_whole_goal_unless_told_otherwise(tmp_path):
     """The shipped cube-double DF stores the papers' protocol (goal=whole, object_choice=search): evaluation runs it
     and a plain env's goal is read that way; goal=fixed switches both to our subgoal layer; BC keeps the task's
     default (the layer it was trained on); a goal mode the task lacks is refused."""
@@ -321,6 +323,43 @@ def test_the_shipped_cube_planner_reads_the_whole_goal_unless_told_otherwise():
     assert run.evaluate("ogbench-cube-double", planner="bc", **short).summary["goal"] == "fixed"
     with pytest.raises(UserError, match="goal"):
         make_controller("df", get_task("fetch-push"), device="cpu", goal="whole")
+    out = cli("dfplan-eval", "env=ogbench-cube-double", "goal=fixed", "episodes=1", "batch=1", "max_episode_steps=2",
+              "progress=false", "device=cpu", root=tmp_path)
+    assert out.returncode == 0 and json.loads(out.stdout.strip().splitlines()[-1])["goal"] == "fixed", out.stderr
+
+
+def test_grasp_rules_face_the_cube_and_reopen_an_empty_grasp():
+    """`grasp_align`: near a cube with the gripper open, the target's effector yaw is the cube's yaw plus the
+    multiple of 90 degrees nearest the effector's own; far from it, or closed on it, the yaw is left alone; a gripper
+    closed with no cube near the effector is told to open, one closed on a cube is not."""
+    yaw = lambda cos_sin: np.degrees(np.arctan2(cos_sin[..., 1], cos_sin[..., 0]))  # noqa: E731
+    states = np.zeros((3, og.PROPRIO_DIMS + 2 * og.CUBE_DIMS))
+    cube = og.PROPRIO_DIMS + og.CUBE_DIMS  # the second cube, near the effector in every row
+    states[:, cube:cube + 3] = [1.0, 1.0, 0.2]
+    states[:, og.PROPRIO_DIMS:og.PROPRIO_DIMS + 3] = [-2.0, -2.0, 0.2]
+    states[:, cube + og.CUBE_YAW[0]], states[:, cube + og.CUBE_YAW[1]] = np.cos(np.radians(3)), np.sin(np.radians(3))
+    states[:, og.EFFECTOR_POSE[3]], states[:, og.EFFECTOR_POSE[4]] = np.cos(np.radians(-50)), np.sin(np.radians(-50))
+    states[:, list(og.EFFECTOR)] = [[1.2, 1.0, 1.0], [3.0, 1.0, 1.0], [1.0, 1.0, 0.3]]  # near, far, near
+    states[1:, og.GRIPPER] = [2.9, 1.68]  # row 1 closed on nothing, row 2 holds the cube
+    targets = states.copy()
+    targets[:, list(og.EFFECTOR_POSE[3:])] = [np.cos(np.radians(-42)), np.sin(np.radians(-42))]  # between two faces
+    out = get_task("ogbench-cube-double").align_grasp(states, targets, radius=0.5)
+    assert np.allclose(yaw(out[:, list(og.EFFECTOR_POSE[3:])]), [-87.0, -42.0, -42.0])
+    assert out[:, og.GRIPPER].tolist() == [0.0, 0.0, 1.68]
+    changed = [*og.EFFECTOR_POSE[3:], og.GRIPPER]
+    assert np.array_equal(np.delete(out, changed, 1), np.delete(targets, changed, 1))
+    task = get_task("ogbench-cube-single")
+    assert make_controller("df", task, device="cpu").grasp_align == 2.0  # stored in the shipped checkpoint
+    assert make_controller("df", task, device="cpu", grasp_align=0.0).grasp_align is None  # 0: off
+    assert make_controller("df", task, device="cpu", execution="actions").grasp_align is None  # the stored one too
+    with pytest.raises(UserError, match="execution=actions has none"):
+        make_controller("df", task, device="cpu", execution="actions", grasp_align=0.5)
+    with pytest.raises(UserError, match="no grasp alignment"):
+        make_controller("df", get_task("fetch-push"), device="cpu", grasp_align=0.5)
+    diffuser = make_controller("diffuser", task, device="cpu", grasp_align=0.5)  # its low-level execution, aligned
+    assert diffuser.grasp_align == 0.5 and diffuser.settings_record()["grasp_align"] == 0.5
+    with pytest.raises(UserError, match="grasp_align applies to a Diffuser plan reached by the low-level policy"):
+        make_controller("diffuser", task, device="cpu", execution="track", grasp_align=0.5)
 
 
 def test_tiny_lowlevel_policy_trains_and_reaches_the_plans(cube_data, tmp_path):

@@ -24,7 +24,7 @@ from dfplan.errors import UserError
 from dfplan.guidance import Objective
 from dfplan.lowlevel import GoalReacher, load_lowlevel
 from dfplan.search.objects import ObjectChoice
-from dfplan.tasks.base import NativeObservation
+from dfplan.tasks.base import NativeObservation, Task
 from dfplan.types import Controller, safe_actions, snap_to_goal, split_observation
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class MPCController(Controller):
                  objective: str | Callable[[torch.Tensor], Objective] | None = None,
                  min_horizon: int | None = None, token_reach: float | None = None,
                  execution: str | None = None, lowlevel: str | GoalReacher | None = None,
-                 subgoal_ahead: int | None = None, snap_radius: float | None = None,
+                 subgoal_ahead: int | None = None, snap_radius: float | None = None, grasp_align: float | None = None,
                  object_choice: str | None = None, choice_horizon: int | None = None, goal: str | None = None,
                  max_episode_steps: int | None = None, action_low: float = -1.0, action_high: float = 1.0,
                  seed: int | None = None):
@@ -68,6 +68,9 @@ class MPCController(Controller):
         snap_radius: with execution="track" or "lowlevel", each goal object (`Task.goal_objects`: the maze's point,
             Fetch's block, each cube) whose planned position in that target lies within this distance of its goal
             gets the goal's exact position: the plan brings the object near, the known goal places it. None = off.
+        grasp_align: with execution="track" or "lowlevel", the task's grasp rules refine the target
+            (`Task.align_grasp`; OGBench cubes: an open gripper within this distance of a cube is turned to face its
+            sides, and a gripper closed on nothing is told to open). None or 0 = off.
         object_choice, choice_horizon: given every object's goal (OGBench cubes with goal=whole), "search" plans
             `choice_horizon` tokens per unplaced object and moves the one the task's plan value ranks best until it
             is placed; "random" picks one at random; "given" plans for the goal as observed
@@ -78,13 +81,14 @@ class MPCController(Controller):
         """
         named = objective if isinstance(objective, str) else None
         stored = planner.settings.controller
-        if execution == "actions" and snap_radius is None:  # a stored snap moves the stored execution's target
-            stored = replace(stored, snap_radius=None)
+        if execution == "actions":  # a stored snap or alignment moves the stored execution's target
+            stored = replace(stored, snap_radius=None, grasp_align=None)
         settings = replace(stored, **{k: v for k, v in dict(
             horizon=horizon, replan_every=replan_every, memory=memory, memory_tokens=memory_tokens,
             objective=named, min_horizon=min_horizon, token_reach=token_reach, execution=execution,
             lowlevel=lowlevel if isinstance(lowlevel, str) else None, subgoal_ahead=subgoal_ahead,
-            snap_radius=snap_radius, object_choice=object_choice, choice_horizon=choice_horizon, goal=goal).items()
+            snap_radius=snap_radius, grasp_align=grasp_align, object_choice=object_choice,
+            choice_horizon=choice_horizon, goal=goal).items()
             if v is not None})
         self.settings = settings
         self.planner = planner
@@ -122,6 +126,15 @@ class MPCController(Controller):
         if self.snap_radius is not None and self.reacher is None and self.tracker is None:
             raise UserError(f"snap_radius={self.snap_radius} moves the target a tracker or low-level policy steers "
                             f"to; execution={settings.execution} has none (use execution=track or lowlevel)")
+        self.grasp_align = settings.grasp_align or None  # 0 turns a stored alignment off
+        if self.grasp_align is not None:
+            if self.reacher is None and self.tracker is None:
+                raise UserError(f"grasp_align={self.grasp_align} refines the target a tracker or low-level policy "
+                                f"steers to; execution={settings.execution} has none (use execution=track or lowlevel)")
+            if planner.task is None or type(planner.task).align_grasp is Task.align_grasp:
+                raise UserError(f"grasp_align does not apply to "
+                                f"{planner.task.name if planner.task else 'a planner without a task'}: it has no "
+                                f"grasp alignment")
         self.goal_objects = planner.task.goal_objects if planner.task is not None else 1
         self.chooser = None
         if settings.object_choice != "given":
@@ -223,6 +236,8 @@ class MPCController(Controller):
         ahead = min(self.plan_step + self.subgoal_ahead, self.plan_states.shape[1] - 1)
         target = snap_to_goal(self.plan_states[:, ahead], goals, self.planner.goal_dims, self.goal_objects,
                               self.snap_radius)
+        if self.grasp_align is not None:
+            target = self.planner.task.align_grasp(states, target, self.grasp_align)
         if self.tracker is not None:
             return self.tracker(states, target, self.plan[:, self.plan_step])
         return self.reacher.act_toward(states, target)

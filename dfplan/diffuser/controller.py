@@ -39,7 +39,8 @@ class DiffuserController(Controller):
     """
 
     def __init__(self, planner: DiffuserPlanner, mode: str = "plan_once", replan_every: int | None = None,
-                 tracker=None, reacher=None, rest=None, snap_radius: float | None = None):
+                 tracker=None, reacher=None, rest=None, snap_radius: float | None = None,
+                 grasp_align: float | None = None):
         """tracker: (states [N, Ds], target states [N, Ds], planned actions [N, Da]) -> actions, the task's
         controller toward the next planned state; default Diffuser's maze2d one (`track_action`).
         rest: the state to hold once the plan has run out, from its last one (`tracking_target`); give it with a
@@ -47,7 +48,9 @@ class DiffuserController(Controller):
         reacher: a learned low-level policy (`dfplan.lowlevel.GoalReacher`) given the planned state `reacher.k`
         steps ahead instead (the last planned state once fewer remain); replaces the tracker.
         snap_radius: with the low-level policy, each goal object planned within this distance of its goal is handed
-        the goal itself (as `MPCController`'s; `dfplan.types.snap_to_goal`); None = off."""
+        the goal itself (as `MPCController`'s; `dfplan.types.snap_to_goal`); None = off.
+        grasp_align: with the low-level policy, the task's grasp rules refine the target (as `MPCController`'s;
+        `Task.align_grasp`); None or 0 = off."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if mode == "replan" and replan_every is None:
@@ -58,14 +61,16 @@ class DiffuserController(Controller):
             raise ValueError("mode='actions' executes the plan's own actions: a low-level policy does not apply")
         if reacher is not None:
             reacher.check_reads(planner.obs_dim, "Diffuser")
-        if snap_radius is not None and (reacher is None or planner.task is None):
-            raise UserError("snap_radius applies to a Diffuser plan reached by the low-level policy "
-                            "(execution=lowlevel), on the planner's task")
+        grasp_align = grasp_align or None  # 0 turns a stored alignment off
+        for key, value in (("snap_radius", snap_radius), ("grasp_align", grasp_align)):
+            if value is not None and (reacher is None or planner.task is None):
+                raise UserError(f"{key} applies to a Diffuser plan reached by the low-level policy "
+                                f"(execution=lowlevel), on the planner's task")
         if tracker is None and reacher is None and planner.obs_dim % 2:
             raise ValueError(f"tracking needs states [position, velocity] of even size, got obs_dim {planner.obs_dim}")
         self.planner, self.mode, self.replan_every = planner, mode, replan_every
         self.tracker, self.reacher, self.rest = tracker or track_action, reacher, rest
-        self.snap_radius = snap_radius
+        self.snap_radius, self.grasp_align = snap_radius, grasp_align
         self.failures = 0  # rows whose action was not finite (replaced by zeros)
         self.n_plans, self.plan_seconds = 0, 0.0
         self.adapter = planner.task.observation_adapter() if planner.task is not None else NativeObservation()
@@ -80,7 +85,8 @@ class DiffuserController(Controller):
         """Its mode, replanning period and plan length, and the low-level policy when one executes the plan."""
         out = {"mode": self.mode, "replan_every": self.replan_every, "horizon": self.planner.horizon}
         if self.reacher is not None:
-            out.update(execution="lowlevel", lowlevel=self.reacher.meta.get("path"), snap_radius=self.snap_radius)
+            out.update(execution="lowlevel", lowlevel=self.reacher.meta.get("path"), snap_radius=self.snap_radius,
+                       grasp_align=self.grasp_align)
         return out
 
     def reset(self, seed: int | None = None) -> None:
@@ -126,6 +132,8 @@ class DiffuserController(Controller):
             task = self.planner.task
             target = self.states[:, ahead] if self.snap_radius is None else snap_to_goal(
                 self.states[:, ahead], goal, task.goal_dims, task.goal_objects, self.snap_radius)
+            if self.grasp_align is not None:
+                target = task.align_grasp(state, target, self.grasp_align)
             action = self.reacher.act_toward(state, target)
         else:
             planned = self.actions[:, min(self.t, self.actions.shape[1] - 1)]

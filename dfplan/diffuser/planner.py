@@ -28,7 +28,8 @@ from dfplan.types import Plan, whole_states
 
 MODES = ("plan_once", "replan", "actions")  # how `DiffuserController` executes plans
 
-EXECUTION_KEYS = ("mode", "replan_every", "execution", "snap_radius")  # what a checkpoint's stored execution holds
+# what a checkpoint's stored execution holds
+EXECUTION_KEYS = ("mode", "replan_every", "execution", "snap_radius", "grasp_align")
 
 
 class DiffuserPlanner:
@@ -120,8 +121,9 @@ def check_execution(execution: dict, source) -> dict:
             check_int("replan_every", execution["replan_every"], 1)
         if execution.get("execution") is not None:
             check_choice("execution", execution["execution"], EXECUTIONS)
-        if execution.get("snap_radius") is not None:
-            check_float("snap_radius", execution["snap_radius"], 0.0)
+        for key in ("snap_radius", "grasp_align"):
+            if execution.get(key) is not None:
+                check_float(key, execution[key], 0.0)
     except UserError as err:
         raise UserError(f"{source} stores a bad Diffuser execution: {err}") from None
     return dict(execution)

@@ -230,6 +230,12 @@ class Task(ABC):
         executed on this task."""
         raise UserError(f"{self.name} has no tracking controller for planned states; use planner=diffuser-actions")
 
+    def align_grasp(self, states: np.ndarray, targets: np.ndarray, radius: float) -> np.ndarray:
+        """Targets [N, Ds] for the low-level policy or tracker refined by the task's grasp rules (`grasp_align`):
+        e.g. the effector turned to grasp the object it approaches (within `radius`) the way the task's objects are
+        grasped."""
+        raise UserError(f"{self.name} has no grasp alignment: grasp_align does not apply to it")
+
     def rest_state(self, states: np.ndarray) -> np.ndarray:
         """The state [N, Ds] a tracking controller holds once a plan has run out, from the plan's last state:
         by default that state itself."""

@@ -221,6 +221,11 @@ class CubeTask(OGBenchData, Task):
         """Move the effector to the planned effector pose and opening (`dfplan.envs.ogbench.track_action`)."""
         return cube_env.track_action(states, targets)
 
+    def align_grasp(self, states, targets, radius):
+        """Face the sides of the cube the open gripper approaches; reopen a gripper closed on nothing
+        (`dfplan.envs.ogbench.align_grasp`)."""
+        return cube_env.align_grasp(states, targets, self.num_cubes, radius)
+
     def expert(self, lookahead: bool = False):
         return cube_env.CubeOracleController(self.name)
 
