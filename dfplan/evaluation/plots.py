@@ -101,27 +101,34 @@ def _metric_axes(ax, a: int, b: int, adjustable: str = "datalim") -> None:
     ax.tick_params(labelsize=6)
 
 
+OBJECT_COLORS = ("tab:blue", "tab:purple", "tab:brown")  # each object's path, in the order of the achieved goal
+
+
 def plot_manipulation_episodes(episodes, path: str | Path, title: str = "", grip_dims=(0, 1, 2), radius: float = 0.05,
                                to_metres: Callable = metres_as_given, max_episodes: int = 6) -> Path:
-    """Per episode a top view (x, y) and a side view (x, z), in metres: the gripper's and the object's paths against
-    the goal. `to_metres`: the env's positions [..., 3] -> metres; `radius`: the success radius in metres."""
+    """Per episode a top view (x, y) and a side view (x, z), in metres: the gripper's path and each object's (the
+    achieved goal holds 3 dims per object) against its goal. `to_metres`: the env's positions [..., 3] -> metres;
+    `radius`: the success radius in metres."""
     shown = list(episodes)[:max_episodes]
     fig, axes = plt.subplots(2, len(shown), figsize=(2.8 * len(shown), 5.6), squeeze=False, layout="constrained")
     for k, ep in enumerate(shown):
-        obj, goal = to_metres(ep.path[:, :3]), to_metres(ep.goal[:3])
+        objects = [(to_metres(ep.path[:, j:j + 3]), to_metres(ep.goal[j:j + 3])) for j in range(0, ep.path.shape[1], 3)]
         for row, (a, b, name) in enumerate(VIEWS):
             ax = axes[row, k]
             if ep.states is not None:
                 grip = to_metres(ep.states[:, list(grip_dims)])
                 ax.plot(grip[:, a], grip[:, b], color="tab:orange", lw=1.2)
-            ax.plot(obj[:, a], obj[:, b], color="tab:blue", lw=2)
-            ax.scatter(obj[0, a], obj[0, b], color="tab:green", s=40, zorder=5)
-            ax.scatter(goal[a], goal[b], color="tab:red", marker="*", s=160, zorder=6)
-            ax.add_patch(plt.Circle((goal[a], goal[b]), radius, color="tab:red", fill=False, ls="--", lw=1))
+            for j, (obj, goal) in enumerate(objects):
+                ax.plot(obj[:, a], obj[:, b], color=OBJECT_COLORS[j % len(OBJECT_COLORS)], lw=2)
+                ax.scatter(obj[0, a], obj[0, b], color="tab:green", s=40, zorder=5)
+                ax.scatter(goal[a], goal[b], color="tab:red", marker="*", s=160, zorder=6)
+                ax.add_patch(plt.Circle((goal[a], goal[b]), radius, color="tab:red", fill=False, ls="--", lw=1))
             _metric_axes(ax, a, b)
             ax.set_title(f"seed {ep.seed}: {'success' if ep.success else 'failure'}, {name}", fontsize=8)
+    n = max(ep.path.shape[1] // 3 for ep in shown)
     handles = [Line2D([], [], color="tab:orange", lw=1.2, label="gripper"),
-               Line2D([], [], color="tab:blue", lw=2, label="object"),
+               *[Line2D([], [], color=c, lw=2, label="object" if n == 1 else f"object {j + 1}")
+                 for j, c in enumerate(OBJECT_COLORS[:n])],
                Line2D([], [], color="tab:green", marker="o", ls="", label="object start"),
                Line2D([], [], color="tab:red", marker="*", ms=12, ls="", label="goal"),
                Line2D([], [], color="tab:red", ls="--", label=f"success radius {radius:g} m")]
