@@ -24,7 +24,7 @@ from dfplan.errors import UserError
 from dfplan.guidance import Objective
 from dfplan.lowlevel import GoalReacher, load_lowlevel
 from dfplan.search.objects import ObjectChoice
-from dfplan.tasks.base import NativeObservation, Task
+from dfplan.tasks.base import NativeObservation
 from dfplan.types import Controller, safe_actions, snap_to_goal, split_observation
 
 log = logging.getLogger(__name__)
@@ -131,10 +131,9 @@ class MPCController(Controller):
             if self.reacher is None and self.tracker is None:
                 raise UserError(f"grasp_align={self.grasp_align} refines the target a tracker or low-level policy "
                                 f"steers to; execution={settings.execution} has none (use execution=track or lowlevel)")
-            if planner.task is None or type(planner.task).align_grasp is Task.align_grasp:
-                raise UserError(f"grasp_align does not apply to "
-                                f"{planner.task.name if planner.task else 'a planner without a task'}: it has no "
-                                f"grasp alignment")
+            if planner.task is None:
+                raise UserError("grasp_align needs the planner's task (its grasp rules)")
+            planner.task.check_grasp_align()
         self.goal_objects = planner.task.goal_objects if planner.task is not None else 1
         self.chooser = None
         if settings.object_choice != "given":

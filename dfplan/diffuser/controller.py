@@ -66,6 +66,8 @@ class DiffuserController(Controller):
             if value is not None and (reacher is None or planner.task is None):
                 raise UserError(f"{key} applies to a Diffuser plan reached by the low-level policy "
                                 f"(execution=lowlevel), on the planner's task")
+        if grasp_align is not None:
+            planner.task.check_grasp_align()
         if tracker is None and reacher is None and planner.obs_dim % 2:
             raise ValueError(f"tracking needs states [position, velocity] of even size, got obs_dim {planner.obs_dim}")
         self.planner, self.mode, self.replan_every = planner, mode, replan_every

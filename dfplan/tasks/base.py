@@ -234,7 +234,13 @@ class Task(ABC):
         """Targets [N, Ds] for the low-level policy or tracker refined by the task's grasp rules (`grasp_align`):
         e.g. the effector turned to grasp the object it approaches (within `radius`) the way the task's objects are
         grasped."""
-        raise UserError(f"{self.name} has no grasp alignment: grasp_align does not apply to it")
+        self.check_grasp_align()  # refuses: a task that has grasp rules overrides this method
+        return targets
+
+    def check_grasp_align(self) -> None:
+        """Refuse `grasp_align` where the task has no grasp rules (does not override `align_grasp`)."""
+        if type(self).align_grasp is Task.align_grasp:
+            raise UserError(f"{self.name} has no grasp alignment: grasp_align does not apply to it")
 
     def rest_state(self, states: np.ndarray) -> np.ndarray:
         """The state [N, Ds] a tracking controller holds once a plan has run out, from the plan's last state:
