@@ -117,6 +117,10 @@ class ControllerSettings:
     #   cubes: with the gripper open within this distance of a cube, the effector faces the cube's sides, the yaw
     #   nearest its own, where a plan near the data's mean can face the corners; a gripper closed on nothing is told
     #   to open) (None, 0 = off)
+    revisit_cost: float = 0.0  # guidance charges each planned position this much per env step the episode already
+    #   spent near it (a Gaussian of radius revisit_radius over the executed path's goal dims): plans leave a place
+    #   the point keeps returning to, such as a dead end the straight line leads into; uses no map (0 = off)
+    revisit_radius: float = 2.0  # revisit_cost: the Gaussian's radius, in the goal's units (maze: metres)
     object_choice: str = "given"  # given: plan for the goal as the observation gives it | search: given every object's
     #   goal (OGBench cubes, goal=whole), plan choice_horizon tokens per object not yet placed and move the one whose
     #   plan the task's value ranks best until it is placed (a target another object sits on is cleared first) |
@@ -144,6 +148,8 @@ class ControllerSettings:
             set_("snap_radius", check_float("snap_radius", self.snap_radius, 0.0))
         if self.grasp_align is not None:
             set_("grasp_align", check_float("grasp_align", self.grasp_align, 0.0))
+        set_("revisit_cost", check_float("revisit_cost", self.revisit_cost, 0.0))
+        set_("revisit_radius", check_float("revisit_radius", self.revisit_radius, 1e-6))
         if self.lowlevel is not None and not isinstance(self.lowlevel, str):
             raise UserError(f"lowlevel={self.lowlevel!r} must be a checkpoint path or shipped name")
         if self.goal is not None and not isinstance(self.goal, str):

@@ -11,7 +11,7 @@ from dfplan import make_env, run
 from dfplan.df.controller import MPCController, tokens_to_goal
 from dfplan.errors import UserError
 from dfplan.evaluation import run_episodes
-from dfplan.guidance import GeodesicGuide, goal_distance
+from dfplan.guidance import GeodesicGuide, goal_distance, revisit_penalty
 from dfplan.registry import load_planner
 from dfplan.tasks import get_task
 from dfplan.types import snap_to_goal
@@ -225,3 +225,42 @@ def test_snap_radius_hands_the_tracker_the_goal_once_the_plan_is_near_it(planner
     assert MPCController(planner, horizon=4).snap_radius == 0.5
     assert MPCController(planner, horizon=4, execution="actions").snap_radius is None  # a stored snap is the stored
     #   execution's: asking for the planner's own actions drops it
+
+
+def test_revisit_penalty_charges_plans_by_the_visits_near_them():
+    """Each planned position pays for the recorded visits within a few radii of it; far ones cost ~nothing, and the
+    gradient stays finite on a visited point itself."""
+    visited = torch.tensor([[[0.0, 0.0], [0.0, 0.0], [4.0, 0.0]]])  # two visits at the origin, one at x = 4
+    through = torch.tensor([[[9.0, 9.0], [0.0, 0.0], [1.0, 0.0]]], requires_grad=True)  # the start row is not charged
+    away = torch.tensor([[[9.0, 9.0], [0.0, 20.0], [1.0, 20.0]]])
+    penalty = revisit_penalty(visited, weight=2.0, radius=1.0)
+    acts = torch.zeros(1, 2, 2)
+    expected = -2.0 * (2 + np.exp(-8.0) + 2 * np.exp(-0.5) + np.exp(-4.5))
+    cost = penalty(through, acts)
+    np.testing.assert_allclose(cost.item(), expected, rtol=1e-5)
+    assert abs(penalty(away, acts).item()) < 1e-20
+    cost.sum().backward()
+    assert torch.isfinite(through.grad).all() and through.grad[0, 2, 0] > 0  # ascending J moves x = 1 away from 0
+    at_goal = revisit_penalty(visited, weight=2.0, radius=1.0, goal=torch.tensor([[0.0, 0.0]]))(through, acts)
+    np.testing.assert_allclose(at_goal.item(), -2.0 * (1 - np.exp(-0.5)) * (2 * np.exp(-0.5) + np.exp(-4.5)),
+                               rtol=1e-5)  # nothing for standing on the goal, less near it
+
+
+def test_revisit_cost_records_the_path_and_turns_guidance_away_from_it(planner):
+    env = make_env("pointmaze-umaze")
+    obs, _ = env.reset(seed=0)
+    plain = MPCController(planner, horizon=4)
+    plain.reset(seed=0)
+    c = MPCController(planner, horizon=4, revisit_cost=0.5, revisit_radius=0.5)
+    c.reset(seed=0)
+    for _ in range(3 * c.fs):
+        obs, *_ = env.step(c.act(obs))
+        plain.act(obs)
+    assert len(c.visited) == 3 and plain.visited == []  # one record per token, none when off
+    goal = torch.as_tensor(obs["desired_goal"][None])
+    here = torch.as_tensor(np.repeat(c.visited[-1][:, None], 3, 1)).float().expand(1, 3, 2)
+    states = torch.cat([here, torch.zeros(1, 3, 2)], -1)
+    acts = torch.zeros(1, 2, 2)
+    assert c._guidance(goal)(states, acts) < plain._guidance(goal)(states, acts)  # standing where it has been costs
+    with pytest.raises(UserError, match="revisit_cost"):
+        MPCController(planner, horizon=4, revisit_cost=-1.0)

@@ -21,7 +21,7 @@ import torch
 
 from dfplan.df.planner import DFPlanner
 from dfplan.errors import UserError
-from dfplan.guidance import Objective
+from dfplan.guidance import Objective, combine, revisit_penalty
 from dfplan.lowlevel import GoalReacher, load_lowlevel
 from dfplan.search.objects import ObjectChoice
 from dfplan.tasks.base import NativeObservation
@@ -42,7 +42,7 @@ class MPCController(Controller):
                  execution: str | None = None, lowlevel: str | GoalReacher | None = None,
                  subgoal_ahead: int | None = None, snap_radius: float | None = None, grasp_align: float | None = None,
                  object_choice: str | None = None, choice_horizon: int | None = None, goal: str | None = None,
-                 max_episode_steps: int | None = None, action_low: float = -1.0, action_high: float = 1.0,
+                 revisit_cost: float | None = None, revisit_radius: float | None = None, max_episode_steps: int | None = None, action_low: float = -1.0, action_high: float = 1.0,
                  seed: int | None = None):
         """
         horizon: planning horizon in tokens (shrinks to the episode's remaining time when `max_episode_steps` is set).
@@ -78,6 +78,10 @@ class MPCController(Controller):
         goal: the goal mode of the planner's task the controller reads (OGBench cubes: "fixed", one cube's target at
             a time from our subgoal layer; "whole", every cube's, the papers' protocol): a plain env's goal is
             presented this way, and evaluation runs it when asked for no other.
+        revisit_cost, revisit_radius: guidance charges each planned position `revisit_cost` per env step the episode
+            has already spent near it (a Gaussian of radius `revisit_radius` over the goal dims of the executed path,
+            recorded once per token): a plan that the straight line keeps leading into a dead end turns away from
+            it. Uses no map. 0 = off.
         """
         named = objective if isinstance(objective, str) else None
         stored = planner.settings.controller
@@ -88,7 +92,7 @@ class MPCController(Controller):
             objective=named, min_horizon=min_horizon, token_reach=token_reach, execution=execution,
             lowlevel=lowlevel if isinstance(lowlevel, str) else None, subgoal_ahead=subgoal_ahead,
             snap_radius=snap_radius, grasp_align=grasp_align, object_choice=object_choice,
-            choice_horizon=choice_horizon, goal=goal).items()
+            choice_horizon=choice_horizon, goal=goal, revisit_cost=revisit_cost, revisit_radius=revisit_radius).items()
             if v is not None})
         self.settings = settings
         self.planner = planner
@@ -142,6 +146,7 @@ class MPCController(Controller):
                                 f"{planner.task.name if planner.task else 'a planner without a task'} has one")
             self.chooser = ObjectChoice(planner, planner.task, settings.object_choice, settings.choice_horizon,
                                         self.objective)
+        self.revisit_cost, self.revisit_radius = settings.revisit_cost, settings.revisit_radius
         self.goal = None if planner.task is None or settings.goal is None else planner.task.check_goal(settings.goal)
         self.adapter = planner.task.observation_adapter(self.goal) if planner.task is not None else NativeObservation()
         self.max_episode_steps = max_episode_steps
@@ -186,6 +191,7 @@ class MPCController(Controller):
         self.token_start = None  # observation before the token being executed
         self.window: deque = deque(maxlen=self.memory_tokens or 1)  # (obs before, actions, observations) per token
         self.history: list[np.ndarray] = []  # plans made this episode (states, numpy) for plots
+        self.visited: list[np.ndarray] = []  # goal-dim positions, one per token executed (revisit_cost)
         self.generator = None
         if seed is not None:
             self.generator = torch.Generator(device=self.planner.device).manual_seed(int(seed))
@@ -215,6 +221,8 @@ class MPCController(Controller):
             states, goals = self.chooser(states, goals, self.generator)
             self.plan_seconds += self.chooser.seconds - seconds
         self._remember(states)
+        if self.revisit_cost and self.t % self.fs == 0:
+            self.visited.append(states[:, list(self.planner.goal_dims)])
         if self.plan is None or self.plan_step >= self.replan_every or self.plan_step >= self.plan.shape[1]:
             self._replan(states, goals)
         action = self._action(states, goals)
@@ -290,7 +298,7 @@ class MPCController(Controller):
         actions, states = [], []
         for h in np.unique(horizons):
             rows = torch.as_tensor(np.flatnonzero(horizons == h), device=obs_t.device)
-            plan = self.planner.plan_from(z[rows], obs_t[rows], goal_t[rows], int(h), self.objective(goal_t[rows]),
+            plan = self.planner.plan_from(z[rows], obs_t[rows], goal_t[rows], int(h), self._guidance(goal_t, rows),
                                           generator=self.generator, z_now=None if z_now is None else z_now[rows])
             self.plan_seconds += plan.info["seconds"]
             actions.append((rows, plan.actions))
@@ -299,6 +307,20 @@ class MPCController(Controller):
         self.plan = _merge(actions, steps, len(obs_t)).cpu().numpy()
         self.plan_states = _merge(states, steps + 1, len(obs_t)).cpu().numpy()
         self.plan_tokens = None  # plans of several lengths: nothing to warm-start from (checked in __init__)
+
+    def _guidance(self, goal_t: torch.Tensor, rows: torch.Tensor | None = None) -> Objective | None:
+        """The objective a plan of the envs `rows` (None = all) is guided by: the task's toward the goal, less the
+        revisit penalty on the places the episode has been (none at the goal itself)."""
+        if self.objective is None:
+            return None
+        goal_t = goal_t if rows is None else goal_t[rows]
+        toward = self.objective(goal_t)
+        if not self.revisit_cost or not self.visited:
+            return toward
+        visited = torch.as_tensor(np.stack(self.visited, 1), dtype=goal_t.dtype, device=goal_t.device)
+        away = revisit_penalty(visited if rows is None else visited[rows], self.revisit_cost * self.fs,
+                               self.revisit_radius, goal_t, self.planner.goal_dims)
+        return combine((1.0, toward), (1.0, away))
 
     def _replan(self, states: np.ndarray, goals: np.ndarray) -> None:
         obs_t = torch.as_tensor(states, device=self.planner.device)
@@ -314,7 +336,7 @@ class MPCController(Controller):
                 z_now = self.planner.initial_latent(obs_t)
             objective = self.objective(goal_t) if self.objective is not None else None
             if self.min_horizon is None or objective is None:
-                plan = self.planner.plan_from(z, obs_t, goal_t, horizon, objective, generator=self.generator,
+                plan = self.planner.plan_from(z, obs_t, goal_t, horizon, self._guidance(goal_t), generator=self.generator,
                                               init=init, z_now=z_now)
                 self.plan_seconds += plan.info["seconds"]
                 self.plan = plan.actions.cpu().numpy()
