@@ -9,7 +9,7 @@
 Methods (controllers built by `dfplan.controllers.make_controller`, as `dfplan-eval` does; guidance is the straight
 line to the goal, the task's only objective):
   df             the DF MPC controller with the checkpoint's tuned settings (its stored execution)
-  df-no-revisit  df without the revisit cost (`revisit_cost=0`: guidance never turns plans from where the point has been)
+  df-no-revisit  df without the revisit cost (`revisit_cost=0`: plans never turn from where the point has been)
   df-actions     DF executing its own planned actions
   df-track       DF's planned positions tracked by the point's position controller (execution=track)
   df-best8       df-track, the best of 8 guided plans by the objective (candidates=8)

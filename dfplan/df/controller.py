@@ -42,7 +42,8 @@ class MPCController(Controller):
                  execution: str | None = None, lowlevel: str | GoalReacher | None = None,
                  subgoal_ahead: int | None = None, snap_radius: float | None = None, grasp_align: float | None = None,
                  object_choice: str | None = None, choice_horizon: int | None = None, goal: str | None = None,
-                 revisit_cost: float | None = None, revisit_radius: float | None = None, max_episode_steps: int | None = None, action_low: float = -1.0, action_high: float = 1.0,
+                 revisit_cost: float | None = None, revisit_radius: float | None = None,
+                 max_episode_steps: int | None = None, action_low: float = -1.0, action_high: float = 1.0,
                  seed: int | None = None):
         """
         horizon: planning horizon in tokens (shrinks to the episode's remaining time when `max_episode_steps` is set).
@@ -336,8 +337,8 @@ class MPCController(Controller):
                 z_now = self.planner.initial_latent(obs_t)
             objective = self.objective(goal_t) if self.objective is not None else None
             if self.min_horizon is None or objective is None:
-                plan = self.planner.plan_from(z, obs_t, goal_t, horizon, self._guidance(goal_t), generator=self.generator,
-                                              init=init, z_now=z_now)
+                plan = self.planner.plan_from(z, obs_t, goal_t, horizon, self._guidance(goal_t),
+                                              generator=self.generator, init=init, z_now=z_now)
                 self.plan_seconds += plan.info["seconds"]
                 self.plan = plan.actions.cpu().numpy()
                 self.plan_states = plan.states.cpu().numpy()
