@@ -14,7 +14,7 @@ from dfplan.diffuser.planner import load_diffuser
 from dfplan.errors import UserError, check_choice, check_float
 from dfplan.lowlevel import load_lowlevel
 from dfplan.registry import load_planner
-from dfplan.settings import CONTROLLER_KEYS, EXECUTIONS, resolve_settings
+from dfplan.settings import CONTROLLER_KEYS, EXECUTIONS, check_keys
 from dfplan.types import Controller, as_controller
 
 DIFFUSER_MODES = {"diffuser": "plan_once", "diffuser-replan": "replan", "diffuser-actions": "actions"}
@@ -91,8 +91,8 @@ def make_controller(planner: str, task, checkpoint=None, variant: str | None = N
 
 def _split(settings: dict) -> tuple[dict, dict]:
     """(sampler settings for the planner, controller settings for the MPC controller); None = keep the tuned one."""
-    resolve_settings(None, **settings)  # unknown keys and bad values fail here, with the key named
     given = {k: v for k, v in settings.items() if v is not None}
+    check_keys(given)  # before a checkpoint loads; the values are checked against its stored settings
     return ({k: v for k, v in given.items() if k not in CONTROLLER_KEYS},
             {k: v for k, v in given.items() if k in CONTROLLER_KEYS})
 

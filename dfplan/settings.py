@@ -191,16 +191,22 @@ def _from_stored(stored: dict | None) -> DFSettings:
     return DFSettings(SamplerSettings(**sampler), ControllerSettings(**controller))
 
 
+def check_keys(overrides: dict) -> None:
+    """A `UserError` naming the first key of `overrides` that is no planner setting. Their values are checked once
+    they meet a checkpoint's stored settings (`resolve_settings`): some are only valid together with others."""
+    unknown = set(overrides) - set(OVERRIDE_KEYS)
+    if unknown:
+        key = sorted(unknown)[0]
+        raise UserError(f"unknown planner setting {key!r}{choices_hint(key, OVERRIDE_KEYS)}; "
+                        f"settings: {list(OVERRIDE_KEYS)}")
+
+
 def resolve_settings(stored: dict | None = None, **overrides) -> DFSettings:
     """The tuned settings of a checkpoint (`stored`, its "planner" entry), then explicit overrides; None values
     in `overrides` mean "keep the tuned value". Unknown keys and bad values raise a `UserError`."""
     base = _from_stored(stored)
     given = {k: v for k, v in overrides.items() if v is not None}
-    unknown = set(given) - set(OVERRIDE_KEYS)
-    if unknown:
-        key = sorted(unknown)[0]
-        raise UserError(f"unknown planner setting {key!r}{choices_hint(key, OVERRIDE_KEYS)}; "
-                        f"settings: {list(OVERRIDE_KEYS)}")
+    check_keys(given)
     sampler = replace(base.sampler, **{k: v for k, v in given.items() if k in SAMPLER_KEYS})
     controller = replace(base.controller, **{k: v for k, v in given.items() if k in CONTROLLER_KEYS})
     return DFSettings(sampler, controller)

@@ -167,3 +167,17 @@ def test_the_goal_tasks_carry_the_goal_in_the_observation():
     assert with_goal.default_dataset_id() == "dfplan/ogbench/pointmaze-large-navigate-goal-v0"
     res = run_episodes(with_goal.expert(), with_goal, episodes=2, seed=0, batch=2, progress=False)
     assert all(e.success for e in res.episodes)
+
+
+def test_search_and_revisit_settings_meet_the_shipped_checkpoints_settings():
+    """`search=mctd` alone is valid on a checkpoint that stores a guidance scale (it was once checked against the
+    defaults, where guidance is off); the shipped large model stores the revisit cost and snap that its rows use."""
+    from dfplan.controllers import make_controller
+
+    task = get_task("ogbench-pointmaze-large")
+    c = make_controller("df", task, device="cpu", search="mctd", search_expansions=2)
+    assert c.planner.sampler.search == "mctd" and c.planner.sampler.guidance_scale > 0
+    assert (c.revisit_cost, c.revisit_radius, c.snap_radius) == (0.2, 2.0, 2.0)
+    assert make_controller("df", task, device="cpu", revisit_cost=0).revisit_cost == 0.0
+    with pytest.raises(UserError, match="guidance_scale=0"):
+        make_controller("df", task, device="cpu", search="mctd", guidance_scale=0)
