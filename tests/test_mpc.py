@@ -258,8 +258,8 @@ def test_revisit_cost_records_the_path_and_turns_guidance_away_from_it(planner):
         plain.act(obs)
     assert len(c.visited) == 3 and plain.visited == []  # one record per token, none when off
     goal = torch.as_tensor(obs["desired_goal"][None])
-    here = torch.as_tensor(np.repeat(c.visited[-1][:, None], 3, 1)).float().expand(1, 3, 2)
-    states = torch.cat([here, torch.zeros(1, 3, 2)], -1)
+    here = torch.as_tensor(c.visited[-1], dtype=torch.float32)[:, None].expand(1, 3, 2)  # a plan that stays put
+    states = torch.cat([here, torch.zeros(1, 3, 2)], -1)  # [x, y, vx, vy]
     acts = torch.zeros(1, 2, 2)
     assert c._guidance(goal)(states, acts) < plain._guidance(goal)(states, acts)  # standing where it has been costs
     with pytest.raises(UserError, match="revisit_cost"):

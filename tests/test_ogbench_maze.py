@@ -13,6 +13,7 @@ from hydra import compose, initialize_config_module
 
 import dfplan
 from dfplan import run
+from dfplan.controllers import make_controller
 from dfplan.envs import ogbench_maze as nav
 from dfplan.errors import UserError
 from dfplan.evaluation import run_episodes
@@ -172,8 +173,6 @@ def test_the_goal_tasks_carry_the_goal_in_the_observation():
 def test_search_and_revisit_settings_meet_the_shipped_checkpoints_settings():
     """`search=mctd` alone is valid on a checkpoint that stores a guidance scale (it was once checked against the
     defaults, where guidance is off); the shipped large model stores the revisit cost and snap that its rows use."""
-    from dfplan.controllers import make_controller
-
     task = get_task("ogbench-pointmaze-large")
     c = make_controller("df", task, device="cpu", search="mctd", search_expansions=2)
     assert c.planner.sampler.search == "mctd" and c.planner.sampler.guidance_scale > 0
