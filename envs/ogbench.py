@@ -191,10 +191,9 @@ def align_grasp(states: np.ndarray, targets: np.ndarray, num_cubes: int, radius:
       opening is set to open. A grasp that closed on nothing is otherwise carried on: the model, shown a closed
       gripper, plans the cube as if it were in it."""
     states, targets = np.asarray(states), np.array(targets, copy=True)
-    base = PROPRIO_DIMS + CUBE_DIMS * np.arange(num_cubes)  # each cube's first dim
-    offsets = states[:, base[:, None] + np.arange(2)] - states[:, None, list(EFFECTOR[:2])]  # [N, n, 2]
-    distance = np.linalg.norm(offsets, axis=-1)  # [N, n]
-    nearest = base[distance.argmin(1)]
+    offsets = cube_positions(states, num_cubes) - states[:, None, list(EFFECTOR)]  # [N, n, 3]
+    distance = np.linalg.norm(offsets[..., :2], axis=-1)  # [N, n], in xy
+    nearest = PROPRIO_DIMS + CUBE_DIMS * distance.argmin(1)  # the nearest cube's first dim
     rows = np.arange(len(states))
     cube_yaw = np.arctan2(states[rows, nearest + CUBE_YAW[1]], states[rows, nearest + CUBE_YAW[0]])
     effector_yaw = np.arctan2(states[:, EFFECTOR_POSE[4]], states[:, EFFECTOR_POSE[3]])
@@ -202,7 +201,7 @@ def align_grasp(states: np.ndarray, targets: np.ndarray, num_cubes: int, radius:
     is_open = states[:, GRIPPER] < GRIPPER_OPEN
     near = (distance.min(1) <= radius) & is_open
     targets[near, EFFECTOR_POSE[3]], targets[near, EFFECTOR_POSE[4]] = np.cos(aligned[near]), np.sin(aligned[near])
-    reach = np.linalg.norm(cube_positions(states, num_cubes) - states[:, None, list(EFFECTOR)], axis=-1).min(1)
+    reach = np.linalg.norm(offsets, axis=-1).min(1)
     targets[~is_open & (reach > RELEASE_DISTANCE), GRIPPER] = 0.0  # the open gripper's reading
     return targets
 

@@ -291,10 +291,11 @@ class MPCController(Controller):
         remaining = max(self.max_episode_steps - self.t, 1)
         return int(min(self.horizon, max(math.ceil(remaining / self.fs), math.ceil(self.replan_every / self.fs))))
 
-    def _plan_by_distance(self, z, z_now, obs_t, goal_t, objective, horizon: int) -> None:
-        """Variable horizon: one plan per group of envs that need the same number of tokens; the plans are cut to
-        the shortest (only the first `replan_every` steps are executed before the next replan)."""
-        horizons = tokens_to_goal(objective, obs_t, self.planner.act_dim, self.token_reach,
+    def _plan_by_distance(self, z, z_now, obs_t, goal_t, horizon: int) -> None:
+        """Variable horizon: one plan per group of envs that need the same number of tokens (the task objective's
+        distance at the current state, without the revisit penalty); the plans are cut to the shortest (only the first
+        `replan_every` steps are executed before the next replan)."""
+        horizons = tokens_to_goal(self.objective(goal_t), obs_t, self.planner.act_dim, self.token_reach,
                                   min(self.min_horizon, horizon), horizon)  # near the episode's end: the time left
         actions, states = [], []
         for h in np.unique(horizons):
@@ -335,8 +336,7 @@ class MPCController(Controller):
             z_now = None
             if self.memory and self.planner.sampler.history_guidance != 1.0:
                 z_now = self.planner.initial_latent(obs_t)
-            objective = self.objective(goal_t) if self.objective is not None else None
-            if self.min_horizon is None or objective is None:
+            if self.min_horizon is None or self.objective is None:
                 plan = self.planner.plan_from(z, obs_t, goal_t, horizon, self._guidance(goal_t),
                                               generator=self.generator, init=init, z_now=z_now)
                 self.plan_seconds += plan.info["seconds"]
@@ -344,7 +344,7 @@ class MPCController(Controller):
                 self.plan_states = plan.states.cpu().numpy()
                 self.plan_tokens = plan.info["tokens"]
             else:
-                self._plan_by_distance(z, z_now, obs_t, goal_t, objective, horizon)
+                self._plan_by_distance(z, z_now, obs_t, goal_t, horizon)
         except UserError:
             raise
         except (RuntimeError, ValueError) as err:  # a numerical failure must not crash the control loop: it is
