@@ -8,8 +8,9 @@ Diffusion (`search=mctd`) at equal compute, in closed loop with the DF MPC contr
 Arms: `bon-N` = the shipped planner with `candidates=N` (N guided plans, the best by `rank` kept: the objective,
 or `rank=value` the task's plan value, the one MCTD backs up);
 `mctd-E` = `search=mctd, search_expansions=E` (the other search settings at their defaults unless given:
-`block`, `jump`, `parallel`). Everything else is the checkpoint's tuned settings (`checkpoint=`, else the task's
-shipped `variant`), with the guidance objective `objective` (default goal_distance: the straight line, no map).
+`block`, `jump`, `parallel`; `stop=budget` spends every tree's whole budget, arms `mctd-E-budget`). Everything else
+is the checkpoint's tuned settings (`checkpoint=`, else the task's shipped `variant`), with the guidance objective
+`objective` (default goal_distance: the straight line, no map).
 Compute: network evaluations per decision = per plan made for one env, one plan through the network at one
 scheduling row (the guidance backward rides along): best-of-N spends N x the schedule's moving rows; MCTD what
 `plan.info["evaluations"]` counts (a block of rows per expansion plus its jumpy simulation; fewer when a plan solves
@@ -47,6 +48,7 @@ DEFAULTS = {
     "block": 0,  # search_block; 0 = the default (rows split into 3 levels)
     "jump": 0,  # search_jump; 0 = the default
     "parallel": 0,  # search_parallel; 0 = the default
+    "stop": "solved",  # search_stop: solved (MCTD's: a tree stops at its first solving plan) | budget
     "seeds": 1,
     "episodes": 20,
     "first_seed": 100000,
@@ -61,7 +63,9 @@ def arms(args) -> list[tuple[str, dict]]:
     out = [(f"bon-{n}{suffix}", {"candidates": n, "rank": args.rank}) for n in args.candidates]
     search = {k: v for k, v in {"search_block": args.block, "search_jump": args.jump,
                                 "search_parallel": args.parallel}.items() if v}
-    return out + [(f"mctd-{e}", {"search": "mctd", "search_expansions": e, **search}) for e in args.expansions]
+    stop = "" if args.stop == "solved" else f"-{args.stop}"
+    return out + [(f"mctd-{e}{stop}", {"search": "mctd", "search_expansions": e, "search_stop": args.stop, **search})
+                  for e in args.expansions]
 
 
 class Meter:

@@ -6,6 +6,7 @@ batch element [B]. The sampler takes its gradient w.r.t. the noisy tokens, throu
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -146,6 +147,18 @@ def revisit_penalty(visited: torch.Tensor, weight: float, radius: float, goal: t
         return -weight * near.sum(1)
 
     return objective
+
+
+@dataclass(frozen=True)
+class Penalized:
+    """An objective toward the goal plus a penalty, kept apart: J = toward + penalty. Tree search's meta-actions
+    reweight `toward` (the pull to the goal) and leave `penalty` (e.g. `revisit_penalty`) as it is in every child."""
+
+    toward: Objective
+    penalty: Objective
+
+    def __call__(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.toward(states, actions) + self.penalty(states, actions)
 
 
 def per_candidate(objective: Objective, n: int) -> Objective:

@@ -17,6 +17,7 @@ GUIDANCE_RULES = ("eps", "paper")
 GUIDED_DIMS = ("all", "actions")
 EXECUTIONS = ("actions", "lowlevel", "track")
 SEARCHES = ("none", "mctd")
+SEARCH_STOPS = ("solved", "budget")
 RANKS = ("objective", "value")
 OBJECT_CHOICES = ("given", "search", "random")  # how the MPC controller picks the object to move (search.objects)
 
@@ -57,6 +58,9 @@ class SamplerSettings:
     search_block: int | None = None  # mctd: schedule rows per tree level; None = the rows split into 3 levels
     search_jump: int = 10  # mctd: a simulation denoises every search_jump-th remaining row to a clean plan
     search_parallel: int = 5  # mctd: expansions per round and tree, chosen with virtual visits, denoised as one batch
+    search_stop: str = "solved"  # mctd: solved = a tree stops at its first plan that solves the task (MCTD's rule) |
+    #   budget = it spends its whole budget and keeps the best plan (a plan's "solving" is imagined: with replanning,
+    #   only its first steps are executed)
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen: normalize types once)
@@ -85,6 +89,7 @@ class SamplerSettings:
         set_("search_block", check_int("search_block", self.search_block, 1, allow_none=True))
         set_("search_jump", check_int("search_jump", self.search_jump, 1))
         set_("search_parallel", check_int("search_parallel", self.search_parallel, 1))
+        check_choice("search_stop", self.search_stop, SEARCH_STOPS)
         if self.search == "mctd" and self.guidance_scale <= 0:
             raise UserError("search=mctd's children differ by their guidance, which guidance_scale=0 turns off: "
                             "set guidance_scale > 0")
@@ -111,8 +116,9 @@ class ControllerSettings:
     #   None = the one shipped for the task
     subgoal_ahead: int | None = None  # execution=track: the planned state this many env steps ahead is the tracker's
     #   target (None = the next); execution=lowlevel: the policy's subgoal (1..k, the span it was trained on; None = k)
-    snap_radius: float | None = None  # execution=lowlevel, or the maze tracker: an object whose planned position lies
-    #   within this distance of its goal is handed the goal itself (the plan is a guide; the goal is known exactly)
+    snap_radius: float | None = None  # execution=lowlevel, or the maze tracker: an object whose planned position, or
+    #   whose current one, lies within this distance of its goal is handed the goal itself (the plan is a guide; the
+    #   goal is known exactly)
     grasp_align: float | None = None  # execution=lowlevel or track: the task's grasp rules refine the target (OGBench
     #   cubes: with the gripper open within this distance of a cube, the effector faces the cube's sides, the yaw
     #   nearest its own, where a plan near the data's mean can face the corners; a gripper closed on nothing is told

@@ -169,8 +169,11 @@ def split_observation(obs) -> tuple[np.ndarray, np.ndarray | None, bool]:
     return state, goal, batched
 
 
-def snap_to_goal(target: np.ndarray, goals: np.ndarray, goal_dims, objects: int, radius: float | None) -> np.ndarray:
-    """Targets [N, Ds] with each goal object's position replaced by its goal where it lies within `radius` of it.
+def snap_to_goal(target: np.ndarray, goals: np.ndarray, goal_dims, objects: int, radius: float | None,
+                 current: np.ndarray | None = None) -> np.ndarray:
+    """Targets [N, Ds] with each goal object's position replaced by its goal where it lies within `radius` of it,
+    in the target or, given the current states [N, Ds], where the object already is (a plan that passes the goal and
+    turns away from it does not lead the object off it again).
 
     The goal [N, Dg] holds the state dims `goal_dims`, split evenly into `objects` objects' positions (a maze's
     point, Fetch's block, each cube); `radius` None = off (the targets unchanged)."""
@@ -180,6 +183,8 @@ def snap_to_goal(target: np.ndarray, goals: np.ndarray, goal_dims, objects: int,
     for part in np.array_split(np.arange(len(goal_dims)), objects):
         dims = [goal_dims[i] for i in part]
         near = np.linalg.norm(target[:, dims] - goals[:, part], axis=-1) <= radius
+        if current is not None:
+            near |= np.linalg.norm(current[:, dims] - goals[:, part], axis=-1) <= radius
         target[np.ix_(near, dims)] = goals[near][:, part]
     return target
 

@@ -199,8 +199,9 @@ def test_variable_horizon_plans_each_env_over_the_tokens_it_needs(planner):
 
 
 def test_snap_radius_hands_the_tracker_the_goal_once_the_plan_is_near_it(planner):
-    """snap_radius: the target's goal dims become the goal where the planned position lies within the radius of
-    it, per goal object; the other dims stay the plan's; off, the target is the planned state itself."""
+    """snap_radius: the target's goal dims become the goal where the planned position, or the object's current one,
+    lies within the radius of it, per goal object; the other dims stay the plan's; off, the target is the planned
+    state itself."""
 
     targets = []
     obs, _ = make_env("pointmaze-umaze").reset(seed=0)
@@ -218,6 +219,9 @@ def test_snap_radius_hands_the_tracker_the_goal_once_the_plan_is_near_it(planner
     target = np.array([[0.5, 2.0, 0.1, 0.2], [0.5, 3.0, 0.1, 0.2]])  # two one-dim "objects", x and y
     snapped = snap_to_goal(target, np.array([[0.5005, 3.0], [0.6, 3.0005]]), (0, 1), 2, 1e-3)
     np.testing.assert_allclose(snapped, [[0.5005, 2.0, 0.1, 0.2], [0.5, 3.0005, 0.1, 0.2]])
+    far = np.array([[5.0, 5.0, 0.1, 0.2]] * 2)  # planned away from the goal; the point itself near it, or not
+    held = snap_to_goal(far, np.zeros((2, 2)), (0, 1), 1, 1.0, current=np.array([[0.5, 0.0, 0, 0], [2.0, 0.0, 0, 0]]))
+    np.testing.assert_allclose(held, [[0.0, 0.0, 0.1, 0.2], [5.0, 5.0, 0.1, 0.2]])
     with pytest.raises(UserError, match="snap_radius"):
         MPCController(planner, horizon=4, execution="actions", snap_radius=0.5)
     planner.settings = replace(planner.settings, controller=replace(planner.settings.controller, execution="track",

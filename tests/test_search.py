@@ -8,6 +8,7 @@ from conftest import train_config
 import dfplan.search.mctd as mctd_module
 from dfplan.envs.ogbench import EFFECTOR, cube_dims
 from dfplan.errors import UserError
+from dfplan.guidance import Penalized
 from dfplan.registry import load_planner
 from dfplan.search.tree import Node, Tree
 from dfplan.settings import resolve_settings
@@ -67,6 +68,32 @@ def test_search_respects_its_expansion_budget(planner, monkeypatch):
     assert 7 <= sum(denoised) <= 14  # each child: one block of rows, at most one simulation
     transitions = planner.sampler.ddim_steps + HORIZON - 1  # of the pyramid's rows: a child walks at most these
     assert 0 < plan.info["evaluations"][0] <= 7 * transitions
+
+
+def test_search_stop_budget_spends_the_whole_budget_after_a_solving_plan(planner):
+    """MCTD's rule stops a tree at its first solving plan; search_stop=budget expands all the budget and keeps the
+    best plan, which solves too."""
+    kw = dict(generator=gen(0), search="mctd", search_expansions=30)
+    first = planner.plan(START, CORNER, HORIZON, **kw)
+    whole = planner.plan(START, CORNER, HORIZON, search_stop="budget", **kw)
+    assert bool(first.info["solved"][0]) and first.info["expansions"][0] < 30
+    assert whole.info["expansions"][0] == 30 and bool(whole.info["solved"][0])
+    assert whole.info["value"][0] >= first.info["value"][0]
+    with pytest.raises(UserError, match="search_stop"):
+        resolve_settings(None, search_stop="never")
+
+
+def test_children_keep_a_penalized_objectives_penalty_whole(planner):
+    """Meta-actions scale the pull toward the goal; the penalty of a `Penalized` objective (the revisit cost) stays
+    the same in every child, so an unguided child (scale 0) still pays it."""
+    toward = lambda s, a: -s[:, -1, 0]  # noqa: E731
+    penalty = lambda s, a: -10.0 * s[:, -1, 1]  # noqa: E731
+    states, actions = torch.ones(1, 3, 4), torch.zeros(1, 2, 2)
+    for meta in planner.task.meta_actions():
+        scale = float(meta.label[1:])
+        child = meta.child_objective(Penalized(toward, penalty), CORNER)
+        assert child(states, actions).item() == pytest.approx(-scale - 10.0)
+        assert meta.child_objective(toward, CORNER)(states, actions).item() == pytest.approx(-scale)
 
 
 def test_seconds_budget_stops_after_one_round(planner):

@@ -21,7 +21,7 @@ import torch
 
 from dfplan.df.planner import DFPlanner
 from dfplan.errors import UserError
-from dfplan.guidance import Objective, combine, revisit_penalty
+from dfplan.guidance import Objective, Penalized, revisit_penalty
 from dfplan.lowlevel import GoalReacher, load_lowlevel
 from dfplan.search.objects import ObjectChoice
 from dfplan.tasks.base import NativeObservation
@@ -67,8 +67,9 @@ class MPCController(Controller):
             jitter); with execution="lowlevel", how many env steps ahead of now the planned state handed to the
             policy lies (1..k); None = the policy's k.
         snap_radius: with execution="track" or "lowlevel", each goal object (`Task.goal_objects`: the maze's point,
-            Fetch's block, each cube) whose planned position in that target lies within this distance of its goal
-            gets the goal's exact position: the plan brings the object near, the known goal places it. None = off.
+            Fetch's block, each cube) whose planned position in that target, or whose current position, lies within
+            this distance of its goal gets the goal's exact position: the plan brings the object near, the known goal
+            places it (and keeps it there when a plan turns away). None = off.
         grasp_align: with execution="track" or "lowlevel", the task's grasp rules refine the target
             (`Task.align_grasp`; OGBench cubes: an open gripper within this distance of a cube is turned to face its
             sides, and a gripper closed on nothing is told to open). None or 0 = off.
@@ -243,7 +244,7 @@ class MPCController(Controller):
             return self.plan[:, self.plan_step].copy()  # own actions (or, without planned states, a failed plan's)
         ahead = min(self.plan_step + self.subgoal_ahead, self.plan_states.shape[1] - 1)
         target = snap_to_goal(self.plan_states[:, ahead], goals, self.planner.goal_dims, self.goal_objects,
-                              self.snap_radius)
+                              self.snap_radius, current=states)
         if self.grasp_align is not None:
             target = self.planner.task.align_grasp(states, target, self.grasp_align)
         if self.tracker is not None:
@@ -312,7 +313,8 @@ class MPCController(Controller):
 
     def _guidance(self, goal_t: torch.Tensor, rows: torch.Tensor | None = None) -> Objective | None:
         """The objective a plan of the envs `rows` (None = all) is guided by: the task's toward the goal, less the
-        revisit penalty on the places the episode has been (none at the goal itself)."""
+        revisit penalty on the places the episode has been (none at the goal itself), which tree search's children
+        all keep."""
         if self.objective is None:
             return None
         goal_t = goal_t if rows is None else goal_t[rows]
@@ -322,7 +324,7 @@ class MPCController(Controller):
         visited = torch.as_tensor(np.stack(self.visited, 1), dtype=goal_t.dtype, device=goal_t.device)
         away = revisit_penalty(visited if rows is None else visited[rows], self.revisit_cost * self.fs,
                                self.revisit_radius, goal_t, self.planner.goal_dims)
-        return combine((1.0, toward), (1.0, away))
+        return Penalized(toward, away)
 
     def _replan(self, states: np.ndarray, goals: np.ndarray) -> None:
         obs_t = torch.as_tensor(states, device=self.planner.device)

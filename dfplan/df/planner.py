@@ -155,7 +155,7 @@ class DFPlanner:
             raise UserError("search=mctd needs the goal and the checkpoint's task: the task's value function scores "
                             "plans by how they reach the goal")
         goal = check_batch("goal", goal, len(self.goal_dims), self.device, rows=obs.shape[0])
-        guides = [None if objective is None else m.guide(objective, goal) for m in self.task.meta_actions()]
+        guides = [None if objective is None else m.child_objective(objective, goal) for m in self.task.meta_actions()]
         result = mctd_search(self.model, z, horizon, cfg, guides,
                              decode=lambda tokens, rows: self._decode(tokens, obs[rows]),
                              value=lambda states, rows: self.task.plan_value(states, goal[rows]), generator=generator,

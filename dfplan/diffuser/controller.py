@@ -47,8 +47,8 @@ class DiffuserController(Controller):
         task's tracker (`Task.rest_state`).
         reacher: a learned low-level policy (`dfplan.lowlevel.GoalReacher`) given the planned state `reacher.k`
         steps ahead instead (the last planned state once fewer remain); replaces the tracker.
-        snap_radius: with the low-level policy, each goal object planned within this distance of its goal is handed
-        the goal itself (as `MPCController`'s; `dfplan.types.snap_to_goal`); None = off.
+        snap_radius: with the low-level policy, each goal object planned (or already) within this distance of its
+        goal is handed the goal itself (as `MPCController`'s; `dfplan.types.snap_to_goal`); None = off.
         grasp_align: with the low-level policy, the task's grasp rules refine the target (as `MPCController`'s;
         `Task.align_grasp`); None or 0 = off."""
         if mode not in MODES:
@@ -133,7 +133,8 @@ class DiffuserController(Controller):
             ahead = min(self.t + self.reacher.k, self.states.shape[1] - 1)
             task = self.planner.task
             target = self.states[:, ahead] if self.snap_radius is None else snap_to_goal(
-                self.states[:, ahead], goal, task.goal_dims, task.goal_objects, self.snap_radius)
+                self.states[:, ahead], goal, task.goal_dims, task.goal_objects, self.snap_radius,
+                current=state)
             if self.grasp_align is not None:
                 target = task.align_grasp(state, target, self.grasp_align)
             action = self.reacher.act_toward(state, target)

@@ -9,10 +9,10 @@ value is backed up by max. Selection is UCT (weight sqrt 2). Each round selects 
 per tree (virtual visits spread them), for every env's tree at once, and denoises all the children that start
 from the same row in one batched sampler call (one call per distinct row: a round mixing tree depths makes a
 call per depth), then their simulations in one more. A tree stops when a simulated plan solves the task
-(value >= `SOLVED_VALUE`), after `search_expansions` expansions, or after the round in which `search_seconds`
-passed. The plan returned is the best simulated one. Randomness (starting noise, stabilization noise, the order in
-which a node's meta-actions are tried) comes from the caller's generator: a seeded generator repeats the search
-exactly, unless `search_seconds` cuts it short.
+(value >= `SOLVED_VALUE`; with `search_stop="solved"`, MCTD's rule), after `search_expansions` expansions, or after
+the round in which `search_seconds` passed. The plan returned is the best simulated one. Randomness (starting noise,
+stabilization noise, the order in which a node's meta-actions are tried) comes from the caller's generator: a seeded
+generator repeats the search exactly, unless `search_seconds` cuts it short.
 
 Compute is counted in network evaluations: one plan through the network at one scheduling row (the guidance
 backward rides along), the unit that best-of-N spends `candidates x rows` of.
@@ -91,11 +91,12 @@ def mctd_search(model, z: torch.Tensor, horizon: int, cfg: SamplerSettings, guid
     best = root.clone()
     expanded, spent = np.zeros(B, dtype=int), np.zeros(B, dtype=int)
     solved = np.zeros(B, dtype=bool)
+    done = np.zeros(B, dtype=bool)  # stopped before the budget: solved, with search_stop="solved"
     rounds = calls = 0
     while True:  # rounds; the seconds budget is checked after each, so that a search always makes one
         picks = []  # (env, node, meta-action)
         for b, tree in enumerate(trees):
-            for _ in range(0 if solved[b] else min(cfg.search_parallel, cfg.search_expansions - expanded[b])):
+            for _ in range(0 if done[b] else min(cfg.search_parallel, cfg.search_expansions - expanded[b])):
                 chosen = tree.select()
                 if chosen is None:
                     break
@@ -128,6 +129,7 @@ def mctd_search(model, z: torch.Tensor, horizon: int, cfg: SamplerSettings, guid
                 if values[i] > best_value[b]:
                     best_value[b], best[b] = values[i], clean[i]
                 solved[b] |= bool(values[i] >= SOLVED_VALUE)
+                done[b] |= solved[b] and cfg.search_stop == "solved"
         for tree in trees:
             tree.clear_virtual()
         if cfg.search_seconds is not None and time.perf_counter() - t0 >= cfg.search_seconds:

@@ -17,6 +17,7 @@ import torch
 
 from dfplan.errors import UserError, check_choice
 from dfplan.evaluation.plots import animate_maze
+from dfplan.guidance import Objective, Penalized
 from dfplan.shipped import shipped_path
 from dfplan.types import EpisodeResult, standard_error
 
@@ -33,9 +34,16 @@ class MetaAction:
     label: str
     guide: Callable
 
+    def child_objective(self, objective: Objective, goal: torch.Tensor) -> Objective:
+        """The objective a child made by this meta-action is guided with: `guide` applied to the pull toward the
+        goal; a `Penalized` objective's penalty (e.g. the revisit cost) stays whole in every child."""
+        if isinstance(objective, Penalized):
+            return Penalized(self.guide(objective.toward, goal), objective.penalty)
+        return self.guide(objective, goal)
+
 
 def scaled_guidance(scale: float) -> MetaAction:
-    """The planner's objective times `scale` (0: the child is unguided; its gradient is zero)."""
+    """The planner's objective times `scale` (0: the child is unguided by it; its gradient is zero)."""
     return MetaAction(f"x{scale:g}", lambda objective, goal: (lambda s, a: scale * objective(s, a)))
 
 
