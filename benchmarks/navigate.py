@@ -13,6 +13,8 @@ line to the goal, the task's only objective):
   df-actions     DF executing its own planned actions
   df-track       DF's planned positions tracked by the point's position controller (execution=track)
   df-best8       df-track, the best of 8 guided plans by the objective (candidates=8)
+  df-mctd        df with tree search instead of best-of-N: MCTD with 4 expansions (`search=mctd search_expansions=4
+                 search_jump=1`: 20 network evaluations per decision, as the best of 4)
   diffuser       Diffuser, plan once, its planned positions tracked by the point's position controller
   diffuser-replan   the same, replanning every 100 steps
   diffuser-actions  Diffuser executing its own diffused actions
@@ -43,6 +45,7 @@ METHODS = {
     "df-actions": ("df", {"execution": "actions"}, ("df",)),
     "df-track": ("df", {"execution": "track"}, ("df",)),
     "df-best8": ("df", {"execution": "track", "candidates": 8}, ("df",)),
+    "df-mctd": ("df", {"search": "mctd", "search_expansions": 4, "search_jump": 1}, ("df",)),
     "diffuser": ("diffuser", {}, ("diffuser",)),
     "diffuser-replan": ("diffuser-replan", {"replan_every": 100}, ("diffuser",)),
     "diffuser-actions": ("diffuser-actions", {}, ("diffuser",)),

@@ -198,7 +198,7 @@ def test_variable_horizon_plans_each_env_over_the_tokens_it_needs(planner):
         MPCController(planner, horizon=8, min_horizon=2)
 
 
-def test_snap_radius_hands_the_tracker_the_goal_once_the_plan_is_near_it(planner):
+def test_snap_radius_hands_the_tracker_the_goal_once_the_plan_or_the_point_is_near_it(planner):
     """snap_radius: the target's goal dims become the goal where the planned position, or the object's current one,
     lies within the radius of it, per goal object; the other dims stay the plan's; off, the target is the planned
     state itself."""

@@ -18,6 +18,7 @@ from dfplan.envs import ogbench_maze as nav
 from dfplan.errors import UserError
 from dfplan.evaluation import run_episodes
 from dfplan.tasks import get_task
+from dfplan.tasks.base import SOLVED_VALUE
 from dfplan.training import train
 
 pytest.importorskip("ogbench")
@@ -180,3 +181,19 @@ def test_search_and_revisit_settings_meet_the_shipped_checkpoints_settings():
     assert make_controller("df", task, device="cpu", revisit_cost=0).revisit_cost == 0.0
     with pytest.raises(UserError, match="guidance_scale=0"):
         make_controller("df", task, device="cpu", search="mctd", guidance_scale=0)
+
+
+def test_the_navigate_value_tests_plausibility_inside_tokens():
+    """Tree search's value on a hand-made plan of two 10-step tokens: a 2.2 m step between them is the model's loose
+    join, tested only when the plan is read step by step; the same step inside a token makes the plan implausible."""
+    task = get_task("ogbench-pointmaze-medium")
+
+    def plan(jump_at: int) -> torch.Tensor:
+        x = torch.arange(21) * 0.2
+        x[jump_at:] += 2.0
+        return torch.stack([x, torch.zeros(21)], -1)[None]
+
+    goal = torch.tensor([[6.0, 0.0]])
+    assert task.plan_value(plan(11), goal, frame_stack=10).item() >= SOLVED_VALUE
+    assert task.plan_value(plan(11), goal).item() == 0.0
+    assert task.plan_value(plan(5), goal, frame_stack=10).item() == 0.0

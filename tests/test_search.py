@@ -145,6 +145,10 @@ def test_reach_value_on_hand_made_plans():
     jumpy = line(20, 0.1).clone()
     jumpy[0, 5:] += torch.tensor([0.0, 1.0])  # a 1 m jump at step 5: implausible, whatever it reaches
     assert reach_value(jumpy, torch.tensor([[2.0, 1.0]]), 0.45, 0.5).item() == 0.0
+    # in tokens of 4 steps the jump (step 4: state 4 -> 5) joins two tokens, which is not tested; in tokens of 5 it
+    # lies inside one
+    assert reach_value(jumpy, torch.tensor([[2.0, 1.0]]), 0.45, 0.5, frame_stack=4).item() == pytest.approx(0.6)
+    assert reach_value(jumpy, torch.tensor([[2.0, 1.0]]), 0.45, 0.5, frame_stack=5).item() == 0.0
     maze = get_task("pointmaze-umaze")
     states = torch.cat([line(20, 0.1), torch.zeros(1, 21, 2)], -1)  # [x, y, vx, vy]
     assert maze.plan_value(states, goal).item() == pytest.approx(0.6)

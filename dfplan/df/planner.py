@@ -145,7 +145,8 @@ class DFPlanner:
                             "plans by how they reach the goal")
         goal = check_batch("goal", goal, len(self.goal_dims), self.device, rows=obs.shape[0] // n)
         with torch.no_grad():
-            value = self.task.plan_value(self._decode(result.tokens, obs)[1], goal.repeat_interleave(n, 0))
+            value = self.task.plan_value(self._decode(result.tokens, obs)[1], goal.repeat_interleave(n, 0),
+                                         frame_stack=self.frame_stack)
         return SampleResult(tokens=result.tokens, z_end=result.z_end, objective=value.float())
 
     def _search(self, z, obs, goal, horizon: int, objective, cfg, generator, init, z_now, t0) -> Plan:
@@ -158,8 +159,9 @@ class DFPlanner:
         guides = [None if objective is None else m.child_objective(objective, goal) for m in self.task.meta_actions()]
         result = mctd_search(self.model, z, horizon, cfg, guides,
                              decode=lambda tokens, rows: self._decode(tokens, obs[rows]),
-                             value=lambda states, rows: self.task.plan_value(states, goal[rows]), generator=generator,
-                             init=init, z_now=z_now, token_box=self.token_box() if cfg.clip_actions else None)
+                             value=lambda states, rows: self.task.plan_value(states, goal[rows], self.frame_stack),
+                             generator=generator, init=init, z_now=z_now,
+                             token_box=self.token_box() if cfg.clip_actions else None)
         plan = self._to_plan(SampleResult(tokens=result.tokens, z_end=None, objective=None), obs,
                              time.perf_counter() - t0)
         plan.info.update(value=result.value, solved=result.solved, expansions=result.expansions,

@@ -91,8 +91,8 @@ class ObjectChoice:
         plan = self.planner.plan(torch.as_tensor(cand_states, device=device), goal_t, horizon=self.horizon,
                                  objective=objective, generator=generator)
         with torch.no_grad():
-            values = self.task.plan_value(plan.states, torch.as_tensor(goals, device=device,
-                                                                       dtype=plan.states.dtype)).cpu().numpy()
+            goals_t = torch.as_tensor(goals, device=device, dtype=plan.states.dtype)
+            values = self.task.plan_value(plan.states, goals_t, self.planner.frame_stack).cpu().numpy()
         self.seconds += time.perf_counter() - t0
         self.plans += len(states)
         return values

@@ -47,14 +47,20 @@ def scaled_guidance(scale: float) -> MetaAction:
     return MetaAction(f"x{scale:g}", lambda objective, goal: (lambda s, a: scale * objective(s, a)))
 
 
-def reach_value(pos: torch.Tensor, goal: torch.Tensor, radius: float, max_step: float) -> torch.Tensor:
+def reach_value(pos: torch.Tensor, goal: torch.Tensor, radius: float, max_step: float,
+                frame_stack: int = 1) -> torch.Tensor:
     """MCTD's value of planned positions pos [B, H+1, k] (pos[:, 0]: now) for goals [B, k], in [0, 1]: 0 when a step
     moves further than `max_step` (implausible: the plan jumps, e.g. across a wall); else 0.5 + 0.5 (H - t) / H
     when the plan first comes within `radius` of the goal at step t (MCTD's (H - t) / H, lifted so that every plan
     that reaches beats every one that does not); else 0.5 x the fraction of the start's distance to the goal that
-    the plan's closest state closes (partial progress)."""
+    the plan's closest state closes (partial progress). `frame_stack` > 1: the plan is tokens of that many steps,
+    and only the steps inside a token are tested (a model may join its tokens more loosely than it moves inside one:
+    the navigate models' steps between tokens are 3-4 times their steps inside one, in every plan)."""
     H = max(pos.shape[1] - 1, 1)
-    jump = (pos[:, 1:] - pos[:, :-1]).norm(dim=-1).amax(1) if pos.shape[1] > 1 else pos.new_zeros(pos.shape[0])
+    steps = (pos[:, 1:] - pos[:, :-1]).norm(dim=-1)  # step i: state i -> i + 1; i % frame_stack == 0 joins two tokens
+    if frame_stack > 1:
+        steps = steps[:, torch.arange(steps.shape[1], device=steps.device) % frame_stack != 0]
+    jump = steps.amax(1) if steps.shape[1] else pos.new_zeros(pos.shape[0])
     dist = (pos - goal[:, None]).norm(dim=-1)  # [B, H+1]
     inside = dist <= radius
     first = inside.to(torch.int8).argmax(1)  # first step within the radius (0 when none: masked below)
@@ -148,9 +154,10 @@ class Task(ABC):
         """The children of a tree-search node differ by these: by default the planner's objective scaled."""
         return [scaled_guidance(s) for s in self.search_scales]
 
-    def plan_value(self, states: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+    def plan_value(self, states: torch.Tensor, goal: torch.Tensor, frame_stack: int = 1) -> torch.Tensor:
         """Tree search's value of raw planned states [B, H+1, Ds] (states[:, 0]: now) for goals [B, Dg]: [B] in
-        [0, 1], 0 for a physically implausible plan, >= `SOLVED_VALUE` for one that solves the task."""
+        [0, 1], 0 for a physically implausible plan, >= `SOLVED_VALUE` for one that solves the task. `frame_stack`:
+        the env steps per token of the model that made the plan (a task may test plausibility inside tokens only)."""
         raise UserError(f"{self.name} has no plan value function: search=mctd does not apply to it")
 
     # --- which object to move first (dfplan.search.objects, object_choice) ---------------------------------

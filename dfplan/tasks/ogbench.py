@@ -178,9 +178,9 @@ class CubeTask(OGBenchData, Task):
     def present_object(self, states, goals, objects):
         return cube_env.present_cube(states, goals, objects)
 
-    def plan_value(self, states, goal):
-        """MCTD's cube value (`cube_plan_value`): 0 for an implausible plan, else how soon every cube is placed
-        (or the share of cubes placed by the plan's end, with partial credit for the way closed)."""
+    def plan_value(self, states, goal, frame_stack=1):
+        """MCTD's cube value (`cube_plan_value`): 0 for an implausible plan (every step tested), else how soon every
+        cube is placed (or the share of cubes placed by the plan's end, with partial credit for the way closed)."""
         return cube_plan_value(states, goal, self.num_cubes, self.success_radius)
 
     # --- scoring and pictures ------------------------------------------------------------------------

@@ -111,9 +111,9 @@ class PointMazeTask(Task):
             return lambda goal: episode_goal_distance(goal, self.max_episode_steps, self.goal_dims)
         return lambda goal: goal_distance(goal, self.goal_dims)
 
-    def plan_value(self, states, goal):
-        """MCTD's maze value (`reach_value`): 0 for a step longer than MAX_STEP, else how soon (or how near) the
-        planned xy reaches the goal. Uses no map."""
+    def plan_value(self, states, goal, frame_stack=1):
+        """MCTD's maze value (`reach_value`): 0 for any step longer than MAX_STEP (set on these models' plans, every
+        step tested), else how soon (or how near) the planned xy reaches the goal. Uses no map."""
         return reach_value(states[..., list(self.goal_dims)], goal, GOAL_RADIUS, MAX_STEP)
 
     # --- scoring and pictures ------------------------------------------------------------------------
