@@ -132,7 +132,7 @@ def test_object_choice_plans_each_open_cube_and_follows_the_best_until_it_is_let
         dims = list(og.cube_dims(2))[3 * prefer["cube"]:3 * prefer["cube"] + 3]
         return (states[:, -1, dims] - states[:, 0, dims]).norm(dim=-1) + 1e-3
 
-    monkeypatch.setattr(CubeTask, "plan_value", lambda self, states, goal: value(states, goal))
+    monkeypatch.setattr(CubeTask, "plan_value", lambda self, states, goal, frame_stack=1: value(states, goal))
     controller = make_controller("df", task, device="cpu", object_choice="search", choice_horizon=4)
     env = task.make_env(goal="whole")
     obs, _ = env.reset(seed=2)  # task 3: both cubes move
