@@ -159,7 +159,8 @@ class DFPlanner:
         guides = [None if objective is None else m.child_objective(objective, goal) for m in self.task.meta_actions()]
         result = mctd_search(self.model, z, horizon, cfg, guides,
                              decode=lambda tokens, rows: self._decode(tokens, obs[rows]),
-                             value=lambda states, rows: self.task.plan_value(states, goal[rows], self.frame_stack),
+                             value=lambda states, rows: self.task.plan_value(states, goal[rows],
+                                                                             frame_stack=self.frame_stack),
                              generator=generator, init=init, z_now=z_now,
                              token_box=self.token_box() if cfg.clip_actions else None)
         plan = self._to_plan(SampleResult(tokens=result.tokens, z_end=None, objective=None), obs,

@@ -132,9 +132,8 @@ class DiffuserController(Controller):
         elif self.reacher is not None:
             ahead = min(self.t + self.reacher.k, self.states.shape[1] - 1)
             task = self.planner.task
-            target = self.states[:, ahead] if self.snap_radius is None else snap_to_goal(
-                self.states[:, ahead], goal, task.goal_dims, task.goal_objects, self.snap_radius,
-                current=state)
+            target = snap_to_goal(self.states[:, ahead], goal, task.goal_dims, task.goal_objects, self.snap_radius,
+                                  current=state)
             if self.grasp_align is not None:
                 target = task.align_grasp(state, target, self.grasp_align)
             action = self.reacher.act_toward(state, target)

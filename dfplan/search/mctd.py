@@ -91,12 +91,13 @@ def mctd_search(model, z: torch.Tensor, horizon: int, cfg: SamplerSettings, guid
     best = root.clone()
     expanded, spent = np.zeros(B, dtype=int), np.zeros(B, dtype=int)
     solved = np.zeros(B, dtype=bool)
-    done = np.zeros(B, dtype=bool)  # stopped before the budget: solved, with search_stop="solved"
+    stop_when_solved = cfg.search_stop == "solved"
     rounds = calls = 0
     while True:  # rounds; the seconds budget is checked after each, so that a search always makes one
         picks = []  # (env, node, meta-action)
         for b, tree in enumerate(trees):
-            for _ in range(0 if done[b] else min(cfg.search_parallel, cfg.search_expansions - expanded[b])):
+            left = 0 if solved[b] and stop_when_solved else cfg.search_expansions - expanded[b]
+            for _ in range(min(cfg.search_parallel, left)):
                 chosen = tree.select()
                 if chosen is None:
                     break
@@ -129,7 +130,6 @@ def mctd_search(model, z: torch.Tensor, horizon: int, cfg: SamplerSettings, guid
                 if values[i] > best_value[b]:
                     best_value[b], best[b] = values[i], clean[i]
                 solved[b] |= bool(values[i] >= SOLVED_VALUE)
-                done[b] |= solved[b] and cfg.search_stop == "solved"
         for tree in trees:
             tree.clear_virtual()
         if cfg.search_seconds is not None and time.perf_counter() - t0 >= cfg.search_seconds:

@@ -92,7 +92,7 @@ class ObjectChoice:
                                  objective=objective, generator=generator)
         with torch.no_grad():
             goals_t = torch.as_tensor(goals, device=device, dtype=plan.states.dtype)
-            values = self.task.plan_value(plan.states, goals_t, self.planner.frame_stack).cpu().numpy()
+            values = self.task.plan_value(plan.states, goals_t, frame_stack=self.planner.frame_stack).cpu().numpy()
         self.seconds += time.perf_counter() - t0
         self.plans += len(states)
         return values

@@ -108,7 +108,7 @@ class NavigateTask(OGBenchData, Task):
     def plan_value(self, states, goal, frame_stack=1):
         """MCTD's maze value (`reach_value`): 0 for a planned step inside a token longer than MAX_PLAN_STEP, else how
         soon (or how near) the planned xy reaches the goal. Uses no map."""
-        return reach_value(states[..., :2], goal, self.success_radius, MAX_PLAN_STEP, frame_stack)
+        return reach_value(states[..., :2], goal, self.success_radius, MAX_PLAN_STEP, frame_stack=frame_stack)
 
     # --- scoring and pictures ------------------------------------------------------------------------
     def summarize(self, episodes, ref_scores=None) -> dict:
