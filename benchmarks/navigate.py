@@ -10,6 +10,7 @@ Methods (controllers built by `dfplan.controllers.make_controller`, as `dfplan-e
 line to the goal, the task's only objective):
   df             the DF MPC controller with the checkpoint's tuned settings (its stored execution)
   df-no-revisit  df without the revisit cost (`revisit_cost=0`: plans never turn from where the point has been)
+  df-no-blocked  df without the blocked cost (`blocked_cost=0`: plans never turn from walls the point pressed against)
   df-actions     DF executing its own planned actions
   df-track       DF's planned positions tracked by the point's position controller (execution=track)
   df-best8       df-track, the best of 8 guided plans by the objective (candidates=8)
@@ -42,6 +43,7 @@ ENVS = ["ogbench-pointmaze-medium", "ogbench-pointmaze-large", "ogbench-pointmaz
 METHODS = {
     "df": ("df", {}, ("df",)),
     "df-no-revisit": ("df", {"revisit_cost": 0.0}, ("df",)),
+    "df-no-blocked": ("df", {"blocked_cost": 0.0}, ("df",)),
     "df-actions": ("df", {"execution": "actions"}, ("df",)),
     "df-track": ("df", {"execution": "track"}, ("df",)),
     "df-best8": ("df", {"execution": "track", "candidates": 8}, ("df",)),

@@ -131,20 +131,22 @@ class GeodesicGuide:
         return self._last[1]
 
 
-def revisit_penalty(visited: torch.Tensor, weight: float, radius: float, goal: torch.Tensor | None = None,
-                    pos_dims: tuple[int, ...] = (0, 1)) -> Objective:
-    """J = -weight * sum_t m_t * sum_s exp(-||pos_t - v_s||^2 / (2 radius^2)): each planned position pays for every
+def revisit_penalty(visited: torch.Tensor, weight: float | torch.Tensor, radius: float,
+                    goal: torch.Tensor | None = None, pos_dims: tuple[int, ...] = (0, 1)) -> Objective:
+    """J = -sum_t m_t * sum_s w_s exp(-||pos_t - v_s||^2 / (2 radius^2)): each planned position pays for every
     recorded visit v_s [B, S, len(pos_dims)] near it, so guidance turns plans away from where the episode has already
-    been. With the goal [B, len(pos_dims)], m_t = 1 - exp(-||pos_t - goal||^2 / (2 radius^2)): being at the goal costs
-    nothing, however long the episode stays there (else 1). Knows no map; only the executed path."""
+    been. `weight`: w_s, one for every visit or one per visit [B, S]. With the goal [B, len(pos_dims)],
+    m_t = 1 - exp(-||pos_t - goal||^2 / (2 radius^2)): being at the goal costs nothing, however long the episode stays
+    there (else 1). Knows no map; only the executed path."""
 
     def objective(states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         pos = states[:, 1:, list(pos_dims)]
         d2 = (pos[:, :, None] - visited.to(pos)[:, None]).square().sum(-1)  # [B, T, S]; smooth where pos = v_s
-        near = torch.exp(-d2 / (2 * radius ** 2)).sum(-1)
+        near = torch.exp(-d2 / (2 * radius ** 2))
+        near = (near * weight.to(pos)[:, None]).sum(-1) if torch.is_tensor(weight) else weight * near.sum(-1)
         if goal is not None:
             near = near * -torch.expm1(-(pos - goal.to(pos)[:, None]).square().sum(-1) / (2 * radius ** 2))
-        return -weight * near.sum(1)
+        return -near.sum(1)
 
     return objective
 

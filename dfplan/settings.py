@@ -127,6 +127,10 @@ class ControllerSettings:
     #   spent near it (a Gaussian of radius revisit_radius over the executed path's goal dims): plans leave a place
     #   the point keeps returning to, such as a dead end the straight line leads into; uses no map (0 = off)
     revisit_radius: float = 2.0  # revisit_cost: the Gaussian's radius, in the goal's units (maze: metres)
+    blocked_cost: float = 0.0  # execution=track or lowlevel: an env step on which the task finds the point blocked
+    #   (`Task.blocked`: it moved much less than its action commanded, against a wall) charges the target it was sent
+    #   toward this much, like revisit_cost's visits: plans stop leading through the wall it pressed against; uses no
+    #   map (0 = off)
     object_choice: str = "given"  # given: plan for the goal as the observation gives it | search: given every object's
     #   goal (OGBench cubes, goal=whole), plan choice_horizon tokens per object not yet placed and move the one whose
     #   plan the task's value ranks best until it is placed (a target another object sits on is cleared first) |
@@ -156,6 +160,7 @@ class ControllerSettings:
             set_("grasp_align", check_float("grasp_align", self.grasp_align, 0.0))
         set_("revisit_cost", check_float("revisit_cost", self.revisit_cost, 0.0))
         set_("revisit_radius", check_float("revisit_radius", self.revisit_radius, 1e-6))
+        set_("blocked_cost", check_float("blocked_cost", self.blocked_cost, 0.0))
         if self.lowlevel is not None and not isinstance(self.lowlevel, str):
             raise UserError(f"lowlevel={self.lowlevel!r} must be a checkpoint path or shipped name")
         if self.goal is not None and not isinstance(self.goal, str):

@@ -41,6 +41,8 @@ NAMESPACE = "dfplan/ogbench"
 DEFAULT_EPISODES = 1000  # OGBench's navigate datasets: 1,000 training episodes of 1,001 steps
 EPISODE_STEPS = 1000
 STEP_SIZE = 0.2  # the point moves by STEP_SIZE * action per step
+BLOCKED_FRACTION = 0.3  # `blocked`: a step that moved the point less than this share of what its action commanded
+MIN_BLOCKED_MOVE = 0.1  # `blocked`: commands shorter than this (metres) are never counted
 SUCCESS_DISTANCE = 1.0  # OGBench's goal tolerance for the point
 MAZE_UNIT = 4.0
 DATA_NOISE = 0.2  # OGBench's Gaussian action noise for the navigate data
@@ -227,6 +229,14 @@ def track_action(states: np.ndarray, targets: np.ndarray) -> np.ndarray:
     the target in one step when no wall is in the way (a dead-beat position controller for the kinematic point;
     it needs no velocity term), clipped to the action box."""
     return np.clip((targets[:, :2] - states[:, :2]) / STEP_SIZE, -1.0, 1.0).astype(np.float32)
+
+
+def blocked(states: np.ndarray, actions: np.ndarray, next_states: np.ndarray) -> np.ndarray:
+    """Rows [N] whose step moved the point less than BLOCKED_FRACTION of the STEP_SIZE * |action| it commanded (at
+    least MIN_BLOCKED_MOVE): a wall stopped it."""
+    commanded = STEP_SIZE * np.linalg.norm(actions[:, :2], axis=-1)
+    moved = np.linalg.norm(next_states[:, :2] - states[:, :2], axis=-1)
+    return (commanded > MIN_BLOCKED_MOVE) & (moved < BLOCKED_FRACTION * commanded)
 
 
 # --- the navigate recipe ------------------------------------------------------------------------------------------

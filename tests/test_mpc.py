@@ -268,3 +268,5 @@ def test_revisit_cost_records_the_path_and_turns_guidance_away_from_it(planner):
     assert c._guidance(goal)(states, acts) < plain._guidance(goal)(states, acts)  # standing where it has been costs
     with pytest.raises(UserError, match="revisit_cost"):
         MPCController(planner, horizon=4, revisit_cost=-1.0)
+    with pytest.raises(UserError, match="cannot tell a blocked step"):  # PointMaze-v3's point has momentum: no rule
+        MPCController(planner, horizon=4, execution="track", blocked_cost=1.0)

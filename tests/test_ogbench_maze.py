@@ -197,3 +197,32 @@ def test_the_navigate_value_tests_plausibility_inside_tokens():
     assert task.plan_value(plan(11), goal, frame_stack=10).item() >= SOLVED_VALUE
     assert task.plan_value(plan(11), goal).item() == 0.0
     assert task.plan_value(plan(5), goal, frame_stack=10).item() == 0.0
+
+
+def test_a_point_that_cannot_move_charges_the_target_it_was_sent_to():
+    """`blocked_cost`: a step that moved the point far less than its action commanded is blocked (the point is
+    kinematic); a controller fed a point that never moves records the targets it was sent to, and guidance then
+    charges a plan that goes there, where the controller without the cost does not."""
+    states = np.zeros((4, 2))
+    actions = np.array([[1.0, 0.0], [1.0, 0.0], [0.2, 0.0], [0.0, 0.0]])
+    moved = np.array([[0.0, 0.0], [0.19, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    assert nav.blocked(states, actions, moved).tolist() == [True, False, False, False]  # stopped; moved; too small
+    task = get_task("ogbench-pointmaze-giant-goal")
+    obs, _ = task.make_env().reset(seed=3)
+    controllers = {}
+    for cost in (0.0, 2.0):
+        c = controllers[cost] = make_controller("df", task, device="cpu", blocked_cost=cost, revisit_cost=0.0,
+                                                horizon=4, replan_every=10)
+        c.reset(seed=0)
+        for _ in range(2 * c.fs):
+            c.act(obs)  # the same observation every step: the point never moves
+    assert controllers[0.0].blocked == []
+    where, steps = controllers[2.0].blocked[-1]  # one record per token: the last target, the blocked steps
+    assert 0 < steps[0] <= controllers[2.0].fs and not np.allclose(where, obs["achieved_goal"])
+    there = torch.as_tensor(where, dtype=torch.float32)[:, None].expand(1, 3, 2)
+    plan = torch.cat([there, torch.zeros(1, 3, 2)], -1)  # [x, y, goal x, goal y]: a plan that stays at the target
+    goal = torch.as_tensor(obs["desired_goal"][None], dtype=torch.float32)
+    acts = torch.zeros(1, 2, 2)
+    assert controllers[2.0]._guidance(goal)(plan, acts) < controllers[0.0]._guidance(goal)(plan, acts)
+    with pytest.raises(UserError, match="blocked_cost"):
+        make_controller("df", task, device="cpu", blocked_cost=1.0, execution="actions")

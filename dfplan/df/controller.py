@@ -43,7 +43,8 @@ class MPCController(Controller):
                  subgoal_ahead: int | None = None, snap_radius: float | None = None, grasp_align: float | None = None,
                  object_choice: str | None = None, choice_horizon: int | None = None, goal: str | None = None,
                  revisit_cost: float | None = None, revisit_radius: float | None = None,
-                 max_episode_steps: int | None = None, action_low: float = -1.0, action_high: float = 1.0,
+                 blocked_cost: float | None = None, max_episode_steps: int | None = None,
+                 action_low: float = -1.0, action_high: float = 1.0,
                  seed: int | None = None):
         """
         horizon: planning horizon in tokens (shrinks to the episode's remaining time when `max_episode_steps` is set).
@@ -84,6 +85,11 @@ class MPCController(Controller):
             has already spent near it (a Gaussian of radius `revisit_radius` over the goal dims of the executed path,
             recorded once per token): a plan that the straight line keeps leading into a dead end turns away from
             it. Uses no map. 0 = off.
+        blocked_cost: with execution="track" or "lowlevel", an env step on which the task finds the point blocked
+            (`Task.blocked`: it moved much less than its action commanded) records the target it was sent toward, and
+            guidance charges planned positions near it `blocked_cost` per such step, like a visit (same radius): a
+            plan that leads through a wall the point pressed against loses to one that goes round. Uses no map.
+            0 = off.
         """
         named = objective if isinstance(objective, str) else None
         stored = planner.settings.controller
@@ -94,7 +100,8 @@ class MPCController(Controller):
             objective=named, min_horizon=min_horizon, token_reach=token_reach, execution=execution,
             lowlevel=lowlevel if isinstance(lowlevel, str) else None, subgoal_ahead=subgoal_ahead,
             snap_radius=snap_radius, grasp_align=grasp_align, object_choice=object_choice,
-            choice_horizon=choice_horizon, goal=goal, revisit_cost=revisit_cost, revisit_radius=revisit_radius).items()
+            choice_horizon=choice_horizon, goal=goal, revisit_cost=revisit_cost, revisit_radius=revisit_radius,
+            blocked_cost=blocked_cost).items()
             if v is not None})
         self.settings = settings
         self.planner = planner
@@ -149,6 +156,14 @@ class MPCController(Controller):
             self.chooser = ObjectChoice(planner, planner.task, settings.object_choice, settings.choice_horizon,
                                         self.objective)
         self.revisit_cost, self.revisit_radius = settings.revisit_cost, settings.revisit_radius
+        self.blocked_cost = settings.blocked_cost
+        if self.blocked_cost:
+            if self.reacher is None and self.tracker is None:
+                raise UserError(f"blocked_cost={self.blocked_cost} records the targets a tracker or low-level policy "
+                                f"could not reach; execution={settings.execution} has none (use execution=track)")
+            if planner.task is None:
+                raise UserError("blocked_cost needs the planner's task (its rule for a blocked step)")
+            planner.task.blocked(*(np.zeros((0, d)) for d in (planner.obs_dim, planner.act_dim, planner.obs_dim)))
         self.goal = None if planner.task is None or settings.goal is None else planner.task.check_goal(settings.goal)
         self.adapter = planner.task.observation_adapter(self.goal) if planner.task is not None else NativeObservation()
         self.max_episode_steps = max_episode_steps
@@ -194,6 +209,9 @@ class MPCController(Controller):
         self.window: deque = deque(maxlen=self.memory_tokens or 1)  # (obs before, actions, observations) per token
         self.history: list[np.ndarray] = []  # plans made this episode (states, numpy) for plots
         self.visited: list[np.ndarray] = []  # goal-dim positions, one per token executed (revisit_cost)
+        self.blocked: list[tuple[np.ndarray, np.ndarray]] = []  # (goal-dim targets, blocked steps) per token
+        self._sent = None  # (states, actions, targets) of the last step, to tell a blocked one (blocked_cost)
+        self._blocked_now = None  # the token being executed: (last blocked target, blocked steps) per env
         self.generator = None
         if seed is not None:
             self.generator = torch.Generator(device=self.planner.device).manual_seed(int(seed))
@@ -223,33 +241,55 @@ class MPCController(Controller):
             states, goals = self.chooser(states, goals, self.generator)
             self.plan_seconds += self.chooser.seconds - seconds
         self._remember(states)
-        if self.revisit_cost and self.t % self.fs == 0:
-            self.visited.append(states[:, list(self.planner.goal_dims)])
-        if self.plan is None or self.plan_step >= self.replan_every or self.plan_step >= self.plan.shape[1]:
+        if self.blocked_cost and self._sent is not None:
+            self._note_blocked(states, finite)
+        replan = self.plan is None or self.plan_step >= self.replan_every or self.plan_step >= self.plan.shape[1]
+        if self.t % self.fs == 0 or replan:
+            if self.revisit_cost and self.t % self.fs == 0:
+                self.visited.append(states[:, list(self.planner.goal_dims)])
+            if self._blocked_now is not None and self._blocked_now[1].any():
+                self.blocked.append(self._blocked_now)
+                self._blocked_now = None
+        if replan:
             self._replan(states, goals)
-        action = self._action(states, goals)
+        action, target = self._action(states, goals)
         self.plan_step += 1
         self.t += 1
         action[~finite] = 0.0  # never act on an observation we could not read: hold still instead
         action, bad = safe_actions(action, self.low, self.high)
         self.failures += bad + int((~finite).sum())
+        if self.blocked_cost:
+            self._sent = (states, action, target)
         self.pending_actions.append(action)
         return action if batched else action[0]
 
     # --- internals -----------------------------------------------------------------------------
-    def _action(self, states: np.ndarray, goals: np.ndarray) -> np.ndarray:
-        """The plan's own action now, or the tracking controller's or the low-level policy's toward the planned state
-        `subgoal_ahead` steps ahead (the plan's last state once fewer remain), snapped to the goal near it."""
+    def _action(self, states: np.ndarray, goals: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(action, target): the plan's own action now (target None), or the tracking controller's or the low-level
+        policy's toward the target, the planned state `subgoal_ahead` steps ahead (the plan's last state once fewer
+        remain) snapped to the goal near it."""
         if self.plan_states is None or (self.reacher is None and self.tracker is None):
-            return self.plan[:, self.plan_step].copy()  # own actions (or, without planned states, a failed plan's)
+            return self.plan[:, self.plan_step].copy(), None  # own actions (without planned states: a failed plan's)
         ahead = min(self.plan_step + self.subgoal_ahead, self.plan_states.shape[1] - 1)
         target = snap_to_goal(self.plan_states[:, ahead], goals, self.planner.goal_dims, self.goal_objects,
                               self.snap_radius, current=states)
         if self.grasp_align is not None:
             target = self.planner.task.align_grasp(states, target, self.grasp_align)
         if self.tracker is not None:
-            return self.tracker(states, target, self.plan[:, self.plan_step])
-        return self.reacher.act_toward(states, target)
+            return self.tracker(states, target, self.plan[:, self.plan_step]), target
+        return self.reacher.act_toward(states, target), target
+
+    def _note_blocked(self, states: np.ndarray, finite: np.ndarray) -> None:
+        """Count the last step toward its target as blocked where the task says the point did not get there."""
+        before, actions, targets = self._sent
+        if targets is None:  # the step executed a failed plan's actions: no target
+            return
+        hit = self.planner.task.blocked(before, actions, states) & finite
+        if self._blocked_now is None:
+            self._blocked_now = (states[:, list(self.planner.goal_dims)].copy(), np.zeros(len(states)))
+        where, steps = self._blocked_now
+        where[hit] = targets[hit][:, list(self.planner.goal_dims)]
+        steps[hit] += 1
 
     def _remember(self, states: np.ndarray) -> None:
         """Record the observation that followed the last action; feed whole tokens into the latent."""
@@ -313,17 +353,25 @@ class MPCController(Controller):
 
     def _guidance(self, goal_t: torch.Tensor, rows: torch.Tensor | None = None) -> Objective | None:
         """The objective a plan of the envs `rows` (None = all) is guided by: the task's toward the goal, less the
-        revisit penalty on the places the episode has been (none at the goal itself), which tree search's children
-        all keep."""
+        revisit penalty on the places the episode has been and the targets the point was blocked on (none at the goal
+        itself), which tree search's children all keep."""
         if self.objective is None:
             return None
         goal_t = goal_t if rows is None else goal_t[rows]
         toward = self.objective(goal_t)
-        if not self.revisit_cost or not self.visited:
+        visits = self.visited if self.revisit_cost else []
+        if not visits and not self.blocked:
             return toward
-        visited = torch.as_tensor(np.stack(self.visited, 1), dtype=goal_t.dtype, device=goal_t.device)
-        away = revisit_penalty(visited if rows is None else visited[rows], self.revisit_cost * self.fs,
-                               self.revisit_radius, goal_t, self.planner.goal_dims)
+        places = [*visits, *(where for where, _ in self.blocked)]
+        places = torch.as_tensor(np.stack(places, 1), dtype=goal_t.dtype, device=goal_t.device)
+        weight = self.revisit_cost * self.fs  # per visit: a token's env steps
+        if self.blocked:  # one weight per place: the visits', then each blocked target's steps
+            weight = np.concatenate([np.full((len(places), len(visits)), weight),
+                                     self.blocked_cost * np.stack([steps for _, steps in self.blocked], 1)], 1)
+            weight = torch.as_tensor(weight, dtype=goal_t.dtype, device=goal_t.device)
+            weight = weight if rows is None else weight[rows]
+        away = revisit_penalty(places if rows is None else places[rows], weight, self.revisit_radius, goal_t,
+                               self.planner.goal_dims)
         return Penalized(toward, away)
 
     def _replan(self, states: np.ndarray, goals: np.ndarray) -> None:

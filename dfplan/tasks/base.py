@@ -245,6 +245,11 @@ class Task(ABC):
         executed on this task."""
         raise UserError(f"{self.name} has no tracking controller for planned states; use planner=diffuser-actions")
 
+    def blocked(self, states: np.ndarray, actions: np.ndarray, next_states: np.ndarray) -> np.ndarray:
+        """Rows [N] (bool) whose step from `states` [N, Ds] under `actions` [N, Da] to `next_states` went much less
+        far than the action sent them: something the plan did not show (a wall) stopped them (`blocked_cost`)."""
+        raise UserError(f"{self.name} cannot tell a blocked step: blocked_cost does not apply to it")
+
     def align_grasp(self, states: np.ndarray, targets: np.ndarray, radius: float) -> np.ndarray:
         """Targets [N, Ds] for the low-level policy or tracker refined by the task's grasp rules (`grasp_align`):
         e.g. the effector turned to grasp the object it approaches (within `radius`) the way the task's objects are

@@ -154,6 +154,10 @@ class NavigateTask(OGBenchData, Task):
         """The point's position controller (`dfplan.envs.ogbench_maze.track_action`)."""
         return nav.track_action(states, targets)
 
+    def blocked(self, states, actions, next_states):
+        """The kinematic point's rule (`dfplan.envs.ogbench_maze.blocked`)."""
+        return nav.blocked(states, actions, next_states)
+
     def expert(self, lookahead: bool = False):
         return nav.NavigateExpertController(self.name)
 
