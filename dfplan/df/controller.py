@@ -163,6 +163,7 @@ class MPCController(Controller):
                                 f"could not reach; execution={settings.execution} has none (use execution=track)")
             if planner.task is None:
                 raise UserError("blocked_cost needs the planner's task (its rule for a blocked step)")
+            # a task without a rule for blocked steps refuses here, not at the episode's first step
             planner.task.blocked(*(np.zeros((0, d)) for d in (planner.obs_dim, planner.act_dim, planner.obs_dim)))
         self.goal = None if planner.task is None or settings.goal is None else planner.task.check_goal(settings.goal)
         self.adapter = planner.task.observation_adapter(self.goal) if planner.task is not None else NativeObservation()
@@ -243,13 +244,13 @@ class MPCController(Controller):
         self._remember(states)
         if self.blocked_cost and self._sent is not None:
             self._note_blocked(states, finite)
+        token_start = self.t % self.fs == 0
         replan = self.plan is None or self.plan_step >= self.replan_every or self.plan_step >= self.plan.shape[1]
-        if self.t % self.fs == 0 or replan:
-            if self.revisit_cost and self.t % self.fs == 0:
-                self.visited.append(states[:, list(self.planner.goal_dims)])
-            if self._blocked_now is not None and self._blocked_now[1].any():
-                self.blocked.append(self._blocked_now)
-                self._blocked_now = None
+        if self.revisit_cost and token_start:
+            self.visited.append(states[:, list(self.planner.goal_dims)])
+        if (token_start or replan) and self._blocked_now is not None and self._blocked_now[1].any():
+            self.blocked.append(self._blocked_now)  # the next plan already avoids the last blocked target
+            self._blocked_now = None
         if replan:
             self._replan(states, goals)
         action, target = self._action(states, goals)
@@ -359,7 +360,7 @@ class MPCController(Controller):
             return None
         goal_t = goal_t if rows is None else goal_t[rows]
         toward = self.objective(goal_t)
-        visits = self.visited if self.revisit_cost else []
+        visits = self.visited  # recorded only with a revisit cost
         if not visits and not self.blocked:
             return toward
         places = [*visits, *(where for where, _ in self.blocked)]
