@@ -173,7 +173,7 @@ def test_the_goal_tasks_carry_the_goal_in_the_observation():
 
 def test_search_and_revisit_settings_meet_the_shipped_checkpoints_settings():
     """`search=mctd` alone is valid on a checkpoint that stores a guidance scale (it was once checked against the
-    defaults, where guidance is off); the shipped large model stores the revisit cost and snap that its rows use."""
+    defaults, where guidance is off); the shipped large and medium models store the settings that their rows use."""
     task = get_task("ogbench-pointmaze-large")
     c = make_controller("df", task, device="cpu", search="mctd", search_expansions=2)
     assert c.planner.sampler.search == "mctd" and c.planner.sampler.guidance_scale > 0
@@ -181,6 +181,8 @@ def test_search_and_revisit_settings_meet_the_shipped_checkpoints_settings():
     assert make_controller("df", task, device="cpu", revisit_cost=0).revisit_cost == 0.0
     with pytest.raises(UserError, match="guidance_scale=0"):
         make_controller("df", task, device="cpu", search="mctd", guidance_scale=0)
+    medium = make_controller("df", get_task("ogbench-pointmaze-medium"), device="cpu")  # what medium's rows ran with
+    assert (medium.blocked_cost, medium.snap_radius, medium.replan_every, medium.revisit_cost) == (4.0, 3.0, 10, 0.0)
 
 
 def test_the_navigate_value_tests_plausibility_inside_tokens():
