@@ -229,3 +229,4 @@ def test_a_point_that_cannot_move_charges_the_target_it_was_sent_to():
     with pytest.raises(UserError, match="blocked_cost"):
         make_controller("df", task, device="cpu", blocked_cost=1.0, execution="actions")
     assert make_controller("df", task, device="cpu").blocked_cost == 4.0  # what the shipped model's rows ran with
+    assert make_controller("df", task, device="cpu", execution="actions").blocked_cost == 0.0  # no target to record

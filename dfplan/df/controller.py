@@ -93,8 +93,8 @@ class MPCController(Controller):
         """
         named = objective if isinstance(objective, str) else None
         stored = planner.settings.controller
-        if execution == "actions":  # a stored snap or alignment moves the stored execution's target
-            stored = replace(stored, snap_radius=None, grasp_align=None)
+        if execution == "actions":  # a stored snap, alignment or blocked cost belongs to the stored execution's target
+            stored = replace(stored, snap_radius=None, grasp_align=None, blocked_cost=0.0)
         settings = replace(stored, **{k: v for k, v in dict(
             horizon=horizon, replan_every=replan_every, memory=memory, memory_tokens=memory_tokens,
             objective=named, min_horizon=min_horizon, token_reach=token_reach, execution=execution,
