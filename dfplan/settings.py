@@ -131,6 +131,9 @@ class ControllerSettings:
     #   (`Task.blocked`: it moved much less than its action commanded, against a wall) charges the target it was sent
     #   toward this much, like revisit_cost's visits: plans stop leading through the wall it pressed against; uses no
     #   map (0 = off)
+    blocked_reach: float | None = None  # blocked_cost: the place charged lies on the way from the point to that target,
+    #   at most this far from the point (the wall it pressed against, not a target beyond it that a later route may
+    #   need); None = the target itself
     object_choice: str = "given"  # given: plan for the goal as the observation gives it | search: given every object's
     #   goal (OGBench cubes, goal=whole), plan choice_horizon tokens per object not yet placed and move the one whose
     #   plan the task's value ranks best until it is placed (a target another object sits on is cleared first) |
@@ -161,6 +164,8 @@ class ControllerSettings:
         set_("revisit_cost", check_float("revisit_cost", self.revisit_cost, 0.0))
         set_("revisit_radius", check_float("revisit_radius", self.revisit_radius, 1e-6))
         set_("blocked_cost", check_float("blocked_cost", self.blocked_cost, 0.0))
+        if self.blocked_reach is not None:
+            set_("blocked_reach", check_float("blocked_reach", self.blocked_reach, 1e-6))
         if self.lowlevel is not None and not isinstance(self.lowlevel, str):
             raise UserError(f"lowlevel={self.lowlevel!r} must be a checkpoint path or shipped name")
         if self.goal is not None and not isinstance(self.goal, str):

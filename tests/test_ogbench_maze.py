@@ -182,7 +182,8 @@ def test_search_and_revisit_settings_meet_the_shipped_checkpoints_settings():
     with pytest.raises(UserError, match="guidance_scale=0"):
         make_controller("df", task, device="cpu", search="mctd", guidance_scale=0)
     medium = make_controller("df", get_task("ogbench-pointmaze-medium"), device="cpu")  # what medium's rows ran with
-    assert (medium.blocked_cost, medium.snap_radius, medium.replan_every, medium.revisit_cost) == (4.0, 3.0, 10, 0.0)
+    assert (medium.blocked_cost, medium.blocked_reach, medium.snap_radius, medium.replan_every,
+            medium.revisit_cost) == (4.0, 1.0, 3.0, 10, 0.0)
 
 
 def test_the_navigate_value_tests_plausibility_inside_tokens():
@@ -212,20 +213,23 @@ def test_a_point_that_cannot_move_charges_the_target_it_was_sent_to():
     task = get_task("ogbench-pointmaze-giant-goal")
     obs, _ = task.make_env().reset(seed=3)
     controllers = {}
-    for cost in (0.0, 2.0):
-        c = controllers[cost] = make_controller("df", task, device="cpu", blocked_cost=cost, revisit_cost=0.0,
-                                                horizon=4, replan_every=10)
+    for cost, reach in ((0.0, None), (2.0, None), (2.0, 0.5)):
+        c = controllers[cost, reach] = make_controller("df", task, device="cpu", blocked_cost=cost, revisit_cost=0.0,
+                                                       blocked_reach=reach, horizon=4, replan_every=10)
         c.reset(seed=0)
         for _ in range(2 * c.fs):
             c.act(obs)  # the same observation every step: the point never moves
-    assert controllers[0.0].blocked == []
-    where, steps = controllers[2.0].blocked[-1]  # one record per token: the last target, the blocked steps
-    assert 0 < steps[0] <= controllers[2.0].fs and not np.allclose(where, obs["achieved_goal"])
+    assert controllers[0.0, None].blocked == []
+    where, steps = controllers[2.0, None].blocked[-1]  # one record per token: the last target, the blocked steps
+    assert 0 < steps[0] <= controllers[2.0, None].fs and not np.allclose(where, obs["achieved_goal"])
+    near, _ = controllers[2.0, 0.5].blocked[-1]  # blocked_reach: the place on the way there, 0.5 from the point
+    assert np.linalg.norm(near - obs["achieved_goal"]) == pytest.approx(0.5, abs=1e-4)
     there = torch.as_tensor(where, dtype=torch.float32)[:, None].expand(1, 3, 2)
     plan = torch.cat([there, torch.zeros(1, 3, 2)], -1)  # [x, y, goal x, goal y]: a plan that stays at the target
     goal = torch.as_tensor(obs["desired_goal"][None], dtype=torch.float32)
     acts = torch.zeros(1, 2, 2)
-    assert controllers[2.0]._guidance(goal)(plan, acts) < controllers[0.0]._guidance(goal)(plan, acts)
+    charged, free = (controllers[cost, None]._guidance(goal)(plan, acts) for cost in (2.0, 0.0))
+    assert charged < free
     with pytest.raises(UserError, match="blocked_cost"):
         make_controller("df", task, device="cpu", blocked_cost=1.0, execution="actions")
     assert make_controller("df", task, device="cpu").blocked_cost == 4.0  # what the shipped model's rows ran with

@@ -43,7 +43,8 @@ class MPCController(Controller):
                  subgoal_ahead: int | None = None, snap_radius: float | None = None, grasp_align: float | None = None,
                  object_choice: str | None = None, choice_horizon: int | None = None, goal: str | None = None,
                  revisit_cost: float | None = None, revisit_radius: float | None = None,
-                 blocked_cost: float | None = None, max_episode_steps: int | None = None,
+                 blocked_cost: float | None = None, blocked_reach: float | None = None,
+                 max_episode_steps: int | None = None,
                  action_low: float = -1.0, action_high: float = 1.0,
                  seed: int | None = None):
         """
@@ -89,7 +90,8 @@ class MPCController(Controller):
             (`Task.blocked`: it moved much less than its action commanded) records the target it was sent toward, and
             guidance charges planned positions near it `blocked_cost` per such step, like a visit (same radius): a
             plan that leads through a wall the point pressed against loses to one that goes round. Uses no map.
-            0 = off.
+            0 = off. blocked_reach: the place recorded is on the way to that target, at most this far from the point
+            (the wall itself rather than a target beyond it); None = the target.
         """
         named = objective if isinstance(objective, str) else None
         stored = planner.settings.controller
@@ -101,7 +103,7 @@ class MPCController(Controller):
             lowlevel=lowlevel if isinstance(lowlevel, str) else None, subgoal_ahead=subgoal_ahead,
             snap_radius=snap_radius, grasp_align=grasp_align, object_choice=object_choice,
             choice_horizon=choice_horizon, goal=goal, revisit_cost=revisit_cost, revisit_radius=revisit_radius,
-            blocked_cost=blocked_cost).items()
+            blocked_cost=blocked_cost, blocked_reach=blocked_reach).items()
             if v is not None})
         self.settings = settings
         self.planner = planner
@@ -156,7 +158,7 @@ class MPCController(Controller):
             self.chooser = ObjectChoice(planner, planner.task, settings.object_choice, settings.choice_horizon,
                                         self.objective)
         self.revisit_cost, self.revisit_radius = settings.revisit_cost, settings.revisit_radius
-        self.blocked_cost = settings.blocked_cost
+        self.blocked_cost, self.blocked_reach = settings.blocked_cost, settings.blocked_reach
         if self.blocked_cost:
             if self.reacher is None and self.tracker is None:
                 raise UserError(f"blocked_cost={self.blocked_cost} records the targets a tracker or low-level policy "
@@ -286,10 +288,16 @@ class MPCController(Controller):
         if targets is None:  # the step executed a failed plan's actions: no target
             return
         hit = self.planner.task.blocked(before, actions, states) & finite
+        dims = list(self.planner.goal_dims)
         if self._blocked_now is None:
-            self._blocked_now = (states[:, list(self.planner.goal_dims)].copy(), np.zeros(len(states)))
+            self._blocked_now = (states[:, dims].copy(), np.zeros(len(states)))
         where, steps = self._blocked_now
-        where[hit] = targets[hit][:, list(self.planner.goal_dims)]
+        place = targets[hit][:, dims]
+        if self.blocked_reach is not None:  # the point of the way there at most blocked_reach from the point
+            start = before[hit][:, dims]
+            far = np.linalg.norm(place - start, axis=-1, keepdims=True)
+            place = start + (place - start) * np.minimum(1.0, self.blocked_reach / np.maximum(far, 1e-9))
+        where[hit] = place
         steps[hit] += 1
 
     def _remember(self, states: np.ndarray) -> None:
