@@ -13,7 +13,7 @@ environments in `dfplan.envs` among them) can import `dfplan.errors` without imp
 
 import importlib
 
-__version__ = "0.22.0"
+__version__ = "0.23.0"
 
 _API = {  # name -> the module that defines it
     "load_planner": "dfplan.registry",
