@@ -205,7 +205,8 @@ def test_the_navigate_value_tests_plausibility_inside_tokens():
 def test_a_point_that_cannot_move_charges_the_target_it_was_sent_to():
     """`blocked_cost`: a step that moved the point far less than its action commanded is blocked (the point is
     kinematic); a controller fed a point that never moves records the targets it was sent to, and guidance then
-    charges a plan that goes there, where the controller without the cost does not."""
+    charges a plan that goes there, where the controller without the cost does not; with `blocked_reach` the place
+    recorded is on the way there, that far from the point."""
     states = np.zeros((4, 2))
     actions = np.array([[1.0, 0.0], [1.0, 0.0], [0.2, 0.0], [0.0, 0.0]])
     moved = np.array([[0.0, 0.0], [0.19, 0.0], [0.0, 0.0], [0.0, 0.0]])
